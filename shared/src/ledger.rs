@@ -1,0 +1,1 @@
+//! Ledger: durable, append-only deletion journal (being written).

@@ -1,0 +1,28 @@
+//! Core of S3T (Sequence-aware Sharded Sliced Training) exact unlearning.
+//!
+//! Chowdhury et al., *Towards Scalable Exact Machine Unlearning Using Parameter-Efficient Fine-Tuning*,
+//! ICLR 2025. The modules follow the paper's concepts:
+//!
+//! - [`partition`]: sample id → (shard, slice), stable across runs and platforms.
+//! - [`sequence`]: slice sequences (permutations) a shard trains: cyclic, full, random, BMS.
+//! - [`plan`]: the per-shard prefix trie of training nodes and their training order.
+//! - [`route`]: the pure deletion/routing state machine shared by the trainer and the browser.
+//! - [`ledger`]: the durable, checksummed, append-only deletion journal.
+//! - [`simulate`]: closed form and Monte Carlo estimates of how many deletions a configuration survives.
+//!
+//! This crate has no heavy dependencies and compiles for `wasm32-unknown-unknown`.
+
+pub mod assignment;
+pub mod ledger;
+pub mod partition;
+pub mod plan;
+pub mod prior;
+pub mod route;
+pub mod sequence;
+pub mod simulate;
+
+pub use partition::{Cell, Partition, PartitionMode, SampleId};
+pub use plan::{Node, NodeId, Plan, ShardPlan};
+pub use prior::Prior;
+pub use route::{Action, Event, Router, Served, State};
+pub use sequence::{Sequence, SequenceError, Strategy};
