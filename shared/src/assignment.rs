@@ -146,13 +146,13 @@ impl Weights {
             }
             // Split the remaining space: child i keeps rows < i as in `cols` and forbids (i, cols[i]).
             let mut prefix = space;
-            for row in fixed..self.n {
+            for (row, &col) in cols.iter().enumerate().skip(fixed) {
                 let mut child = prefix.clone();
-                child.forbid(row, cols[row]);
+                child.forbid(row, col);
                 if let Some(sol) = child.max_assignment() {
                     heap.push(Candidate { score: self.total(&sol), cols: sol, space: child, fixed: row });
                 }
-                prefix.force(row, cols[row]);
+                prefix.force(row, col);
             }
         }
         None

@@ -21,6 +21,7 @@ pub mod route;
 pub mod sequence;
 pub mod simulate;
 
+pub use ledger::{Ledger, LedgerError, Recovery};
 pub use partition::{Cell, Partition, PartitionMode, SampleId};
 pub use plan::{Node, NodeId, Plan, ShardPlan};
 pub use prior::Prior;

@@ -155,9 +155,7 @@ impl Router {
         let shard = usize::from(cell.shard);
         let before = state.served(cell.shard);
         let mut events = vec![Event::Deleted { id: id.clone(), cell }];
-        for (sequence, (active, positions)) in
-            state.active[shard].iter_mut().zip(&self.positions[shard]).enumerate()
-        {
+        for (sequence, (active, positions)) in state.active[shard].iter_mut().zip(&self.positions[shard]).enumerate() {
             let cut = positions[usize::from(cell.slice)];
             if cut < *active {
                 events.push(Event::Deactivated { shard: cell.shard, sequence, from: cut, to: *active });

@@ -294,7 +294,8 @@ const LN_FLOOR: f64 = -1.0e4;
 /// sequences already chosen (Murty's next-best assignment), so any B ≤ L! gives distinct sequences.
 pub fn bms(prior: &Prior, budget: usize) -> Result<Vec<Sequence>, SequenceError> {
     let l = prior.len();
-    let slices = u16::try_from(l).map_err(|_| SequenceError::PriorLength { expected: usize::from(u16::MAX), found: l })?;
+    let slices =
+        u16::try_from(l).map_err(|_| SequenceError::PriorLength { expected: usize::from(u16::MAX), found: l })?;
     check_budget(slices, budget)?;
     let weights = Weights::new(l, |slice, position| {
         let survive = (-prior.values()[slice]).ln_1p().max(LN_FLOOR);
@@ -385,7 +386,10 @@ mod tests {
     fn cyclic_level_two_follows_the_paper() {
         // L = 3, B = 6: rotations, then the 2-suffix of each rotation rotated once.
         let seqs: Vec<Vec<u16>> = cyclic(3, 6).unwrap().into_iter().map(Vec::from).collect();
-        assert_eq!(seqs, vec![vec![0, 1, 2], vec![1, 2, 0], vec![2, 0, 1], vec![0, 2, 1], vec![1, 0, 2], vec![2, 1, 0]]);
+        assert_eq!(
+            seqs,
+            vec![vec![0, 1, 2], vec![1, 2, 0], vec![2, 0, 1], vec![0, 2, 1], vec![1, 0, 2], vec![2, 1, 0]]
+        );
     }
 
     #[test]

@@ -56,10 +56,8 @@ pub fn closed_form_for(sequences: &[Vec<Sequence>], prior: &Prior) -> Option<f64
         return None;
     }
     let l = prior.len() as f64;
-    let covered: usize = sequences
-        .iter()
-        .map(|seqs| seqs.iter().filter_map(|s| s.slices().first()).collect::<HashSet<_>>().len())
-        .sum();
+    let covered: usize =
+        sequences.iter().map(|seqs| seqs.iter().filter_map(|s| s.slices().first()).collect::<HashSet<_>>().len()).sum();
     Some(sequences.len() as f64 * l * harmonic(covered as u64))
 }
 
@@ -195,7 +193,9 @@ impl MonteCarlo {
         let mut served = full.clone();
 
         for run in 0..self.runs {
-            let mut rng = ChaCha8Rng::seed_from_u64(shard_seed(self.seed, 0) ^ u64::from(run).wrapping_mul(0xA24B_AED4_963E_E407));
+            let mut rng = ChaCha8Rng::seed_from_u64(
+                shard_seed(self.seed, 0) ^ u64::from(run).wrapping_mul(0xA24B_AED4_963E_E407),
+            );
             hit.fill(0);
             served.copy_from_slice(&full);
             let mut live = served.iter().filter(|&&s| s > 0).count();

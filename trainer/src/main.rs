@@ -1,1 +1,62 @@
-fn main() {}
+//! `trainer`: the command-line front end of S3T exact unlearning.
+//!
+//! Each subcommand lives in its own module under `cli/`; this file holds only the clap tree and the dispatch, so a
+//! new subcommand is one `Command` variant plus one module.
+
+mod args;
+mod chart;
+mod cli;
+mod output;
+mod sweep;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const ABOUT: &str = "S3T exact unlearning: plan sequence-aware sharded, sliced training and simulate how many \
+                     deletions it survives.";
+
+const LONG_ABOUT: &str = "S3T (Sequence-aware Sharded Sliced Training, Chowdhury et al., ICLR 2025) makes deleting \
+a training sample cheap and exact. The data is split into m shards, each with its own model, and each shard into L \
+slices. A shard's model is a stack of L layer groups trained one slice at a time, so group k has seen only the first k \
+slices of the order it was trained in. Deleting a sample then only invalidates the groups that saw its slice: the \
+shard keeps serving the longest clean prefix instead of retraining. Training the same shard in B different slice \
+orders (sequences, the budget) means a deletion hurts some orders late rather than early, so the system survives many \
+more deletions before a shard has nothing left to serve. `plan` shows which sequences and training steps a \
+configuration needs; `simulate` estimates, in closed form and by Monte Carlo, how many deletions it survives.";
+
+#[derive(Debug, Parser)]
+#[command(name = "trainer", version, about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Estimate how many deletions a configuration survives, for a range of budgets.
+    Simulate(cli::simulate::Args),
+    /// Show the sequences each shard trains and the training steps (prefix-trie nodes) they need.
+    Plan(cli::plan::Args),
+}
+
+impl Command {
+    fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Simulate(args) => cli::simulate::run(&args),
+            Command::Plan(args) => cli::plan::run(&args),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line per error, so scripts can grep it: causes are joined by ": ", stray newlines flattened.
+            output::note(&format!("error: {}", format!("{err:#}").replace('\n', " ")));
+            ExitCode::FAILURE
+        }
+    }
+}
