@@ -3,6 +3,7 @@
 //! Chowdhury et al., *Towards Scalable Exact Machine Unlearning Using Parameter-Efficient Fine-Tuning*,
 //! ICLR 2025. The modules follow the paper's concepts:
 //!
+//! - [`dataset`]: image data sets (IDX and CSV loaders, the public / deletable / validation / test splits).
 //! - [`partition`]: sample id → (shard, slice), stable across runs and platforms.
 //! - [`sequence`]: slice sequences (permutations) a shard trains: cyclic, full, random, BMS.
 //! - [`plan`]: the per-shard prefix trie of training nodes and their training order.
@@ -13,6 +14,7 @@
 //! This crate has no heavy dependencies and compiles for `wasm32-unknown-unknown`.
 
 pub mod assignment;
+pub mod dataset;
 pub mod ledger;
 pub mod partition;
 pub mod plan;

@@ -1,0 +1,380 @@
+//! Data sets of small grey images with class labels, and their loaders.
+//!
+//! Formats: IDX (the MNIST family: big-endian magic `0x00000803` images `n × rows × cols` of u8, `0x00000801`
+//! labels of u8), optionally gzip-compressed; and CSV with one sample per line, `label,p0,p1,…` with
+//! `rows × cols` pixel values in 0..=255 and an optional header line. Every malformed input is an error naming the
+//! file and what is wrong; nothing here panics on file contents.
+//!
+//! A training source has four splits (exactness rule E1/E5): `public` trains the backbone only, `deletable` is
+//! sharded and can be deleted from, `validation` (non-deletable) is used for model selection, `test` for
+//! evaluation. A sample's id is its index in the deletable split.
+
+use std::io::Read;
+
+use flate2::read::GzDecoder;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+const IDX_IMAGES_MAGIC: u32 = 0x0000_0803;
+const IDX_LABELS_MAGIC: u32 = 0x0000_0801;
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DataError {
+    #[error("{file}: cannot read: {reason}")]
+    Io { file: String, reason: String },
+    #[error("{file}: not a gzip stream that decompresses: {reason}")]
+    Gzip { file: String, reason: String },
+    #[error("{file}: bad IDX magic {found:#010x}, expected {expected:#010x} ({kind})")]
+    BadMagic { file: String, found: u32, expected: u32, kind: &'static str },
+    #[error("{file}: truncated: {what} needs {expected} bytes but the file has {found}")]
+    Truncated { file: String, what: &'static str, expected: u64, found: u64 },
+    #[error("{file}: {found} trailing bytes after the {count} records the header declares")]
+    TrailingBytes { file: String, count: u64, found: u64 },
+    #[error("{file}: images are {rows}×{cols}, expected {expected_rows}×{expected_cols}")]
+    WrongShape { file: String, rows: u32, cols: u32, expected_rows: u32, expected_cols: u32 },
+    #[error("{images} holds {images_count} images but {labels} holds {labels_count} labels")]
+    CountMismatch { images: String, images_count: u64, labels: String, labels_count: u64 },
+    #[error("{file}: sample {index} has label {label}, outside 0..{classes}")]
+    LabelOutOfRange { file: String, index: usize, label: i64, classes: u8 },
+    #[error("{file}: line {line}: {reason}")]
+    Csv { file: String, line: u64, reason: String },
+    #[error("{file}: holds no samples")]
+    Empty { file: String },
+    #[error("{split} split has images of {rows}×{cols} but the public split has {expected_rows}×{expected_cols}")]
+    SplitShape { split: &'static str, rows: u32, cols: u32, expected_rows: u32, expected_cols: u32 },
+}
+
+/// Images (row-major u8 pixels) and their labels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dataset {
+    pub rows: u32,
+    pub cols: u32,
+    pub classes: u8,
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u8>,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn pixels_per_image(&self) -> usize {
+        (self.rows * self.cols) as usize
+    }
+
+    pub fn image(&self, index: usize) -> &[u8] {
+        let n = self.pixels_per_image();
+        &self.pixels[index * n..(index + 1) * n]
+    }
+
+    /// The samples at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Dataset {
+        let mut pixels = Vec::with_capacity(indices.len() * self.pixels_per_image());
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        Dataset {
+            rows: self.rows,
+            cols: self.cols,
+            classes: self.classes,
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+        }
+    }
+
+    /// The first `n` samples (all when `n` is larger).
+    pub fn head(&self, n: usize) -> Dataset {
+        let n = n.min(self.len());
+        self.select(&(0..n).collect::<Vec<_>>())
+    }
+}
+
+/// The four splits of a training source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Splits {
+    pub public: Dataset,
+    pub deletable: Dataset,
+    pub validation: Dataset,
+    pub test: Dataset,
+}
+
+impl Splits {
+    /// Checks that all splits share one image shape and class count.
+    pub fn new(public: Dataset, deletable: Dataset, validation: Dataset, test: Dataset) -> Result<Self, DataError> {
+        for (split, d) in [("deletable", &deletable), ("validation", &validation), ("test", &test)] {
+            if (d.rows, d.cols) != (public.rows, public.cols) {
+                return Err(DataError::SplitShape {
+                    split,
+                    rows: d.rows,
+                    cols: d.cols,
+                    expected_rows: public.rows,
+                    expected_cols: public.cols,
+                });
+            }
+        }
+        Ok(Self { public, deletable, validation, test })
+    }
+
+    /// Splits one labelled set by position: the first 40 % public, the next 45 % deletable, 5 % validation and
+    /// the last 10 % test. Used for single-file sources (CSV).
+    pub fn by_position(all: Dataset) -> Result<Self, DataError> {
+        let n = all.len();
+        let cut = |fraction: usize| n * fraction / 100;
+        let (a, b, c) = (cut(40), cut(85), cut(90));
+        let range = |lo: usize, hi: usize| all.select(&(lo..hi).collect::<Vec<_>>());
+        Self::new(range(0, a), range(a, b), range(b, c), range(c, n))
+    }
+}
+
+/// Decompresses gzip input (recognised by its magic bytes); other input is returned as is.
+pub fn maybe_gunzip(file: &str, bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
+    if bytes.len() < 2 || bytes[..2] != GZIP_MAGIC {
+        return Ok(bytes);
+    }
+    let mut out = Vec::new();
+    GzDecoder::new(&bytes[..])
+        .read_to_end(&mut out)
+        .map_err(|e| DataError::Gzip { file: file.to_owned(), reason: e.to_string() })?;
+    Ok(out)
+}
+
+fn be_u32(file: &str, bytes: &[u8], at: usize, what: &'static str) -> Result<u32, DataError> {
+    let slice = bytes.get(at..at + 4).ok_or(DataError::Truncated {
+        file: file.to_owned(),
+        what,
+        expected: (at + 4) as u64,
+        found: bytes.len() as u64,
+    })?;
+    Ok(u32::from_be_bytes([slice[0], slice[1], slice[2], slice[3]]))
+}
+
+/// Parses IDX images (already decompressed): `(count, rows, cols, pixels)`.
+pub fn parse_idx_images(file: &str, bytes: &[u8]) -> Result<(u64, u32, u32, Vec<u8>), DataError> {
+    let magic = be_u32(file, bytes, 0, "the IDX header")?;
+    if magic != IDX_IMAGES_MAGIC {
+        return Err(DataError::BadMagic {
+            file: file.to_owned(),
+            found: magic,
+            expected: IDX_IMAGES_MAGIC,
+            kind: "u8 images, 3 dimensions",
+        });
+    }
+    let count = u64::from(be_u32(file, bytes, 4, "the IDX header")?);
+    let rows = be_u32(file, bytes, 8, "the IDX header")?;
+    let cols = be_u32(file, bytes, 12, "the IDX header")?;
+    let expected = 16 + count * u64::from(rows) * u64::from(cols);
+    check_size(file, bytes.len() as u64, expected, count, "the images the header declares")?;
+    Ok((count, rows, cols, bytes[16..].to_vec()))
+}
+
+/// Parses IDX labels (already decompressed).
+pub fn parse_idx_labels(file: &str, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
+    let magic = be_u32(file, bytes, 0, "the IDX header")?;
+    if magic != IDX_LABELS_MAGIC {
+        return Err(DataError::BadMagic {
+            file: file.to_owned(),
+            found: magic,
+            expected: IDX_LABELS_MAGIC,
+            kind: "u8 labels, 1 dimension",
+        });
+    }
+    let count = u64::from(be_u32(file, bytes, 4, "the IDX header")?);
+    check_size(file, bytes.len() as u64, 8 + count, count, "the labels the header declares")?;
+    Ok(bytes[8..].to_vec())
+}
+
+fn check_size(file: &str, found: u64, expected: u64, count: u64, what: &'static str) -> Result<(), DataError> {
+    if found < expected {
+        return Err(DataError::Truncated { file: file.to_owned(), what, expected, found });
+    }
+    if found > expected {
+        return Err(DataError::TrailingBytes { file: file.to_owned(), count, found: found - expected });
+    }
+    Ok(())
+}
+
+/// Builds a data set from an IDX image file and an IDX label file (contents, gzip or raw).
+pub fn from_idx(
+    images_file: &str,
+    images: Vec<u8>,
+    labels_file: &str,
+    labels: Vec<u8>,
+    classes: u8,
+) -> Result<Dataset, DataError> {
+    let images = maybe_gunzip(images_file, images)?;
+    let labels = maybe_gunzip(labels_file, labels)?;
+    let (count, rows, cols, pixels) = parse_idx_images(images_file, &images)?;
+    let labels = parse_idx_labels(labels_file, &labels)?;
+    if count != labels.len() as u64 {
+        return Err(DataError::CountMismatch {
+            images: images_file.to_owned(),
+            images_count: count,
+            labels: labels_file.to_owned(),
+            labels_count: labels.len() as u64,
+        });
+    }
+    if count == 0 {
+        return Err(DataError::Empty { file: images_file.to_owned() });
+    }
+    check_labels(labels_file, &labels, classes)?;
+    Ok(Dataset { rows, cols, classes, pixels, labels })
+}
+
+fn check_labels(file: &str, labels: &[u8], classes: u8) -> Result<(), DataError> {
+    match labels.iter().position(|&l| l >= classes) {
+        Some(index) => Err(DataError::LabelOutOfRange {
+            file: file.to_owned(),
+            index,
+            label: i64::from(labels[index]),
+            classes,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Parses CSV text: `label,p0,…,p{rows·cols−1}` per line, an optional header line (its first field not a number).
+pub fn from_csv(file: &str, text: &[u8], rows: u32, cols: u32, classes: u8) -> Result<Dataset, DataError> {
+    let text = maybe_gunzip(file, text.to_vec())?;
+    let per_image = (rows * cols) as usize;
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&text[..]);
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| DataError::Csv { file: file.to_owned(), line: i as u64 + 1, reason: e.to_string() })?;
+        let line = record.position().map_or(i as u64 + 1, |p| p.line());
+        let csv_error = |reason: String| DataError::Csv { file: file.to_owned(), line, reason };
+        let first = record.get(0).unwrap_or("").trim();
+        if i == 0 && first.parse::<f64>().is_err() {
+            continue; // header line
+        }
+        if record.len() != per_image + 1 {
+            return Err(csv_error(format!(
+                "{} fields, expected 1 label + {per_image} pixels ({rows}×{cols})",
+                record.len()
+            )));
+        }
+        let label: i64 = first.parse().map_err(|_| csv_error(format!("label {first:?} is not an integer")))?;
+        if label < 0 || label >= i64::from(classes) {
+            return Err(DataError::LabelOutOfRange { file: file.to_owned(), index: labels.len(), label, classes });
+        }
+        labels.push(label as u8);
+        for (k, field) in record.iter().skip(1).enumerate() {
+            let value: f64 = field
+                .trim()
+                .parse()
+                .map_err(|_| csv_error(format!("pixel {k} = {field:?} is not a number")))?;
+            if !(0.0..=255.0).contains(&value) || value.fract() != 0.0 {
+                return Err(csv_error(format!("pixel {k} = {field} is not an integer in 0..=255")));
+            }
+            pixels.push(value as u8);
+        }
+    }
+    if labels.is_empty() {
+        return Err(DataError::Empty { file: file.to_owned() });
+    }
+    Ok(Dataset { rows, cols, classes, pixels, labels })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn idx_images(n: u32, rows: u32, cols: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        for x in [IDX_IMAGES_MAGIC, n, rows, cols] {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        v.extend((0..n * rows * cols).map(|i| (i % 256) as u8));
+        v
+    }
+
+    fn idx_labels(labels: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&IDX_LABELS_MAGIC.to_be_bytes());
+        v.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+        v.extend_from_slice(labels);
+        v
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn idx_round_trip_raw_and_gzip() {
+        let d = from_idx("i", idx_images(3, 2, 2), "l", idx_labels(&[0, 9, 4]), 10).unwrap();
+        assert_eq!((d.len(), d.rows, d.cols), (3, 2, 2));
+        assert_eq!(d.image(1), &[4, 5, 6, 7]);
+        let g = from_idx("i", gzip(&idx_images(3, 2, 2)), "l", gzip(&idx_labels(&[0, 9, 4])), 10).unwrap();
+        assert_eq!(d, g);
+    }
+
+    #[test]
+    fn malformed_idx_files_name_the_file_and_the_problem() {
+        let err = |images: Vec<u8>, labels: Vec<u8>| from_idx("img.idx", images, "lab.idx", labels, 10).unwrap_err();
+        let mut bad = idx_images(3, 2, 2);
+        bad[3] = 0x01;
+        assert!(matches!(err(bad, idx_labels(&[0, 1, 2])), DataError::BadMagic { ref file, .. } if file == "img.idx"));
+        assert!(matches!(err(idx_images(3, 2, 2), idx_images(3, 2, 2)), DataError::BadMagic { ref file, .. } if file == "lab.idx"));
+        let mut short = idx_images(3, 2, 2);
+        short.truncate(20);
+        assert_eq!(
+            err(short, idx_labels(&[0, 1, 2])),
+            DataError::Truncated { file: "img.idx".into(), what: "the images the header declares", expected: 28, found: 20 }
+        );
+        assert!(matches!(err(idx_images(3, 2, 2)[..10].to_vec(), idx_labels(&[0])), DataError::Truncated { .. }));
+        let mut long = idx_labels(&[0, 1, 2]);
+        long.push(7);
+        assert!(matches!(err(idx_images(3, 2, 2), long), DataError::TrailingBytes { .. }));
+        assert!(matches!(err(idx_images(3, 2, 2), idx_labels(&[0, 1])), DataError::CountMismatch { .. }));
+        assert_eq!(
+            err(idx_images(3, 2, 2), idx_labels(&[0, 12, 1])),
+            DataError::LabelOutOfRange { file: "lab.idx".into(), index: 1, label: 12, classes: 10 }
+        );
+        assert!(matches!(err(vec![0x1f, 0x8b, 1, 2, 3], idx_labels(&[0])), DataError::Gzip { .. }));
+        assert!(matches!(err(idx_images(0, 2, 2), idx_labels(&[])), DataError::Empty { .. }));
+        let message = err(idx_images(3, 2, 2), idx_labels(&[0, 1])).to_string();
+        assert!(message.contains("img.idx") && message.contains("lab.idx"), "{message}");
+    }
+
+    #[test]
+    fn csv_with_and_without_header() {
+        let text = b"label,a,b,c,d\n3,0,1,2,255\n1,4,5,6,7\n";
+        let d = from_csv("x.csv", text, 2, 2, 10).unwrap();
+        assert_eq!(d.labels, vec![3, 1]);
+        assert_eq!(d.image(0), &[0, 1, 2, 255]);
+        let d2 = from_csv("x.csv", b"3,0,1,2,255\n1,4,5,6,7\n", 2, 2, 10).unwrap();
+        assert_eq!(d, d2);
+    }
+
+    #[test]
+    fn malformed_csv_names_file_and_line() {
+        let e = from_csv("x.csv", b"3,0,1,2\n", 2, 2, 10).unwrap_err();
+        assert_eq!(e, DataError::Csv { file: "x.csv".into(), line: 1, reason: "4 fields, expected 1 label + 4 pixels (2×2)".into() });
+        let e = from_csv("x.csv", b"3,0,1,2,3\n1,0,1,2,300\n", 2, 2, 10).unwrap_err();
+        assert!(matches!(e, DataError::Csv { line: 2, .. }), "{e}");
+        let e = from_csv("x.csv", b"3,0,1,2,3\n10,0,1,2,3\n", 2, 2, 10).unwrap_err();
+        assert_eq!(e, DataError::LabelOutOfRange { file: "x.csv".into(), index: 1, label: 10, classes: 10 });
+        let e = from_csv("x.csv", b"3,0,1,x,3\n", 2, 2, 10).unwrap_err();
+        assert!(e.to_string().contains("pixel 2"), "{e}");
+        assert!(matches!(from_csv("x.csv", b"", 2, 2, 10), Err(DataError::Empty { .. })));
+    }
+
+    #[test]
+    fn positional_splits_cover_everything_once() {
+        let n = 200u32;
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let all = from_idx("i", idx_images(n, 1, 1), "l", idx_labels(&labels), 10).unwrap();
+        let s = Splits::by_position(all).unwrap();
+        assert_eq!([s.public.len(), s.deletable.len(), s.validation.len(), s.test.len()], [80, 90, 10, 20]);
+    }
+}
