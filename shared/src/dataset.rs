@@ -228,12 +228,9 @@ pub fn from_idx(
 
 fn check_labels(file: &str, labels: &[u8], classes: u8) -> Result<(), DataError> {
     match labels.iter().position(|&l| l >= classes) {
-        Some(index) => Err(DataError::LabelOutOfRange {
-            file: file.to_owned(),
-            index,
-            label: i64::from(labels[index]),
-            classes,
-        }),
+        Some(index) => {
+            Err(DataError::LabelOutOfRange { file: file.to_owned(), index, label: i64::from(labels[index]), classes })
+        }
         None => Ok(()),
     }
 }
@@ -246,7 +243,8 @@ pub fn from_csv(file: &str, text: &[u8], rows: u32, cols: u32, classes: u8) -> R
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for (i, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| DataError::Csv { file: file.to_owned(), line: i as u64 + 1, reason: e.to_string() })?;
+        let record =
+            record.map_err(|e| DataError::Csv { file: file.to_owned(), line: i as u64 + 1, reason: e.to_string() })?;
         let line = record.position().map_or(i as u64 + 1, |p| p.line());
         let csv_error = |reason: String| DataError::Csv { file: file.to_owned(), line, reason };
         let first = record.get(0).unwrap_or("").trim();
@@ -265,10 +263,8 @@ pub fn from_csv(file: &str, text: &[u8], rows: u32, cols: u32, classes: u8) -> R
         }
         labels.push(label as u8);
         for (k, field) in record.iter().skip(1).enumerate() {
-            let value: f64 = field
-                .trim()
-                .parse()
-                .map_err(|_| csv_error(format!("pixel {k} = {field:?} is not a number")))?;
+            let value: f64 =
+                field.trim().parse().map_err(|_| csv_error(format!("pixel {k} = {field:?} is not a number")))?;
             if !(0.0..=255.0).contains(&value) || value.fract() != 0.0 {
                 return Err(csv_error(format!("pixel {k} = {field} is not an integer in 0..=255")));
             }
@@ -324,12 +320,19 @@ mod tests {
         let mut bad = idx_images(3, 2, 2);
         bad[3] = 0x01;
         assert!(matches!(err(bad, idx_labels(&[0, 1, 2])), DataError::BadMagic { ref file, .. } if file == "img.idx"));
-        assert!(matches!(err(idx_images(3, 2, 2), idx_images(3, 2, 2)), DataError::BadMagic { ref file, .. } if file == "lab.idx"));
+        assert!(
+            matches!(err(idx_images(3, 2, 2), idx_images(3, 2, 2)), DataError::BadMagic { ref file, .. } if file == "lab.idx")
+        );
         let mut short = idx_images(3, 2, 2);
         short.truncate(20);
         assert_eq!(
             err(short, idx_labels(&[0, 1, 2])),
-            DataError::Truncated { file: "img.idx".into(), what: "the images the header declares", expected: 28, found: 20 }
+            DataError::Truncated {
+                file: "img.idx".into(),
+                what: "the images the header declares",
+                expected: 28,
+                found: 20
+            }
         );
         assert!(matches!(err(idx_images(3, 2, 2)[..10].to_vec(), idx_labels(&[0])), DataError::Truncated { .. }));
         let mut long = idx_labels(&[0, 1, 2]);
@@ -359,7 +362,14 @@ mod tests {
     #[test]
     fn malformed_csv_names_file_and_line() {
         let e = from_csv("x.csv", b"3,0,1,2\n", 2, 2, 10).unwrap_err();
-        assert_eq!(e, DataError::Csv { file: "x.csv".into(), line: 1, reason: "4 fields, expected 1 label + 4 pixels (2×2)".into() });
+        assert_eq!(
+            e,
+            DataError::Csv {
+                file: "x.csv".into(),
+                line: 1,
+                reason: "4 fields, expected 1 label + 4 pixels (2×2)".into()
+            }
+        );
         let e = from_csv("x.csv", b"3,0,1,2,3\n1,0,1,2,300\n", 2, 2, 10).unwrap_err();
         assert!(matches!(e, DataError::Csv { line: 2, .. }), "{e}");
         let e = from_csv("x.csv", b"3,0,1,2,3\n10,0,1,2,3\n", 2, 2, 10).unwrap_err();

@@ -14,8 +14,12 @@
 //! This crate has no heavy dependencies and compiles for `wasm32-unknown-unknown`.
 
 pub mod assignment;
+#[cfg(feature = "model")]
+pub mod bundle;
 pub mod dataset;
 pub mod ledger;
+#[cfg(feature = "model")]
+pub mod model;
 pub mod partition;
 pub mod plan;
 pub mod prior;

@@ -138,6 +138,34 @@ impl Plan {
     }
 }
 
+/// The seed of a node: SHA-256 over a domain tag, the base seed, the shard and the prefix. It depends on nothing
+/// else, so retraining a node after a deletion reproduces what training without the deleted samples would have
+/// produced (exactness rule E6), and a node trained on another machine is the same node.
+pub fn node_seed(seed: u64, shard: u16, prefix: &[u16]) -> u64 {
+    seed_from_parts(b"s3t-node", seed, shard, prefix)
+}
+
+/// The seed of SISA checkpoint `checkpoint` (1-based) of a shard, separate from every S3T node seed.
+pub fn sisa_seed(seed: u64, shard: u16, checkpoint: u16) -> u64 {
+    seed_from_parts(b"s3t-sisa", seed, shard, &[checkpoint])
+}
+
+fn seed_from_parts(domain: &[u8], seed: u64, shard: u16, parts: &[u16]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(domain);
+    hasher.update(seed.to_le_bytes());
+    hasher.update(shard.to_le_bytes());
+    hasher.update((parts.len() as u32).to_le_bytes());
+    for p in parts {
+        hasher.update(p.to_le_bytes());
+    }
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +212,14 @@ mod tests {
         // Rotations start with distinct slices, so no prefix is shared: B·L nodes.
         let plan = Plan::new(3, 5, 5, &Strategy::Cyclic).unwrap();
         assert_eq!(plan.total_nodes(), 3 * 25);
+    }
+
+    #[test]
+    fn node_seeds_depend_on_shard_and_prefix_only() {
+        assert_eq!(node_seed(1, 2, &[0, 3]), node_seed(1, 2, &[0, 3]));
+        assert_ne!(node_seed(1, 2, &[0, 3]), node_seed(1, 2, &[3, 0]));
+        assert_ne!(node_seed(1, 2, &[0, 3]), node_seed(1, 3, &[0, 3]));
+        assert_ne!(node_seed(1, 2, &[0]), sisa_seed(1, 2, 0));
     }
 
     #[test]

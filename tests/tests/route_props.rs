@@ -3,8 +3,8 @@
 //! a replay through a real ledger file.
 
 use proptest::prelude::*;
-use s3t::partition::{Partition, PartitionMode};
 use s3t::Ledger;
+use s3t::partition::{Partition, PartitionMode};
 use s3t::route::RouteError;
 use s3t::{Action, Event, Plan, Prior, Router, SampleId, State, Strategy as SequenceStrategy};
 

@@ -6,9 +6,9 @@
 use std::fs;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use clap::ValueEnum;
-use s3t::sequence::{MAX_FULL_SLICES, check_budget, factorial};
+use s3t::sequence::{self, MAX_FULL_SLICES, factorial};
 use s3t::{Prior, Strategy};
 
 /// Most budgets one `--budgets` list may expand to: a typo such as `1..1000000000` should fail, not allocate.
@@ -85,7 +85,8 @@ impl Layout {
         Ok(Some(prior))
     }
 
-    /// The budget used when none is given: one sequence per slice (L! for the full strategy).
+    /// The budget used when none is given: one sequence per slice (L! for the full strategy; past its L ≤ 8 limit
+    /// there is none, and `check_budget` says why).
     pub fn default_budget(&self) -> usize {
         match self.strategy {
             StrategyArg::Full => full_budget(self.slices).unwrap_or(usize::MAX),
@@ -97,14 +98,14 @@ impl Layout {
     pub fn check_budget(&self, budget: usize) -> Result<()> {
         if self.strategy == StrategyArg::Full {
             let Some(all) = full_budget(self.slices) else {
-                anyhow::bail!(
+                bail!(
                     "--strategy full enumerates all L! sequences and supports L ≤ {MAX_FULL_SLICES}, got --slices {}",
                     self.slices
                 );
             };
             ensure!(budget == all, "--strategy full trains all L! = {all} sequences, so B must be {all}, got {budget}");
         }
-        Ok(check_budget(self.slices, budget)?)
+        Ok(sequence::check_budget(self.slices, budget)?)
     }
 }
 

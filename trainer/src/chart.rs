@@ -16,7 +16,8 @@ pub struct Figure<'a> {
     pub shards: u16,
     pub slices: u16,
     pub strategy: &'a str,
-    pub prior: &'a str,
+    /// Where the deletion prior came from, e.g. "uniform prior".
+    pub prior: String,
     /// (budget B, mean deletions until all shards are offline) for S3T, by increasing B.
     pub survival: Vec<(u64, f64)>,
     /// The same mean for SISA (one identity-order sequence per shard), independent of B.
@@ -37,7 +38,7 @@ pub fn render_svg(fig: &Figure) -> Result<String> {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE)?;
         let title = format!(
-            "S3T vs SISA: m = {} shards, L = {} slices, strategy {}, {} prior",
+            "S3T vs SISA: m = {} shards, L = {} slices, strategy {}, {}",
             fig.shards, fig.slices, fig.strategy, fig.prior
         );
         let body = root.titled(&title, (FONT, 20))?;
@@ -54,7 +55,8 @@ fn survival_chart(area: &Area, fig: &Figure) -> Result<()> {
     let lo = fig.survival.first().map_or(1, |p| p.0);
     // A single budget still needs a non-empty axis.
     let hi = fig.survival.last().map_or(lo, |p| p.0).max(lo + 1);
-    let top = fig.survival.iter().map(|p| p.1).fold(fig.sisa_survival, f64::max).max(1.0) * 1.1;
+    // Headroom above the curves keeps the upper-left legend clear of them (S3T rises with B, SISA is lower).
+    let top = fig.survival.iter().map(|p| p.1).fold(fig.sisa_survival, f64::max).max(1.0) * 1.3;
     let mut chart = ChartBuilder::on(area)
         .caption("Deletions survived until all shards are offline", (FONT, 16))
         .margin(16)
@@ -79,7 +81,7 @@ fn survival_chart(area: &Area, fig: &Figure) -> Result<()> {
         ))?
         .label("SISA (one sequence per shard)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], SISA_COLOR.stroke_width(2)));
-    legend(&mut chart, SeriesLabelPosition::LowerRight)
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 /// Chart 2: how much of the model stack is still served after r deletions.
@@ -103,7 +105,7 @@ fn prefix_chart(area: &Area, fig: &Figure) -> Result<()> {
     legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
-fn legend<'a, 'b, X, Y>(
+fn legend<'a, 'b: 'a, X, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
     position: SeriesLabelPosition,
 ) -> Result<()>

@@ -36,8 +36,16 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Estimate how many deletions a configuration survives, for a range of budgets.
+    ///
+    /// For each budget B: how many deletions the system survives before every shard is offline (has no clean layer
+    /// group left to serve) and before the first shard is, in closed form where one applies (uniform prior) and by
+    /// Monte Carlo. Each simulated deletion falls into a uniformly chosen shard and a slice drawn from the prior.
     Simulate(cli::simulate::Args),
     /// Show the sequences each shard trains and the training steps (prefix-trie nodes) they need.
+    ///
+    /// A node trains one layer group on one prefix of a sequence, starting from the node of the prefix one slice
+    /// shorter. Sequences that share a prefix share its node, so each distinct prefix is trained once: the full budget
+    /// with L = 4 needs 64 nodes per shard rather than 4! · 4 = 96 training steps.
     Plan(cli::plan::Args),
 }
 

@@ -8,6 +8,8 @@ use s3t::{Prior, Sequence, Strategy};
 pub const CURVE_POINTS: usize = 41;
 /// The curve runs to this multiple of the expected number of deletions until every shard is offline.
 const CURVE_SPAN: f64 = 1.2;
+/// Most deletions (expected, over all runs) a simulation may need: about an hour of Monte Carlo.
+const MAX_DELETIONS: f64 = 1e11;
 /// Runs of the pilot Monte Carlo that sizes the curve when no closed form applies.
 const PILOT_RUNS: u32 = 500;
 
@@ -43,20 +45,34 @@ impl Sweep {
         vec![vec![Sequence::identity(self.slices)]; usize::from(self.shards)]
     }
 
-    /// Checks that every shard can go offline. A sequence led by a slice the prior never hits keeps its shard
-    /// serving forever, and the Monte Carlo, which runs until every shard is offline, would never end.
+    /// Checks that the Monte Carlo, which deletes until every shard is offline, ends in reasonable time. A shard
+    /// goes offline only once each slice leading one of its sequences is hit, which takes m/p deletions on average
+    /// for a slice of probability p: p = 0 never ends, and a tiny p runs for hours.
     pub fn check_terminates(&self, design: &Design) -> Result<()> {
+        let mut rarest: Option<(f64, u16)> = None;
         for (shard, sequences) in design.iter().enumerate() {
             for (b, sequence) in sequences.iter().enumerate() {
-                if let Some(&first) = sequence.slices().first() {
-                    let p = self.prior.values().get(usize::from(first)).copied().unwrap_or(0.0);
-                    ensure!(
-                        p > 0.0,
-                        "slice {first} has deletion probability 0, yet it leads sequence {b} of shard {shard}: that \
-                         shard would never go offline, so the simulation would not end"
-                    );
+                let Some(&first) = sequence.slices().first() else { continue };
+                let p = self.prior.values().get(usize::from(first)).copied().unwrap_or(0.0);
+                ensure!(
+                    p > 0.0,
+                    "slice {first} has deletion probability 0, yet it leads sequence {b} of shard {shard}: that \
+                     shard would never go offline, so the simulation would not end"
+                );
+                if rarest.is_none_or(|(q, _)| p < q) {
+                    rarest = Some((p, first));
                 }
             }
+        }
+        if let Some((p, slice)) = rarest {
+            let per_run = f64::from(self.shards) / p;
+            ensure!(
+                per_run * f64::from(self.runs) <= MAX_DELETIONS,
+                "slice {slice} has deletion probability {p:e} and leads a sequence, so one run needs about \
+                 {per_run:.1e} deletions and {} runs would not finish (limit {MAX_DELETIONS:.0e} deletions in all): \
+                 lower --runs or check the prior",
+                self.runs
+            );
         }
         Ok(())
     }
@@ -121,5 +137,7 @@ mod tests {
         assert!(sweep.check_terminates(&sweep.design(1).unwrap()).is_err());
         let later = vec![vec![Sequence::new(vec![1, 0, 2]).unwrap()]; 2];
         assert!(sweep.check_terminates(&later).is_ok());
+        let rare = Sweep { prior: Prior::new(vec![1e-12, 0.5, 0.5 - 1e-12]).unwrap(), ..sweep };
+        assert!(rare.check_terminates(&rare.design(1).unwrap()).is_err());
     }
 }

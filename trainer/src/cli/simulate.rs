@@ -1,6 +1,6 @@
 //! `trainer simulate`: how many deletions a configuration survives, for each budget in a list.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
 use s3t::Prior;
@@ -13,9 +13,7 @@ use crate::output;
 use crate::sweep::{Design, Sweep, checkpoint_grid};
 use crate::table::{Align, Table};
 
-/// Estimate, for each budget B, how many deletions the system survives before every shard is offline (has no
-/// clean layer group left) and before the first shard is: in closed form where one applies (uniform prior) and by
-/// Monte Carlo. A deletion falls into a uniformly chosen shard and a slice drawn from the prior.
+// The subcommand's help text is the doc comment on its `Command` variant.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -71,16 +69,20 @@ pub fn run(args: &Args) -> Result<()> {
         runs: args.runs,
         seed: args.seed,
     };
-    let prior_error = || match &layout.prior {
-        Some(path) => format!("prior file {}", path.display()),
-        None => "uniform prior".to_owned(),
-    };
 
     let designs = budgets.iter().map(|&b| sweep.design(b)).collect::<Result<Vec<Design>>>()?;
+    let sisa = args.svg.as_ref().map(|_| sweep.sisa());
+    // Refuse a simulation that would not end before spending time on the others.
+    let prior_name =
+        || layout.prior.as_ref().map_or_else(|| "uniform prior".to_owned(), |p| format!("prior file {}", p.display()));
     for (design, budget) in designs.iter().zip(&budgets) {
-        sweep.check_terminates(design).with_context(|| format!("{} (B = {budget})", prior_error()))?;
+        sweep.check_terminates(design).with_context(|| format!("{} (B = {budget})", prior_name()))?;
     }
-    // The same grid for every budget keeps their curves comparable; it is sized by the largest budget.
+    if let Some(sisa) = &sisa {
+        sweep.check_terminates(sisa).with_context(|| format!("{} (SISA reference)", prior_name()))?;
+    }
+
+    // One grid for every budget keeps their curves comparable; the largest budget survives longest and sizes it.
     let largest = designs.last().context("--budgets lists no budget")?;
     let checkpoints = checkpoint_grid(sweep.horizon(largest)?);
     let outcomes = designs
@@ -92,10 +94,8 @@ pub fn run(args: &Args) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
 
-    if let Some(path) = &args.svg {
-        let sisa = sweep.sisa();
-        sweep.check_terminates(&sisa).with_context(|| format!("{} (SISA reference)", prior_error()))?;
-        let sisa = sweep.simulate(&sisa, &checkpoints).context("simulating the SISA reference")?;
+    if let (Some(path), Some(sisa)) = (&args.svg, &sisa) {
+        let sisa = sweep.simulate(sisa, &checkpoints).context("simulating the SISA reference")?;
         let svg = chart::render_svg(&figure(args, &outcomes, &sisa)).context("drawing the SVG figure")?;
         output::write_atomic(path, svg.as_bytes())?;
         output::note(&format!("wrote {}", path.display()));
@@ -170,7 +170,10 @@ fn figure<'a>(args: &'a Args, outcomes: &[Outcome], sisa: &Report) -> Figure<'a>
         shards: args.layout.shards,
         slices: args.layout.slices,
         strategy: args.layout.strategy.name(),
-        prior: if args.layout.prior.is_some() { "file" } else { "uniform" },
+        prior: match args.layout.prior.as_deref().and_then(Path::file_name) {
+            Some(name) => format!("prior from {}", name.to_string_lossy()),
+            None => "uniform prior".to_owned(),
+        },
         survival: outcomes.iter().map(|o| (o.budget as u64, o.report.mean_deletions_until_all_offline)).collect(),
         sisa_survival: sisa.mean_deletions_until_all_offline,
         curve_budget: last.map_or(0, |o| o.budget),

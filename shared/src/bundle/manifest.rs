@@ -1,0 +1,201 @@
+//! The bundle manifest: everything needed to serve, audit and retrain, in one versioned JSON document.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ModelConfig, TrainConfig};
+use crate::partition::{Assignment, Cell, Partition, SampleId, digest_ids};
+use crate::plan::Plan;
+use crate::sequence::{Sequence, Strategy};
+
+pub const FORMAT: &str = "s3t-bundle";
+/// Bumped on any incompatible change of the manifest or the weight layout.
+pub const VERSION: u32 = 1;
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const LEDGER_FILE: &str = "deletions.ledger";
+
+/// A weight file, relative to the bundle directory, with its checksum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightFile {
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Digest of the sorted ids of one slice as a node saw it (exactness rule E8).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceLineage {
+    pub slice: u16,
+    pub samples: usize,
+    pub sha256: String,
+}
+
+/// One trained S3T node: group `prefix.len()` of `shard` and the head snapshot of that step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeEntry {
+    pub shard: u16,
+    pub id: usize,
+    pub prefix: Vec<u16>,
+    pub parent: Option<usize>,
+    pub seed: u64,
+    /// Each slice of the prefix as this node (and its ancestors, for earlier slices) saw it.
+    pub lineage: Vec<SliceLineage>,
+    pub samples: usize,
+    pub validation_accuracy: f64,
+    /// How many times this node was retrained after deletions.
+    pub generation: u32,
+    pub weights: WeightFile,
+}
+
+/// One SISA checkpoint k of a shard: every adapter group and the head, trained on slices 0..k.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SisaEntry {
+    pub shard: u16,
+    pub checkpoint: u16,
+    pub seed: u64,
+    pub lineage: Vec<SliceLineage>,
+    pub samples: usize,
+    pub validation_accuracy: f64,
+    pub weights: WeightFile,
+}
+
+/// The pretrained backbone and its head.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackboneEntry {
+    pub seed: u64,
+    pub validation_accuracy: f64,
+    pub test_accuracy: f64,
+    pub weights: WeightFile,
+}
+
+/// Where the data came from and its split sizes. Sample ids are indices into the deletable split.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataInfo {
+    pub source: String,
+    pub rows: u32,
+    pub cols: u32,
+    pub classes: u8,
+    pub public: usize,
+    pub deletable: usize,
+    pub validation: usize,
+    pub test: usize,
+    /// sha256 of the deletable split's pixels and labels, so a bundle is never served against other data.
+    pub deletable_sha256: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub model: ModelConfig,
+    pub pretrain: TrainConfig,
+    pub train: TrainConfig,
+    pub seed: u64,
+    pub data: DataInfo,
+    pub partition: Partition,
+    pub strategy: Strategy,
+    pub budget: usize,
+    pub sequences: Vec<Vec<Sequence>>,
+    pub backbone: BackboneEntry,
+    /// `nodes[shard]` in training order (parents first).
+    pub nodes: Vec<Vec<NodeEntry>>,
+    /// `sisa[shard][k-1]`; empty when built with `--no-sisa`.
+    pub sisa: Vec<Vec<SisaEntry>>,
+}
+
+impl Manifest {
+    /// Parses and checks the format, version and internal consistency (`file` names the source in errors).
+    pub fn from_json(file: &str, text: &str) -> Result<Self, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("{file}: not valid JSON: {e}"))?;
+        match value.get("format").and_then(|f| f.as_str()) {
+            Some(FORMAT) => {}
+            other => return Err(format!("{file}: format is {other:?}, expected \"{FORMAT}\"")),
+        }
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(VERSION) => {}
+            other => return Err(format!("{file}: version {other:?} is not supported (this build reads {VERSION})")),
+        }
+        let manifest: Manifest = serde_json::from_value(value).map_err(|e| format!("{file}: {e}"))?;
+        manifest.check(file)?;
+        Ok(manifest)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a manifest always serialises")
+    }
+
+    fn check(&self, file: &str) -> Result<(), String> {
+        self.model.validate().map_err(|e| format!("{file}: model: {e}"))?;
+        let m = usize::from(self.partition.shards);
+        let l = usize::from(self.partition.slices);
+        if self.model.groups != l {
+            return Err(format!("{file}: model.groups = {} but partition.slices = {l}", self.model.groups));
+        }
+        if self.sequences.len() != m || self.nodes.len() != m {
+            return Err(format!(
+                "{file}: {m} shards but {} sequence lists and {} node lists",
+                self.sequences.len(),
+                self.nodes.len()
+            ));
+        }
+        let plan = self.plan().map_err(|e| format!("{file}: sequences: {e}"))?;
+        for (shard, (plan, nodes)) in plan.shards.iter().zip(&self.nodes).enumerate() {
+            if plan.nodes.len() != nodes.len() {
+                return Err(format!(
+                    "{file}: shard {shard} needs {} nodes but lists {}",
+                    plan.nodes.len(),
+                    nodes.len()
+                ));
+            }
+            for (node, entry) in plan.nodes.iter().zip(nodes) {
+                if entry.id != node.id || entry.prefix != node.prefix || entry.parent != node.parent {
+                    return Err(format!("{file}: shard {shard} node {} does not match the plan", entry.id));
+                }
+            }
+        }
+        if !self.sisa.is_empty() && (self.sisa.len() != m || self.sisa.iter().any(|s| s.len() != l)) {
+            return Err(format!("{file}: SISA needs {l} checkpoints for each of {m} shards"));
+        }
+        Ok(())
+    }
+
+    /// The training plan of the bundle's sequences.
+    pub fn plan(&self) -> Result<Plan, crate::plan::PlanError> {
+        Plan::from_sequences(self.partition.slices, self.sequences.clone())
+    }
+
+    /// The partition of the deletable split (ids 0..n).
+    pub fn assignment(&self) -> Result<Assignment, crate::partition::PartitionError> {
+        self.partition.assign((0..self.data.deletable as u64).map(SampleId::Int))
+    }
+
+    /// The SISA plan: one sequence per shard, the identity order.
+    pub fn sisa_plan(&self) -> Result<Plan, crate::plan::PlanError> {
+        let identity = Sequence::identity(self.partition.slices);
+        Plan::from_sequences(self.partition.slices, vec![vec![identity]; usize::from(self.partition.shards)])
+    }
+
+    /// Every weight file of the bundle.
+    pub fn weight_files(&self) -> impl Iterator<Item = &WeightFile> {
+        std::iter::once(&self.backbone.weights)
+            .chain(self.nodes.iter().flatten().map(|n| &n.weights))
+            .chain(self.sisa.iter().flatten().map(|s| &s.weights))
+    }
+}
+
+/// The lineage of slices `slices` of a shard, excluding the ids in `deleted`.
+pub fn lineage(
+    assignment: &Assignment,
+    shard: u16,
+    slices: &[u16],
+    deleted: &dyn Fn(&SampleId) -> bool,
+) -> Vec<SliceLineage> {
+    slices
+        .iter()
+        .map(|&slice| {
+            let members: Vec<&SampleId> =
+                assignment.members(Cell { shard, slice }).iter().filter(|id| !deleted(id)).collect();
+            SliceLineage { slice, samples: members.len(), sha256: digest_ids(members.into_iter()) }
+        })
+        .collect()
+}

@@ -1,0 +1,20 @@
+//! Bundles (feature `model`): a directory holding a versioned JSON manifest and the weight files of a trained
+//! S3T model (backbone, one file per node, SISA checkpoints), plus the deletion ledger.
+//!
+//! ```text
+//! BUNDLE/
+//!   manifest.json            configuration, partition, sequences, per-node lineage, accuracy, sha256 per file
+//!   weights/backbone.safetensors
+//!   weights/shard-0/node-3.safetensors        group k adapters + head snapshot k
+//!   weights/shard-0/sisa-2.safetensors        SISA checkpoint 2
+//!   deletions.ledger         the durable deletion journal (see `ledger`)
+//! ```
+//!
+//! Writes are atomic (temporary file, fsync, rename, fsync of the directory). Loading checks the format and
+//! version, then every file's sha256, and reports the first mismatch.
+
+pub mod manifest;
+#[cfg(not(target_family = "wasm"))]
+pub mod store;
+
+pub use manifest::{BackboneEntry, DataInfo, Manifest, NodeEntry, SisaEntry, SliceLineage, WeightFile};

@@ -1,0 +1,88 @@
+//! Reading and writing bundle files natively: atomic writes and checksummed reads.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::manifest::{MANIFEST_FILE, Manifest, WeightFile};
+use crate::partition::hex;
+
+/// sha256 (hex) of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename, fsync of the
+/// directory. A crash leaves either the old or the new content, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        #[cfg(unix)]
+        File::open(dir)?.sync_all()?;
+        Ok::<(), std::io::Error>(())
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        format!("{}: cannot write: {e}", path.display())
+    })
+}
+
+/// Writes a weight file under the bundle and returns its manifest entry.
+pub fn write_weights(bundle: &Path, relative: &str, bytes: &[u8]) -> Result<WeightFile, String> {
+    write_atomic(&bundle.join(relative), bytes)?;
+    Ok(WeightFile { path: relative.to_owned(), sha256: sha256_hex(bytes), bytes: bytes.len() as u64 })
+}
+
+/// Reads a weight file and checks its size and sha256 against the manifest.
+pub fn read_weights(bundle: &Path, file: &WeightFile) -> Result<Vec<u8>, String> {
+    let path = safe_join(bundle, &file.path)?;
+    let bytes = fs::read(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let sha = sha256_hex(&bytes);
+    if sha != file.sha256 {
+        return Err(format!(
+            "{}: checksum mismatch: the manifest says sha256 {} but the file has {sha}",
+            path.display(),
+            file.sha256
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Joins a manifest path to the bundle directory, refusing absolute paths and `..` (a manifest must not make us
+/// read or write outside its bundle).
+pub fn safe_join(bundle: &Path, relative: &str) -> Result<PathBuf, String> {
+    let rel = Path::new(relative);
+    if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(format!("{}: weight path {relative:?} leaves the bundle", bundle.display()));
+    }
+    Ok(bundle.join(rel))
+}
+
+/// Loads and checks a bundle's manifest.
+pub fn read_manifest(bundle: &Path) -> Result<Manifest, String> {
+    let path = bundle.join(MANIFEST_FILE);
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    Manifest::from_json(&path.display().to_string(), &text)
+}
+
+/// Writes a manifest atomically.
+pub fn write_manifest(bundle: &Path, manifest: &Manifest) -> Result<(), String> {
+    write_atomic(&bundle.join(MANIFEST_FILE), manifest.to_json().as_bytes())
+}
+
+/// Verifies every weight file's checksum; the first mismatch is the error.
+pub fn verify(bundle: &Path, manifest: &Manifest) -> Result<(), String> {
+    for file in manifest.weight_files() {
+        read_weights(bundle, file)?;
+    }
+    Ok(())
+}

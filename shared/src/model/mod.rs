@@ -1,0 +1,24 @@
+//! The S3T model (feature `model`): a tiny vision transformer whose frozen backbone carries LoRA adapters on the
+//! attention query and value projections, grouped into L layer groups (group 1 = the top blocks).
+//!
+//! A component of prefix length k uses adapter groups 1..k and the classifier-head snapshot saved at the end of
+//! step k; groups k+1..L are absent. Training is top-down: group k is trained while groups 1..k−1 are frozen and
+//! groups k+1..L do not exist yet, so switching groups k+1..L off in a full model gives exactly the prefix-k model.
+
+pub mod adapter;
+pub mod config;
+pub mod device;
+pub mod ensemble;
+pub mod features;
+pub mod input;
+pub mod parts;
+pub mod vit;
+pub mod weights;
+
+#[cfg(feature = "train")]
+pub mod train;
+
+pub use adapter::{BlockAdapter, GroupAdapter};
+pub use config::{LoraConfig, ModelConfig, TrainConfig, VitConfig};
+pub use parts::{NodeParams, Pretrained, SisaParams};
+pub use vit::{Backbone, Component, Head};

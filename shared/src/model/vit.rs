@@ -1,0 +1,165 @@
+//! The tiny vision transformer: patch embedding, pre-norm blocks, mean pooling, linear classifier head.
+
+use burn::module::{Module, Param};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::{Device, Tensor};
+
+use super::adapter::{BlockAdapter, GroupAdapter};
+use super::config::{ModelConfig, VitConfig};
+
+/// One pre-norm transformer block. The query and value projections take an optional LoRA update.
+#[derive(Module, Debug)]
+pub struct Block {
+    pub norm1: LayerNorm,
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub output: Linear,
+    pub norm2: LayerNorm,
+    pub fc1: Linear,
+    pub fc2: Linear,
+    pub heads: usize,
+}
+
+impl Block {
+    fn new(config: &VitConfig, device: &Device) -> Self {
+        let d = config.d_model;
+        let linear = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
+        Self {
+            norm1: LayerNormConfig::new(d).init(device),
+            query: linear(d, d),
+            key: linear(d, d),
+            value: linear(d, d),
+            output: linear(d, d),
+            norm2: LayerNormConfig::new(d).init(device),
+            fc1: linear(d, d * config.mlp_ratio),
+            fc2: linear(d * config.mlp_ratio, d),
+            heads: config.heads,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>, adapter: Option<&BlockAdapter>) -> Tensor<3> {
+        let [b, n, d] = x.dims();
+        let h = self.heads;
+        let dk = d / h;
+        let xn = self.norm1.forward(x.clone());
+        let mut q = self.query.forward(xn.clone());
+        let k = self.key.forward(xn.clone());
+        let mut v = self.value.forward(xn.clone());
+        if let Some(a) = adapter {
+            q = q + a.query_delta(xn.clone());
+            v = v + a.value_delta(xn);
+        }
+        let split = |t: Tensor<3>| t.reshape([b, n, h, dk]).swap_dims(1, 2);
+        let scores = split(q).matmul(split(k).transpose()).div_scalar((dk as f64).sqrt());
+        let context = softmax(scores, 3).matmul(split(v)).swap_dims(1, 2).reshape([b, n, d]);
+        let x = x + self.output.forward(context);
+        let hidden = gelu(self.fc1.forward(self.norm2.forward(x.clone())));
+        x + self.fc2.forward(hidden)
+    }
+}
+
+/// The frozen backbone: trained once on the public split (rule E1), never on deletable data.
+#[derive(Module, Debug)]
+pub struct Backbone {
+    pub patch: Linear,
+    /// [1, tokens, d_model]
+    pub position: Param<Tensor<3>>,
+    pub blocks: Vec<Block>,
+    pub norm: LayerNorm,
+    pub patch_size: usize,
+}
+
+/// The classifier head on mean-pooled tokens. Each training step saves a snapshot (rule E3).
+#[derive(Module, Debug)]
+pub struct Head {
+    pub linear: Linear,
+}
+
+impl Head {
+    pub fn new(config: &VitConfig, device: &Device) -> Self {
+        Self { linear: LinearConfig::new(config.d_model, config.classes).init(device) }
+    }
+
+    pub fn forward(&self, pooled: Tensor<2>) -> Tensor<2> {
+        self.linear.forward(pooled)
+    }
+}
+
+impl Backbone {
+    pub fn new(config: &VitConfig, device: &Device) -> Self {
+        Self {
+            patch: LinearConfig::new(config.patch_dim(), config.d_model).init(device),
+            position: Initializer::Normal { mean: 0.0, std: 0.02 }.init([1, config.tokens(), config.d_model], device),
+            blocks: (0..config.depth).map(|_| Block::new(config, device)).collect(),
+            norm: LayerNormConfig::new(config.d_model).init(device),
+            patch_size: config.patch_size,
+        }
+    }
+
+    /// [batch, rows, cols] images → [batch, tokens, d_model] embedded patches.
+    pub fn embed(&self, images: Tensor<3>) -> Tensor<3> {
+        let [b, rows, cols] = images.dims();
+        let p = self.patch_size;
+        let patches =
+            images.reshape([b, rows / p, p, cols / p, p]).swap_dims(2, 3).reshape([b, (rows / p) * (cols / p), p * p]);
+        self.patch.forward(patches) + self.position.val()
+    }
+
+    /// Runs blocks `from..to` with the given per-block adapters (`adapters[block]`).
+    pub fn blocks_forward(
+        &self,
+        mut x: Tensor<3>,
+        from: usize,
+        to: usize,
+        adapters: &[Option<&BlockAdapter>],
+    ) -> Tensor<3> {
+        for (i, block) in self.blocks.iter().enumerate().take(to).skip(from) {
+            x = block.forward(x, adapters.get(i).copied().flatten());
+        }
+        x
+    }
+
+    /// Final norm and mean pooling over tokens.
+    pub fn pool(&self, x: Tensor<3>) -> Tensor<2> {
+        self.norm.forward(x).mean_dim(1).squeeze_dim(1)
+    }
+
+    pub fn depth(&self) -> usize {
+        self.blocks.len()
+    }
+}
+
+/// A servable component: adapter groups 1..k (in order) and the head snapshot of step k.
+#[derive(Debug, Clone, Copy)]
+pub struct Component<'a> {
+    pub groups: &'a [&'a GroupAdapter],
+    pub head: &'a Head,
+}
+
+/// Per-block adapter references for groups 1..k of a component (`None` where a block has no active adapter).
+pub fn block_adapters<'a>(config: &ModelConfig, groups: &[&'a GroupAdapter]) -> Vec<Option<&'a BlockAdapter>> {
+    let mut out = vec![None; config.vit.depth];
+    for group in groups {
+        for (adapter, block) in group.blocks.iter().zip(config.blocks_of_group(group.group)) {
+            out[block] = Some(adapter);
+        }
+    }
+    out
+}
+
+/// Logits of a component on a batch of images.
+pub fn forward(config: &ModelConfig, backbone: &Backbone, component: Component<'_>, images: Tensor<3>) -> Tensor<2> {
+    let adapters = block_adapters(config, component.groups);
+    let x = backbone.embed(images);
+    let x = backbone.blocks_forward(x, 0, backbone.depth(), &adapters);
+    component.head.forward(backbone.pool(x))
+}
+
+/// Logits of the backbone alone with a head (no adapters): the backbone-only baseline.
+pub fn forward_backbone(backbone: &Backbone, head: &Head, images: Tensor<3>) -> Tensor<2> {
+    let x = backbone.embed(images);
+    let x = backbone.blocks_forward(x, 0, backbone.depth(), &[]);
+    head.forward(backbone.pool(x))
+}
