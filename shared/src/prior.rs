@@ -68,8 +68,7 @@ impl Prior {
 
     /// True when all entries are equal (within rounding).
     pub fn is_uniform(&self) -> bool {
-        let first = self.0[0];
-        self.0.iter().all(|v| (v - first).abs() <= 1e-12)
+        self.0.windows(2).all(|w| (w[0] - w[1]).abs() <= 1e-12)
     }
 }
 

@@ -36,7 +36,14 @@ pub enum SequenceError {
     NotAPermutation(Vec<u16>, usize),
     #[error("the prior has {found} entries but there are {expected} slices")]
     PriorLength { expected: usize, found: usize },
+    #[error("the full strategy trains all L! = {total} sequences, so B must be {total}, got {budget}")]
+    FullBudget { budget: usize, total: usize },
+    #[error("budget B = {0} is more sequences than this tool trains or simulates (at most {MAX_BUDGET})")]
+    BudgetTooMany(usize),
 }
+
+/// Largest budget accepted: far beyond any useful configuration, small enough to allocate.
+pub const MAX_BUDGET: usize = 1_000_000;
 
 /// A permutation of the slices `0..L`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -142,16 +149,17 @@ impl Strategy {
     pub fn sequences(&self, slices: u16, budget: usize, shard: u16) -> Result<Vec<Sequence>, SequenceError> {
         match self {
             Strategy::Cyclic => cyclic(slices, budget),
-            Strategy::Bms { prior } => bms(prior, budget),
+            Strategy::Bms { prior } => {
+                if prior.len() != usize::from(slices) {
+                    return Err(SequenceError::PriorLength { expected: usize::from(slices), found: prior.len() });
+                }
+                bms(prior, budget)
+            }
             Strategy::Random { seed } => random(slices, budget, shard_seed(*seed, shard)),
             Strategy::Full => {
                 let all = full(slices)?;
                 if budget != all.len() {
-                    return Err(SequenceError::BudgetTooLarge {
-                        budget,
-                        slices,
-                        max: format!("{} (the full strategy needs B = L!)", all.len()),
-                    });
+                    return Err(SequenceError::FullBudget { budget, total: all.len() });
                 }
                 Ok(all)
             }
@@ -179,6 +187,9 @@ pub fn check_budget(slices: u16, budget: usize) -> Result<(), SequenceError> {
     }
     if budget == 0 {
         return Err(SequenceError::ZeroBudget);
+    }
+    if budget > MAX_BUDGET {
+        return Err(SequenceError::BudgetTooMany(budget));
     }
     if let Some(max) = factorial(slices)
         && (budget as u128) > max
@@ -398,6 +409,10 @@ mod tests {
         assert_eq!(cyclic(3, 0), Err(SequenceError::ZeroBudget));
         assert!(matches!(random(3, 7, 1), Err(SequenceError::BudgetTooLarge { .. })));
         assert_eq!(full(9), Err(SequenceError::FullTooLarge(9)));
+        assert_eq!(Strategy::Full.sequences(3, 5, 0), Err(SequenceError::FullBudget { budget: 5, total: 6 }));
+        assert_eq!(cyclic(20, MAX_BUDGET + 1), Err(SequenceError::BudgetTooMany(MAX_BUDGET + 1)));
+        let prior = Strategy::Bms { prior: Prior::uniform(3) };
+        assert_eq!(prior.sequences(4, 2, 0), Err(SequenceError::PriorLength { expected: 4, found: 3 }));
         // Large L: L! overflows u128, any budget is fine.
         assert_eq!(cyclic(40, 3).unwrap().len(), 3);
     }

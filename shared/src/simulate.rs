@@ -35,6 +35,10 @@ pub enum SimulateError {
     PriorLength { expected: usize, found: usize },
     #[error("the number of runs must be at least 1")]
     ZeroRuns,
+    #[error(
+        "shard {shard} never goes offline: slice {slice} leads one of its sequences but has deletion probability 0"
+    )]
+    NeverOffline { shard: usize, slice: u16 },
 }
 
 /// The n-th harmonic number H(n) = 1 + 1/2 + … + 1/n (H(0) = 0).
@@ -163,6 +167,12 @@ impl MonteCarlo {
             }
             if let Some(s) = seqs.iter().find(|s| s.len() != l) {
                 return Err(SimulateError::WrongLength { shard, expected: l, found: s.len() });
+            }
+            // A run ends only when every shard is offline, which needs every leading slice to be hit.
+            if let Some(&slice) =
+                seqs.iter().filter_map(|s| s.slices().first()).find(|&&j| self.prior.values()[usize::from(j)] == 0.0)
+            {
+                return Err(SimulateError::NeverOffline { shard, slice });
             }
         }
         Ok(l)
@@ -345,5 +355,7 @@ mod tests {
         mc.prior = Prior::uniform(4);
         assert!(matches!(mc.run(), Err(SimulateError::WrongLength { .. })));
         assert!(closed_form_for(&mc.sequences, &Prior::new(vec![0.5, 0.25, 0.25]).unwrap()).is_none());
+        mc.prior = Prior::new(vec![0.0, 0.5, 0.5]).unwrap();
+        assert_eq!(mc.run(), Err(SimulateError::NeverOffline { shard: 0, slice: 0 }));
     }
 }

@@ -4,9 +4,13 @@
 //! new subcommand is one `Command` variant plus one module.
 
 mod args;
+mod bundle_dir;
 mod chart;
 mod cli;
+mod data;
+mod device;
 mod output;
+mod progress;
 mod sweep;
 mod table;
 
@@ -47,6 +51,28 @@ enum Command {
     /// shorter. Sequences that share a prefix share its node, so each distinct prefix is trained once: the full budget
     /// with L = 4 needs 64 nodes per shard rather than 4! · 4 = 96 training steps.
     Plan(cli::plan::Args),
+    /// Train the frozen backbone on the public split only (never on deletable data).
+    Pretrain(cli::pretrain::Args),
+    /// Train every node of the S3T plan (and the SISA baseline) into a bundle directory.
+    ///
+    /// Each node trains one LoRA layer group and a head snapshot on the slices of its prefix, with every other
+    /// parameter frozen. `--shard i,j` builds only some shards (for a cluster) and `trainer assemble` merges them;
+    /// `--resume` continues an interrupted build without redoing finished nodes.
+    Build(cli::build::Args),
+    /// Merge the shards built separately with `trainer build --shard …` into one bundle.
+    Assemble(cli::assemble::Args),
+    /// Delete samples: record them durably in the bundle's ledger and show which layer groups were deactivated.
+    Delete(cli::delete::Args),
+    /// Test accuracy of the ensemble and of each shard after the deletions in the ledger.
+    Eval(cli::eval::Args),
+    /// Accuracy after r random deletions for S3T and for SISA without retraining, on the same deletion stream.
+    Curve(cli::curve::Args),
+    /// Prove that no served component saw a deleted sample (non-zero exit status when that is violated).
+    Audit(cli::audit::Args),
+    /// Rebuild the nodes of a shard that saw deleted samples, then serve its full sequences again.
+    Retrain(cli::retrain::Args),
+    /// Export each served component's adapters as PEFT-style safetensors with an adapter_config.json.
+    Export(cli::export::Args),
 }
 
 impl Command {
@@ -54,6 +80,15 @@ impl Command {
         match self {
             Command::Simulate(args) => cli::simulate::run(&args),
             Command::Plan(args) => cli::plan::run(&args),
+            Command::Pretrain(args) => cli::pretrain::run(&args),
+            Command::Build(args) => cli::build::run(&args),
+            Command::Assemble(args) => cli::assemble::run(&args),
+            Command::Delete(args) => cli::delete::run(&args),
+            Command::Eval(args) => cli::eval::run(&args),
+            Command::Curve(args) => cli::curve::run(&args),
+            Command::Audit(args) => cli::audit::run(&args),
+            Command::Retrain(args) => cli::retrain::run(&args),
+            Command::Export(args) => cli::export::run(&args),
         }
     }
 }
@@ -66,5 +101,15 @@ fn main() -> ExitCode {
             output::note(&format!("error: {}", format!("{err:#}").replace('\n', " ")));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -11,6 +11,8 @@ pub const FORMAT: &str = "s3t-bundle";
 /// Bumped on any incompatible change of the manifest or the weight layout.
 pub const VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
+pub const PRETRAIN_FILE: &str = "pretrain.json";
+pub const BUILD_FILE: &str = "build.json";
 pub const LEDGER_FILE: &str = "deletions.ledger";
 
 /// A weight file, relative to the bundle directory, with its checksum.
@@ -102,7 +104,91 @@ pub struct Manifest {
     pub sisa: Vec<Vec<SisaEntry>>,
 }
 
+/// A shard's trained entries; `complete` once every node (and SISA checkpoint) is done.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardPart {
+    pub shard: u16,
+    pub complete: bool,
+    pub nodes: Vec<NodeEntry>,
+    pub sisa: Vec<SisaEntry>,
+}
+
+/// What `trainer pretrain` records: the backbone, its configuration and the data it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PretrainRecord {
+    pub format: String,
+    pub version: u32,
+    pub model: ModelConfig,
+    pub pretrain: TrainConfig,
+    pub data: DataInfo,
+    pub backbone: BackboneEntry,
+}
+
+/// The S3T configuration of a build, fixed by its first run so that partial builds on several machines agree.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BuildSpec {
+    pub format: String,
+    pub version: u32,
+    pub train: TrainConfig,
+    pub seed: u64,
+    pub partition: Partition,
+    pub strategy: Strategy,
+    pub budget: usize,
+    pub sisa: bool,
+    /// The pretraining record's backbone checksum: every part must build on the same backbone.
+    pub backbone_sha256: String,
+}
+
 impl Manifest {
+    /// Merges the pretraining record, the build specification and every shard's part into a manifest.
+    pub fn assemble(pretrain: PretrainRecord, spec: BuildSpec, parts: Vec<ShardPart>) -> Result<Self, String> {
+        let plan = Plan::new(spec.partition.shards, spec.partition.slices, spec.budget, &spec.strategy)
+            .map_err(|e| e.to_string())?;
+        let m = usize::from(spec.partition.shards);
+        let mut nodes = vec![None; m];
+        let mut sisa = vec![Vec::new(); m];
+        for part in parts {
+            let s = usize::from(part.shard);
+            if s >= m {
+                return Err(format!("part of shard {} but the build has {m} shards", part.shard));
+            }
+            if !part.complete {
+                return Err(format!(
+                    "shard {} is not complete: run `trainer build --resume --shard {}`",
+                    part.shard, part.shard
+                ));
+            }
+            if nodes[s].is_some() {
+                return Err(format!("shard {} appears twice", part.shard));
+            }
+            nodes[s] = Some(part.nodes);
+            sisa[s] = part.sisa;
+        }
+        let nodes: Vec<Vec<NodeEntry>> = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(s, n)| n.ok_or_else(|| format!("shard {s} has not been built: run `trainer build --shard {s}`")))
+            .collect::<Result<_, _>>()?;
+        let manifest = Manifest {
+            format: FORMAT.to_owned(),
+            version: VERSION,
+            model: pretrain.model.with_groups(usize::from(spec.partition.slices)),
+            pretrain: pretrain.pretrain,
+            train: spec.train,
+            seed: spec.seed,
+            data: pretrain.data,
+            partition: spec.partition,
+            strategy: spec.strategy,
+            budget: spec.budget,
+            sequences: plan.sequences(),
+            backbone: pretrain.backbone,
+            nodes,
+            sisa: if spec.sisa { sisa } else { Vec::new() },
+        };
+        manifest.check("assembled manifest")?;
+        Ok(manifest)
+    }
+
     /// Parses and checks the format, version and internal consistency (`file` names the source in errors).
     pub fn from_json(file: &str, text: &str) -> Result<Self, String> {
         let value: serde_json::Value =

@@ -13,8 +13,12 @@
 //! Writes are atomic (temporary file, fsync, rename, fsync of the directory). Loading checks the format and
 //! version, then every file's sha256, and reports the first mismatch.
 
+pub mod audit;
 pub mod manifest;
 #[cfg(not(target_family = "wasm"))]
 pub mod store;
 
-pub use manifest::{BackboneEntry, DataInfo, Manifest, NodeEntry, SisaEntry, SliceLineage, WeightFile};
+pub use manifest::{
+    BackboneEntry, BuildSpec, DataInfo, Manifest, NodeEntry, PretrainRecord, ShardPart, SisaEntry, SliceLineage,
+    WeightFile,
+};

@@ -12,9 +12,12 @@ pub mod ensemble;
 pub mod features;
 pub mod input;
 pub mod parts;
+pub mod serve;
 pub mod vit;
 pub mod weights;
 
+#[cfg(feature = "train")]
+pub mod build;
 #[cfg(feature = "train")]
 pub mod train;
 

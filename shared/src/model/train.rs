@@ -27,6 +27,7 @@ use crate::dataset::Dataset;
 pub type Progress<'a> = &'a mut dyn FnMut(usize);
 
 /// Generic minibatch loop: `logits(module, batch)` builds the forward pass; the optimiser updates `module`.
+#[allow(clippy::too_many_arguments)]
 fn fit<M: Module>(
     mut module: M,
     samples: &[usize],

@@ -5,7 +5,9 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 
 /// Serialises a module's parameters to safetensors bytes. Tensor names are the module paths.
 pub fn to_safetensors<M: Module>(module: &M) -> Result<Vec<u8>, String> {
-    let mut store = SafetensorsStore::from_bytes(None);
+    // No metadata: burn writes it from a hash map in random order, which would make the bytes (and so the sha256
+    // recorded in manifests) differ between two saves of identical weights.
+    let mut store = SafetensorsStore::from_bytes(None).clear_metadata();
     module.save_into(&mut store).map_err(|e| format!("cannot serialise weights: {e}"))?;
     store.get_bytes().map_err(|e| format!("cannot serialise weights: {e}"))
 }

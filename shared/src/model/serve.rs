@@ -1,0 +1,185 @@
+//! Serving a bundle: load its weights, assemble each shard's served component, memoise per-node outputs, and
+//! compute ensemble accuracy for a routing state. Used by the trainer (eval, curve, audit) and the browser.
+
+use std::collections::HashMap;
+
+use burn::tensor::Device;
+
+use super::adapter::GroupAdapter;
+use super::config::ModelConfig;
+use super::ensemble::{accuracy, mean_probabilities, softmax_rows};
+use super::features::{Features, logits_all};
+use super::parts::{NodeParams, Pretrained, SisaParams};
+use super::vit::{Backbone, Component, Head};
+use super::weights::load_safetensors;
+use crate::bundle::{Manifest, WeightFile};
+use crate::dataset::Dataset;
+use crate::plan::Plan;
+use crate::route::{Served, State};
+
+/// A bundle's weights, loaded onto a device.
+pub struct Model {
+    pub manifest: Manifest,
+    pub plan: Plan,
+    pub sisa_plan: Plan,
+    pub pretrained: Pretrained,
+    /// `nodes[shard][node id]`
+    pub nodes: Vec<Vec<NodeParams>>,
+    /// `sisa[shard][checkpoint - 1]`; empty without SISA.
+    pub sisa: Vec<Vec<SisaParams>>,
+    pub device: Device,
+}
+
+impl Model {
+    /// Loads every weight file through `read` (a native file reader that checks sha256, or the browser's fetch).
+    pub fn load(
+        manifest: Manifest,
+        device: &Device,
+        mut read: impl FnMut(&WeightFile) -> Result<Vec<u8>, String>,
+    ) -> Result<Self, String> {
+        let config = manifest.model.clone();
+        let plan = manifest.plan().map_err(|e| e.to_string())?;
+        let sisa_plan = manifest.sisa_plan().map_err(|e| e.to_string())?;
+        let skeleton =
+            Pretrained { backbone: Backbone::new(&config.vit, device), head: Head::new(&config.vit, device) };
+        let pretrained =
+            load_safetensors(skeleton, read(&manifest.backbone.weights)?, &manifest.backbone.weights.path)?;
+        let mut nodes = Vec::with_capacity(manifest.nodes.len());
+        for shard in &manifest.nodes {
+            let mut loaded = Vec::with_capacity(shard.len());
+            for entry in shard {
+                let skeleton = node_skeleton(&config, entry.prefix.len(), device);
+                loaded.push(load_safetensors(skeleton, read(&entry.weights)?, &entry.weights.path)?);
+            }
+            nodes.push(loaded);
+        }
+        let mut sisa = Vec::with_capacity(manifest.sisa.len());
+        for shard in &manifest.sisa {
+            let mut loaded = Vec::with_capacity(shard.len());
+            for entry in shard {
+                let skeleton = sisa_skeleton(&config, device);
+                loaded.push(load_safetensors(skeleton, read(&entry.weights)?, &entry.weights.path)?);
+            }
+            sisa.push(loaded);
+        }
+        Ok(Self { manifest, plan, sisa_plan, pretrained, nodes, sisa, device: device.clone() })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.manifest.model
+    }
+
+    /// The adapter groups 1..k of a served component and its head snapshot (rule E3: the head of node k).
+    pub fn component(&self, shard: u16, served: Served) -> (Vec<&GroupAdapter>, &Head) {
+        let s = usize::from(shard);
+        let chain = &self.plan.shards[s].chains[served.sequence][..usize::from(served.prefix)];
+        let groups = chain.iter().map(|&id| &self.nodes[s][id].adapter).collect();
+        let head = &self.nodes[s][*chain.last().expect("a served prefix is non-empty")].head;
+        (groups, head)
+    }
+}
+
+/// An untrained node module of the right shape, for loading weights into.
+pub fn node_skeleton(config: &ModelConfig, group: usize, device: &Device) -> NodeParams {
+    NodeParams { adapter: GroupAdapter::init(config, group, 0, device), head: Head::new(&config.vit, device) }
+}
+
+pub fn sisa_skeleton(config: &ModelConfig, device: &Device) -> SisaParams {
+    SisaParams {
+        adapters: (1..=config.groups).map(|g| GroupAdapter::init(config, g, 0, device)).collect(),
+        head: Head::new(&config.vit, device),
+    }
+}
+
+/// Ensemble accuracy and the accuracy of each shard's served component (`None` when offline).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// `None` when every shard is offline: nothing is served.
+    pub accuracy: Option<f64>,
+    pub per_shard: Vec<Option<f64>>,
+    pub live_shards: usize,
+}
+
+/// Evaluates components on one data set, memoising each node's class probabilities.
+pub struct Evaluator {
+    features: Features,
+    labels: Vec<u8>,
+    classes: usize,
+    memo: HashMap<(u16, usize), Vec<f32>>,
+    sisa_memo: HashMap<(u16, u16), Vec<f32>>,
+}
+
+impl Evaluator {
+    pub fn new(model: &Model, data: &Dataset) -> Self {
+        Self {
+            features: Features::new(model.config(), &model.pretrained.backbone, data, &model.device),
+            labels: data.labels.clone(),
+            classes: model.config().vit.classes,
+            memo: HashMap::new(),
+            sisa_memo: HashMap::new(),
+        }
+    }
+
+    pub fn labels(&self) -> &[u8] {
+        &self.labels
+    }
+
+    /// Class probabilities [n, classes] of a shard's served S3T component (memoised per node).
+    pub fn served_probabilities(&mut self, model: &Model, shard: u16, served: Served) -> &[f32] {
+        let node = model.plan.shards[usize::from(shard)].chains[served.sequence][usize::from(served.prefix) - 1];
+        let features = &self.features;
+        let classes = self.classes;
+        self.memo.entry((shard, node)).or_insert_with(|| {
+            let (groups, head) = model.component(shard, served);
+            let logits =
+                logits_all(model.config(), &model.pretrained.backbone, Component { groups: &groups, head }, features);
+            softmax_rows(&logits, classes)
+        })
+    }
+
+    /// Class probabilities of SISA checkpoint k (1-based) of a shard (memoised).
+    pub fn sisa_probabilities(&mut self, model: &Model, shard: u16, checkpoint: u16) -> &[f32] {
+        let features = &self.features;
+        let classes = self.classes;
+        self.sisa_memo.entry((shard, checkpoint)).or_insert_with(|| {
+            let params = &model.sisa[usize::from(shard)][usize::from(checkpoint) - 1];
+            let groups: Vec<&GroupAdapter> = params.adapters.iter().collect();
+            let component = Component { groups: &groups, head: &params.head };
+            let logits = logits_all(model.config(), &model.pretrained.backbone, component, features);
+            softmax_rows(&logits, classes)
+        })
+    }
+
+    /// Ensemble (mean of softmax over live shards) and per-shard accuracy of an S3T routing state.
+    pub fn evaluate(&mut self, model: &Model, state: &State) -> Evaluation {
+        self.evaluate_with(state, |this, shard, served| this.served_probabilities(model, shard, served).to_vec())
+    }
+
+    /// The same for SISA without retraining: `state` routes over the SISA plan (one identity sequence per
+    /// shard), so the served prefix k is checkpoint k.
+    pub fn evaluate_sisa(&mut self, model: &Model, state: &State) -> Evaluation {
+        self.evaluate_with(state, |this, shard, served| this.sisa_probabilities(model, shard, served.prefix).to_vec())
+    }
+
+    fn evaluate_with(
+        &mut self,
+        state: &State,
+        mut probs: impl FnMut(&mut Self, u16, Served) -> Vec<f32>,
+    ) -> Evaluation {
+        let mut tables = Vec::new();
+        let mut per_shard = Vec::new();
+        for shard in 0..state.shards() {
+            match state.served(shard) {
+                Some(served) => {
+                    let p = probs(self, shard, served);
+                    per_shard.push(Some(accuracy(&p, self.classes, &self.labels)));
+                    tables.push(p);
+                }
+                None => per_shard.push(None),
+            }
+        }
+        let refs: Vec<&[f32]> = tables.iter().map(Vec::as_slice).collect();
+        let accuracy = mean_probabilities(&refs).map(|p| accuracy(&p, self.classes, &self.labels));
+        Evaluation { accuracy, per_shard, live_shards: tables.len() }
+    }
+}

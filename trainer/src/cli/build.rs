@@ -1,0 +1,292 @@
+//! `trainer build`: trains every node of the S3T plan (and the SISA baseline) into a bundle.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use s3t::bundle::manifest::{BUILD_FILE, FORMAT, MANIFEST_FILE, PRETRAIN_FILE, VERSION};
+use s3t::bundle::store::{read_weights, write_atomic, write_manifest};
+use s3t::bundle::{BuildSpec, Manifest, NodeEntry, ShardPart, SisaEntry};
+use s3t::model::TrainConfig;
+use s3t::model::build::{BuildContext, build_shard, part_path};
+use s3t::model::features::Features;
+use s3t::partition::{Partition, PartitionMode, SampleId};
+use s3t::{Plan, Prior};
+
+use crate::args::StrategyArg;
+use crate::bundle_dir::load_pretrained;
+use crate::cli::pretrain::{PretrainOptions, run_pretrain};
+use crate::data::Source;
+use crate::device::{DeviceArg, choose};
+use crate::output;
+use crate::progress::Progress;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Data: `default` (embedded Fashion-MNIST subset), `idx:DIR` or `csv:FILE`.
+    #[arg(long, default_value = "default")]
+    pub data: String,
+    /// Bundle directory (holds the backbone from `trainer pretrain`; pretrains first when it has none).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Shards m.
+    #[arg(long, default_value_t = 4)]
+    pub shards: u16,
+    /// Slices L per shard (= layer groups).
+    #[arg(long, default_value_t = 4)]
+    pub slices: u16,
+    /// Sequences B per shard (default L).
+    #[arg(long)]
+    pub budget: Option<usize>,
+    /// How sequences are chosen.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Cyclic)]
+    pub strategy: StrategyArg,
+    /// Deletion prior for `--strategy bms`: JSON array of L probabilities summing to 1.
+    #[arg(long, value_name = "FILE")]
+    pub prior: Option<PathBuf>,
+    /// Seed of the node seeds (derived from shard and prefix) and of the random strategy.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Passes over a node's data.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Samples per optimiser step.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Adam learning rate of adapters and head.
+    #[arg(long, default_value_t = 3e-3)]
+    pub learning_rate: f64,
+    /// Skip the SISA baseline (one sequence per shard, all adapters trainable, checkpoint per slice).
+    #[arg(long)]
+    pub no_sisa: bool,
+    /// Continue an interrupted build: finished nodes are verified and reused, not retrained.
+    #[arg(long)]
+    pub resume: bool,
+    /// Build only these shards (comma-separated), writing a partial artifact for `trainer assemble`.
+    #[arg(long, value_name = "I[,J…]", value_delimiter = ',')]
+    pub shard: Vec<u16>,
+    #[command(flatten)]
+    pub pretrain: PretrainOptions,
+    /// Where to train.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let quiet = args.quiet || args.json;
+    let source = Source::parse(&args.data)?;
+    if args.shards == 0 || args.slices == 0 {
+        bail!("--shards and --slices must be at least 1");
+    }
+    let budget = args.budget.unwrap_or(usize::from(args.slices));
+    let prior = match &args.prior {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+            Prior::from_json(&text, args.slices).with_context(|| format!("prior file {}", path.display()))?
+        }
+        None => Prior::uniform(args.slices),
+    };
+    let strategy = args.strategy.build(&prior, args.seed);
+    let plan = Plan::new(args.shards, args.slices, budget, &strategy)?;
+    let shards: BTreeSet<u16> =
+        if args.shard.is_empty() { (0..args.shards).collect() } else { args.shard.iter().copied().collect() };
+    if let Some(bad) = shards.iter().find(|&&s| s >= args.shards) {
+        bail!("--shard {bad}: there are {} shards (0..{})", args.shards, args.shards - 1);
+    }
+    if args.out.join(MANIFEST_FILE).exists() && !args.resume {
+        bail!("{} already holds a built bundle; use another --out, or --resume", args.out.display());
+    }
+    let splits = source.load()?;
+    let selected = choose(args.device, quiet)?;
+    if !args.out.join(PRETRAIN_FILE).exists() {
+        if !quiet {
+            output::note(&format!("notice: {} has no backbone yet: pretraining first", args.out.display()));
+        }
+        run_pretrain(&source, &args.out, &args.pretrain, args.device, quiet)?;
+    }
+    let (record, pretrained) = load_pretrained(&args.out, &selected.device)?;
+    let info = source.info(&splits);
+    if record.data != info {
+        bail!(
+            "{}: the backbone was pretrained with data {:?} ({} deletable samples) but --data is {:?}",
+            args.out.display(),
+            record.data.source,
+            record.data.deletable,
+            info.source
+        );
+    }
+    if record.model.vit.depth < usize::from(args.slices) {
+        bail!(
+            "--slices {} needs at least {} transformer blocks but the backbone has {}",
+            args.slices,
+            args.slices,
+            record.model.vit.depth
+        );
+    }
+    let config = record.model.clone().with_groups(usize::from(args.slices));
+    let spec = BuildSpec {
+        format: FORMAT.to_owned(),
+        version: VERSION,
+        train: TrainConfig::new()
+            .with_epochs(args.epochs)
+            .with_batch_size(args.batch_size)
+            .with_learning_rate(args.learning_rate),
+        seed: args.seed,
+        partition: Partition::new(args.shards, args.slices, PartitionMode::Balanced)?,
+        strategy,
+        budget,
+        sisa: !args.no_sisa,
+        backbone_sha256: record.backbone.weights.sha256.clone(),
+    };
+    fix_spec(&args.out, &spec)?;
+    let assignment = spec.partition.assign((0..splits.deletable.len() as u64).map(SampleId::Int))?;
+    let features = Features::new(&config, &pretrained.backbone, &splits.deletable, &selected.device);
+    let validation = Features::new(&config, &pretrained.backbone, &splits.validation, &selected.device);
+    let ctx = BuildContext {
+        bundle: &args.out,
+        config: &config,
+        train: &spec.train,
+        seed: spec.seed,
+        data: &splits,
+        pretrained: &pretrained,
+        assignment: &assignment,
+        plan: &plan,
+        device: &selected.device,
+        features: &features,
+        validation: &validation,
+    };
+    let steps: usize = shards
+        .iter()
+        .map(|&s| plan.shards[usize::from(s)].nodes.len() + if spec.sisa { usize::from(args.slices) } else { 0 })
+        .sum();
+    let mut progress = Progress::new(steps as u64, "build", quiet);
+    let started = Instant::now();
+    for &shard in &shards {
+        let (reuse, reuse_sisa) = if args.resume { resumable(&args.out, shard)? } else { (Vec::new(), Vec::new()) };
+        let none = |_: &SampleId| false;
+        build_shard(&ctx, shard, &reuse, &reuse_sisa, spec.sisa, 0, &none, &mut |e| progress.event(e))
+            .map_err(|e| anyhow!(e))?;
+    }
+    let (samples, per_second) = progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    let assembled = if args.shard.is_empty() { Some(assemble(&args.out)?) } else { None };
+    let summary = serde_json::json!({
+        "out": args.out.display().to_string(),
+        "device": selected.name,
+        "shards_built": shards.iter().collect::<Vec<_>>(),
+        "nodes_per_shard": plan.shards.iter().map(|s| s.nodes.len()).collect::<Vec<_>>(),
+        "samples_trained": samples,
+        "train_samples_per_s": per_second,
+        "seconds": seconds,
+        "assembled": assembled.is_some(),
+        "backbone_validation_accuracy": record.backbone.validation_accuracy,
+        "mean_node_validation_accuracy": assembled.as_ref().map(mean_node_accuracy),
+    });
+    if args.json {
+        return output::print(&format!("{}\n", serde_json::to_string_pretty(&summary)?));
+    }
+    let mut text =
+        format!("trained {samples} samples in {seconds:.1} s ({per_second:.0} samples/s) on {}\n", selected.name);
+    match &assembled {
+        Some(m) => text.push_str(&format!(
+            "bundle {}: {} shards, {} nodes, SISA {}; mean node validation accuracy {:.2}%\n",
+            args.out.display(),
+            m.nodes.len(),
+            m.nodes.iter().map(Vec::len).sum::<usize>(),
+            if m.sisa.is_empty() { "no" } else { "yes" },
+            mean_node_accuracy(m) * 100.0
+        )),
+        None => text.push_str(&format!(
+            "partial build of shards {:?} in {}; run `trainer assemble {}` once every shard is built\n",
+            shards,
+            args.out.display(),
+            args.out.display()
+        )),
+    }
+    output::print(&text)
+}
+
+fn mean_node_accuracy(m: &Manifest) -> f64 {
+    let all: Vec<f64> = m.nodes.iter().flatten().map(|n| n.validation_accuracy).collect();
+    all.iter().sum::<f64>() / all.len().max(1) as f64
+}
+
+/// Records the build specification on the first run; later runs (other shards, resumes) must match it.
+fn fix_spec(out: &Path, spec: &BuildSpec) -> Result<()> {
+    let path = out.join(BUILD_FILE);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let existing: BuildSpec =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a build specification", path.display()))?;
+        if &existing != spec {
+            bail!(
+                "{} was started with other settings (shards, slices, budget, strategy, seed, epochs or backbone); \
+                 use the same flags or another --out",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    let json = serde_json::to_string_pretty(spec)?;
+    write_atomic(&path, json.as_bytes()).map_err(|e| anyhow!(e))
+}
+
+/// The verified entries of an interrupted shard build.
+/// Entries that may be reused, indexed by node id and by SISA checkpoint − 1.
+type Reusable = (Vec<Option<NodeEntry>>, Vec<Option<SisaEntry>>);
+
+fn resumable(out: &Path, shard: u16) -> Result<Reusable> {
+    let path = out.join(part_path(shard));
+    if !path.exists() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let part = read_part(&path)?;
+    let mut nodes = Vec::new();
+    for entry in part.nodes {
+        // A weight file that does not match is retrained rather than trusted.
+        let ok = read_weights(out, &entry.weights).is_ok();
+        let id = entry.id;
+        if nodes.len() <= id {
+            nodes.resize(id + 1, None);
+        }
+        if ok {
+            nodes[id] = Some(entry);
+        }
+    }
+    let sisa = part.sisa.into_iter().map(|e| read_weights(out, &e.weights).is_ok().then_some(e)).collect();
+    Ok((nodes, sisa))
+}
+
+fn read_part(path: &Path) -> Result<ShardPart> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a shard part", path.display()))
+}
+
+/// Merges `pretrain.json`, `build.json` and every shard's part into `manifest.json`.
+pub fn assemble(out: &Path) -> Result<Manifest> {
+    let read = |name: &str| -> Result<String> {
+        let path = out.join(name);
+        std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))
+    };
+    let record = serde_json::from_str(&read(PRETRAIN_FILE)?).with_context(|| format!("{PRETRAIN_FILE}: invalid"))?;
+    let spec: BuildSpec = serde_json::from_str(&read(BUILD_FILE)?).with_context(|| format!("{BUILD_FILE}: invalid"))?;
+    let mut parts = Vec::new();
+    for shard in 0..spec.partition.shards {
+        let path = out.join(part_path(shard));
+        if !path.exists() {
+            bail!("shard {shard} has not been built: run `trainer build --shard {shard} --out {}`", out.display());
+        }
+        parts.push(read_part(&path)?);
+    }
+    let manifest = Manifest::assemble(record, spec, parts).map_err(|e| anyhow!("{}: {e}", out.display()))?;
+    s3t::bundle::store::verify(out, &manifest).map_err(|e| anyhow!(e))?;
+    write_manifest(out, &manifest).map_err(|e| anyhow!(e))?;
+    Ok(manifest)
+}

@@ -1,0 +1,127 @@
+//! `trainer delete`: forget samples. Each deletion is on disk in the bundle's ledger before it is reported.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use s3t::ledger::Ledger;
+use s3t::{Action, Event, SampleId};
+
+use crate::bundle_dir::Bundle;
+use crate::output;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// Sample ids to delete (comma-separated; an id is the sample's index in the deletable split).
+    #[arg(long, value_delimiter = ',', value_name = "ID[,ID…]")]
+    pub ids: Vec<String>,
+    /// A file with one id per line (blank lines and lines starting with # are skipped).
+    #[arg(long, value_name = "FILE")]
+    pub ids_file: Option<PathBuf>,
+    /// Print the events and the new serving state as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let bundle = Bundle::open(&args.bundle)?;
+    let mut ids = Vec::new();
+    for text in &args.ids {
+        ids.push(SampleId::parse(text).with_context(|| format!("--ids {text:?}"))?);
+    }
+    if let Some(file) = &args.ids_file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            ids.push(SampleId::parse(line).with_context(|| format!("{}: line {}", file.display(), n + 1))?);
+        }
+    }
+    if ids.is_empty() {
+        bail!("nothing to delete: give --ids or --ids-file");
+    }
+    // Validate every id before the first append, so a typo cannot leave half a batch recorded.
+    if let Some(unknown) = ids.iter().find(|id| bundle.router.assignment().cell(id).is_none()) {
+        bail!(
+            "sample id {unknown} is not in the deletable training data of {} (ids are 0..{}); nothing was deleted",
+            args.bundle.display(),
+            bundle.manifest.data.deletable
+        );
+    }
+    let (mut ledger, recovery) = Ledger::open_or_create(bundle.ledger_path())?;
+    if recovery.repaired() {
+        output::note(&format!("notice: {}: {recovery}", bundle.ledger_path().display()));
+    }
+    let mut state = bundle.state(ledger.records())?;
+    let mut events = Vec::new();
+    let mut seen = HashSet::new();
+    for id in ids {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        let action = Action::Delete(id);
+        let (next, happened) = bundle.router.apply(&state, &action)?;
+        if !matches!(happened.as_slice(), [Event::AlreadyDeleted { .. }]) {
+            // Acknowledged only once the record is on disk (rule E7).
+            ledger.append(&action)?;
+        }
+        state = next;
+        events.extend(happened);
+    }
+    let served: Vec<_> = (0..state.shards()).map(|s| state.served(s)).collect();
+    if args.json {
+        let json = serde_json::json!({
+            "events": events,
+            "served": served,
+            "live_shards": state.live_shards(),
+            "offline_shards": state.offline_shards(),
+            "deleted": state.deleted_count(),
+        });
+        return output::print(&format!("{}\n", serde_json::to_string_pretty(&json)?));
+    }
+    let mut text = String::new();
+    for event in &events {
+        text.push_str(&describe(event));
+        text.push('\n');
+    }
+    text.push_str("serving:\n");
+    for (shard, s) in served.iter().enumerate() {
+        match s {
+            Some(s) => text.push_str(&format!(
+                "  shard {shard}: sequence {} with {} of {} groups\n",
+                s.sequence, s.prefix, bundle.manifest.partition.slices
+            )),
+            None => text
+                .push_str(&format!("  shard {shard}: offline, needs retraining (`trainer retrain --shard {shard}`)\n")),
+        }
+    }
+    text.push_str(&format!(
+        "{} samples deleted in total; {} of {} shards live\n",
+        state.deleted_count(),
+        state.live_shards(),
+        state.shards()
+    ));
+    output::print(&text)
+}
+
+fn describe(event: &Event) -> String {
+    match event {
+        Event::Deleted { id, cell } => format!("deleted {id} (shard {}, slice {})", cell.shard, cell.slice),
+        Event::AlreadyDeleted { id } => format!("{id} was already deleted: nothing changed"),
+        Event::Deactivated { shard, sequence, from, to } => {
+            format!("  shard {shard} sequence {sequence}: groups {}..={to} deactivated, {from} remain", from + 1)
+        }
+        Event::ServedChanged { shard, before, after } => format!(
+            "  shard {shard} now serves {} (was {})",
+            after.map_or("nothing".into(), |s| format!("sequence {} prefix {}", s.sequence, s.prefix)),
+            before.map_or("nothing".into(), |s| format!("sequence {} prefix {}", s.sequence, s.prefix))
+        ),
+        Event::ShardOffline { shard } => format!("  shard {shard} is offline: it needs retraining"),
+        Event::AllOffline => "  every shard is offline: nothing can be served until one is retrained".into(),
+        Event::Retrained { shard } => format!("  shard {shard} retrained"),
+    }
+}

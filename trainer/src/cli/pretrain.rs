@@ -1,0 +1,117 @@
+//! `trainer pretrain`: trains the frozen backbone on the public split only.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+use s3t::bundle::manifest::{FORMAT, PRETRAIN_FILE, VERSION};
+use s3t::bundle::store::write_atomic;
+use s3t::bundle::store::write_weights;
+use s3t::bundle::{BackboneEntry, PretrainRecord};
+use s3t::model::train::{backbone_accuracy, pretrain};
+use s3t::model::weights::to_safetensors;
+use s3t::model::{ModelConfig, TrainConfig, VitConfig};
+
+use crate::data::Source;
+use crate::device::{DeviceArg, choose};
+use crate::output;
+use crate::progress::Progress;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Data: `default` (embedded Fashion-MNIST subset), `idx:DIR` or `csv:FILE`. Only its public split is used.
+    #[arg(long, default_value = "default")]
+    pub data: String,
+    /// Bundle directory to write the backbone into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub options: PretrainOptions,
+    /// Where to train: the GPU when one exists (auto), the GPU or the CPU.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print a JSON summary instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Backbone hyper-parameters (defaults: the documented `VitConfig` defaults).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PretrainOptions {
+    /// Passes over the public split.
+    #[arg(long, default_value_t = 8)]
+    pub pretrain_epochs: usize,
+    /// Transformer blocks (at least the number of slices used later).
+    #[arg(long, default_value_t = 4)]
+    pub depth: usize,
+    /// Token width.
+    #[arg(long, default_value_t = 64)]
+    pub d_model: usize,
+    /// Seed of the backbone's initialisation and batch order.
+    #[arg(long, default_value_t = 0)]
+    pub pretrain_seed: u64,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let source = Source::parse(&args.data)?;
+    let record = run_pretrain(&source, &args.out, &args.options, args.device, args.quiet || args.json)?;
+    if args.json {
+        output::print(&format!("{}\n", serde_json::to_string_pretty(&record)?))
+    } else {
+        output::print(&format!(
+            "backbone trained on {} public samples: validation accuracy {:.2}%, test accuracy {:.2}%\nwrote {}\n",
+            record.data.public,
+            record.backbone.validation_accuracy * 100.0,
+            record.backbone.test_accuracy * 100.0,
+            args.out.join(PRETRAIN_FILE).display()
+        ))
+    }
+}
+
+/// Pretrains and writes `weights/backbone.safetensors` and `pretrain.json` into `out`.
+pub fn run_pretrain(
+    source: &Source,
+    out: &Path,
+    options: &PretrainOptions,
+    device: DeviceArg,
+    quiet: bool,
+) -> Result<PretrainRecord> {
+    let splits = source.load()?;
+    let selected = choose(device, quiet)?;
+    let config = ModelConfig::new().with_vit(
+        VitConfig::new()
+            .with_depth(options.depth)
+            .with_d_model(options.d_model)
+            .with_image_size(splits.public.rows as usize),
+    );
+    config.validate().map_err(|e| anyhow!("model configuration: {e}"))?;
+    let train = TrainConfig::new().with_epochs(options.pretrain_epochs).with_learning_rate(1e-3);
+    let mut progress = Progress::new(1, "pretrain", quiet);
+    progress.event(s3t::model::build::BuildEvent::Start {
+        shard: 0,
+        label: "backbone (public split)".into(),
+        samples: splits.public.len() * train.epochs,
+    });
+    // Rule E1: only the public split reaches the pretraining code.
+    let pretrained = pretrain(&config, &train, &splits.public, options.pretrain_seed, &selected.device, &mut |n| {
+        progress.event(s3t::model::build::BuildEvent::Progress { samples: n })
+    });
+    progress.finish();
+    let validation_accuracy = backbone_accuracy(&pretrained, &splits.validation, &selected.device);
+    let test_accuracy = backbone_accuracy(&pretrained, &splits.test, &selected.device);
+    let bytes = to_safetensors(&pretrained).map_err(|e| anyhow!(e))?;
+    let weights = write_weights(out, "weights/backbone.safetensors", &bytes).map_err(|e| anyhow!(e))?;
+    let record = PretrainRecord {
+        format: FORMAT.to_owned(),
+        version: VERSION,
+        model: config,
+        pretrain: train,
+        data: source.info(&splits),
+        backbone: BackboneEntry { seed: options.pretrain_seed, validation_accuracy, test_accuracy, weights },
+    };
+    let json = serde_json::to_string_pretty(&record)?;
+    write_atomic(&out.join(PRETRAIN_FILE), json.as_bytes()).map_err(|e| anyhow!(e))?;
+    Ok(record)
+}
