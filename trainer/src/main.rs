@@ -73,6 +73,10 @@ enum Command {
     Retrain(cli::retrain::Args),
     /// Export each served component's adapters as PEFT-style safetensors with an adapter_config.json.
     Export(cli::export::Args),
+    /// The quality figures of a bundle: backbone only, S3T, SISA, a single LoRA fine-tune, and the deletion curve.
+    Quality(cli::quality::Args),
+    /// Training throughput, and one deletion's cost for S3T (apply and serve) against SISA (retrain).
+    Bench(cli::bench::Args),
 }
 
 impl Command {
@@ -89,6 +93,8 @@ impl Command {
             Command::Audit(args) => cli::audit::run(&args),
             Command::Retrain(args) => cli::retrain::run(&args),
             Command::Export(args) => cli::export::run(&args),
+            Command::Quality(args) => cli::quality::run(&args),
+            Command::Bench(args) => cli::bench::run(&args),
         }
     }
 }

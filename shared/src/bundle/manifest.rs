@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ModelConfig, TrainConfig};
+use crate::model::{LoraConfig, ModelConfig, TrainConfig};
 use crate::partition::{Assignment, Cell, Partition, SampleId, digest_ids};
 use crate::plan::Plan;
 use crate::sequence::{Sequence, Strategy};
@@ -130,6 +130,7 @@ pub struct BuildSpec {
     pub format: String,
     pub version: u32,
     pub train: TrainConfig,
+    pub lora: LoraConfig,
     pub seed: u64,
     pub partition: Partition,
     pub strategy: Strategy,
@@ -172,7 +173,7 @@ impl Manifest {
         let manifest = Manifest {
             format: FORMAT.to_owned(),
             version: VERSION,
-            model: pretrain.model.with_groups(usize::from(spec.partition.slices)),
+            model: pretrain.model.with_groups(usize::from(spec.partition.slices)).with_lora(spec.lora),
             pretrain: pretrain.pretrain,
             train: spec.train,
             seed: spec.seed,

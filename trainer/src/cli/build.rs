@@ -8,9 +8,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use s3t::bundle::manifest::{BUILD_FILE, FORMAT, MANIFEST_FILE, PRETRAIN_FILE, VERSION};
 use s3t::bundle::store::{read_weights, write_atomic, write_manifest};
 use s3t::bundle::{BuildSpec, Manifest, NodeEntry, ShardPart, SisaEntry};
-use s3t::model::TrainConfig;
 use s3t::model::build::{BuildContext, build_shard, part_path};
 use s3t::model::features::Features;
+use s3t::model::{LoraConfig, TrainConfig};
 use s3t::partition::{Partition, PartitionMode, SampleId};
 use s3t::{Plan, Prior};
 
@@ -57,6 +57,12 @@ pub struct Args {
     /// Adam learning rate of adapters and head.
     #[arg(long, default_value_t = 3e-3)]
     pub learning_rate: f64,
+    /// LoRA rank r of every adapter.
+    #[arg(long, default_value_t = 4)]
+    pub lora_rank: usize,
+    /// LoRA scale numerator: updates are multiplied by alpha / r.
+    #[arg(long, default_value_t = 8.0)]
+    pub lora_alpha: f64,
     /// Skip the SISA baseline (one sequence per shard, all adapters trainable, checkpoint per slice).
     #[arg(long)]
     pub no_sisa: bool,
@@ -130,7 +136,12 @@ pub fn run(args: &Args) -> Result<()> {
             record.model.vit.depth
         );
     }
-    let config = record.model.clone().with_groups(usize::from(args.slices));
+    let config = record
+        .model
+        .clone()
+        .with_groups(usize::from(args.slices))
+        .with_lora(LoraConfig::new().with_rank(args.lora_rank).with_alpha(args.lora_alpha));
+    config.validate().map_err(|e| anyhow!("model configuration: {e}"))?;
     let spec = BuildSpec {
         format: FORMAT.to_owned(),
         version: VERSION,
@@ -138,6 +149,7 @@ pub fn run(args: &Args) -> Result<()> {
             .with_epochs(args.epochs)
             .with_batch_size(args.batch_size)
             .with_learning_rate(args.learning_rate),
+        lora: config.lora.clone(),
         seed: args.seed,
         partition: Partition::new(args.shards, args.slices, PartitionMode::Balanced)?,
         strategy,

@@ -92,35 +92,7 @@ pub fn run(args: &Args) -> Result<()> {
     let device = choose(args.device, args.json)?;
     let model = bundle.load_model(&device.device)?;
     let mut evaluator = Evaluator::new(&model, &splits.test);
-    let mut ids: Vec<u64> = (0..bundle.manifest.data.deletable as u64).collect();
-    ids.shuffle(&mut ChaCha8Rng::seed_from_u64(args.seed));
-    let mut s3t = bundle.router.initial();
-    let mut sisa = bundle.sisa_router.initial();
-    let mut done = 0usize;
-    let mut points = Vec::new();
-    for &r in &points_at {
-        while done < r {
-            let action = Action::Delete(SampleId::Int(ids[done]));
-            bundle.router.apply_in_place(&mut s3t, &action)?;
-            bundle.sisa_router.apply_in_place(&mut sisa, &action)?;
-            done += 1;
-        }
-        let a = evaluator.evaluate(&model, &s3t);
-        let b = evaluator.evaluate_sisa(&model, &sisa);
-        let mean_prefix = |state: &s3t::State| {
-            (0..state.shards()).map(|s| state.served(s).map_or(0.0, |x| f64::from(x.prefix))).sum::<f64>()
-                / f64::from(state.shards())
-        };
-        points.push(Point {
-            deletions: r,
-            s3t_accuracy: a.accuracy,
-            sisa_accuracy: b.accuracy,
-            s3t_live_shards: a.live_shards,
-            sisa_live_shards: b.live_shards,
-            s3t_mean_prefix: mean_prefix(&s3t),
-            sisa_mean_prefix: mean_prefix(&sisa),
-        });
-    }
+    let points = compute(&bundle, &model, &mut evaluator, &points_at, args.seed)?;
     if let Some(path) = &args.svg {
         draw(path, &points)?;
         output::note(&format!("wrote {}", path.display()));
@@ -141,6 +113,47 @@ pub fn run(args: &Args) -> Result<()> {
         ));
     }
     output::print(&text)
+}
+
+/// Accuracy of S3T and of SISA without retraining after each count of `points_at` random deletions, drawn from
+/// one seeded stream and applied to both.
+pub fn compute(
+    bundle: &Bundle,
+    model: &s3t::model::serve::Model,
+    evaluator: &mut Evaluator,
+    points_at: &[usize],
+    seed: u64,
+) -> Result<Vec<Point>> {
+    let mut ids: Vec<u64> = (0..bundle.manifest.data.deletable as u64).collect();
+    ids.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let mut s3t = bundle.router.initial();
+    let mut sisa = bundle.sisa_router.initial();
+    let mut done = 0usize;
+    let mut points = Vec::new();
+    let mean_prefix = |state: &s3t::State| {
+        (0..state.shards()).map(|s| state.served(s).map_or(0.0, |x| f64::from(x.prefix))).sum::<f64>()
+            / f64::from(state.shards())
+    };
+    for &r in points_at {
+        while done < r.min(ids.len()) {
+            let action = Action::Delete(SampleId::Int(ids[done]));
+            bundle.router.apply_in_place(&mut s3t, &action)?;
+            bundle.sisa_router.apply_in_place(&mut sisa, &action)?;
+            done += 1;
+        }
+        let a = evaluator.evaluate(model, &s3t);
+        let b = evaluator.evaluate_sisa(model, &sisa);
+        points.push(Point {
+            deletions: r,
+            s3t_accuracy: a.accuracy,
+            sisa_accuracy: b.accuracy,
+            s3t_live_shards: a.live_shards,
+            sisa_live_shards: b.live_shards,
+            s3t_mean_prefix: mean_prefix(&s3t),
+            sisa_mean_prefix: mean_prefix(&sisa),
+        });
+    }
+    Ok(points)
 }
 
 fn draw(path: &std::path::Path, points: &[Point]) -> Result<()> {

@@ -28,6 +28,8 @@ pub fn check_data(bundle: &Bundle, source: &Source, splits: &Splits) -> Result<(
     Ok(())
 }
 pub mod audit;
+pub mod bench;
 pub mod curve;
 pub mod export;
+pub mod quality;
 pub mod retrain;

@@ -80,7 +80,8 @@ pub fn run_pretrain(
 ) -> Result<PretrainRecord> {
     let splits = source.load()?;
     let selected = choose(device, quiet)?;
-    let config = ModelConfig::new().with_vit(
+    // The number of groups is chosen by `build` (= slices); until then any value the depth allows is valid.
+    let config = ModelConfig::new().with_groups(ModelConfig::new().groups.min(options.depth.max(1))).with_vit(
         VitConfig::new()
             .with_depth(options.depth)
             .with_d_model(options.d_model)

@@ -1,0 +1,172 @@
+//! `trainer bench`: training throughput, and the cost of one deletion for S3T (apply and serve) against SISA
+//! (retrain the affected checkpoints), measured in the same run on the default data and model.
+
+use std::time::Instant;
+
+use anyhow::{Result, anyhow};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use s3t::ledger::Ledger;
+use s3t::model::ensemble::{mean_probabilities, softmax_rows};
+use s3t::model::features::{Features, logits_all};
+use s3t::model::serve::node_skeleton;
+use s3t::model::train::{train_node, train_sisa};
+use s3t::model::vit::Component;
+use s3t::model::{Backbone, GroupAdapter, Head, ModelConfig, Pretrained, TrainConfig};
+use s3t::partition::{Cell, Partition, PartitionMode};
+use s3t::{Action, Plan, Router, SampleId, Strategy};
+
+use crate::data::Source;
+use crate::device::{DeviceArg, choose};
+use crate::output;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Samples for the throughput measurement.
+    #[arg(long, default_value_t = 2048)]
+    pub samples: usize,
+    /// Seed of the deleted sample and of the initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let selected = choose(args.device, args.json)?;
+    let device = &selected.device;
+    let splits = Source::Default.load()?;
+    let (m, l, b) = (4u16, 4u16, 4usize);
+    let config = ModelConfig::new().with_groups(usize::from(l));
+    let train = TrainConfig::new().with_epochs(3);
+    device.seed(args.seed);
+    // Throughput does not depend on the weights' values: a freshly initialised backbone serves.
+    let pretrained = Pretrained { backbone: Backbone::new(&config.vit, device), head: Head::new(&config.vit, device) };
+
+    // 1. Training throughput: every adapter and the head (a SISA checkpoint or a full fine-tune step) …
+    let n = args.samples.min(splits.deletable.len());
+    let subset: Vec<usize> = (0..n).collect();
+    let one_epoch = TrainConfig::new().with_epochs(1);
+    let started = Instant::now();
+    train_sisa(
+        &config,
+        &one_epoch,
+        &pretrained.backbone,
+        None,
+        &pretrained.head,
+        &splits.deletable,
+        &subset,
+        1,
+        device,
+        &mut |_| {},
+    );
+    let train_samples_per_s = n as f64 / started.elapsed().as_secs_f64();
+    // … and an S3T node step of the top group (only the blocks of groups k..1 run, from cached activations).
+    let features = Features::new(&config, &pretrained.backbone, &splits.deletable, device);
+    let started = Instant::now();
+    train_node(
+        &config,
+        &one_epoch,
+        &pretrained.backbone,
+        &[],
+        &pretrained.head,
+        &features,
+        &splits.deletable,
+        &subset,
+        2,
+        device,
+        &mut |_| {},
+    );
+    let node_samples_per_s = n as f64 / started.elapsed().as_secs_f64();
+
+    // 2. One deletion. Layout of the default bundle: m = 4, L = 4, B = 4 cyclic.
+    let partition = Partition::new(m, l, PartitionMode::Balanced)?;
+    let assignment = partition.assign((0..splits.deletable.len() as u64).map(SampleId::Int))?;
+    let plan = Plan::new(m, l, b, &Strategy::Cyclic)?;
+    let router = Router::new(assignment.clone(), &plan)?;
+    let id = SampleId::Int(ChaCha8Rng::seed_from_u64(args.seed).random_range(0..splits.deletable.len() as u64));
+    let cell = assignment.cell(&id).ok_or_else(|| anyhow!("sample {id} is not deletable"))?;
+    let test = Features::new(&config, &pretrained.backbone, &splits.test, device);
+    let classes = config.vit.classes;
+    let nodes: Vec<_> = (1..=config.groups).map(|g| node_skeleton(&config, g, device)).collect();
+    let evaluate = |groups: &[&GroupAdapter], head: &Head| {
+        softmax_rows(&logits_all(&config, &pretrained.backbone, Component { groups, head }, &test), classes)
+    };
+    // The other shards' outputs are memoised, as a server keeps them.
+    let all_groups: Vec<&GroupAdapter> = nodes.iter().map(|n| &n.adapter).collect();
+    let others: Vec<Vec<f32>> = (1..m).map(|_| evaluate(&all_groups, &nodes[usize::from(l) - 1].head)).collect();
+    let dir = tempfile::tempdir()?;
+    let mut ledger = Ledger::create(dir.path().join("deletions.ledger"))?;
+    let mut state = router.initial();
+    let started = Instant::now();
+    let action = Action::Delete(id.clone());
+    router.apply_in_place(&mut state, &action)?;
+    ledger.append(&action)?;
+    let served = state.served(cell.shard);
+    if let Some(served) = served {
+        // The newly served prefix is evaluated once (a node not memoised yet), then the ensemble is re-averaged.
+        let k = usize::from(served.prefix);
+        let fresh = evaluate(&all_groups[..k], &nodes[k - 1].head);
+        let mut tables: Vec<&[f32]> = others.iter().map(Vec::as_slice).collect();
+        tables.push(&fresh);
+        std::hint::black_box(mean_probabilities(&tables));
+    }
+    let s3t_delete_to_serve_s = started.elapsed().as_secs_f64();
+
+    // 3. SISA for the same deletion: checkpoints from the deleted slice's onwards are retrained on the shard's
+    //    slices 0..k without the sample (checkpoint j stays: it never saw slice j).
+    let shard_samples = |k: u16| -> Vec<usize> {
+        (0..k)
+            .flat_map(|slice| assignment.members(Cell { shard: cell.shard, slice }).iter())
+            .filter(|x| **x != id)
+            .filter_map(|x| if let SampleId::Int(i) = x { Some(*i as usize) } else { None })
+            .collect()
+    };
+    let started = Instant::now();
+    let mut previous = None;
+    for k in (cell.slice + 1)..=l {
+        let params = train_sisa(
+            &config,
+            &train,
+            &pretrained.backbone,
+            previous.as_ref(),
+            &pretrained.head,
+            &splits.deletable,
+            &shard_samples(k),
+            3,
+            device,
+            &mut |_| {},
+        );
+        previous = Some(params);
+    }
+    let sisa_retrain_s = started.elapsed().as_secs_f64();
+    let report = serde_json::json!({
+        "device": selected.name,
+        "train_samples_per_s": train_samples_per_s,
+        "node_train_samples_per_s": node_samples_per_s,
+        "deleted_id": id.to_string(),
+        "deleted_slice": cell.slice,
+        "s3t_delete_to_serve_s": s3t_delete_to_serve_s,
+        "s3t_served_prefix_after": served.map(|s| s.prefix),
+        "sisa_retrain_s": sisa_retrain_s,
+        "sisa_checkpoints_retrained": l - cell.slice,
+        "sisa_over_s3t": sisa_retrain_s / s3t_delete_to_serve_s,
+    });
+    if args.json {
+        return output::print(&format!("{}\n", serde_json::to_string_pretty(&report)?));
+    }
+    output::print(&format!(
+        "device: {}\ntraining throughput: {train_samples_per_s:.0} samples/s (all adapters), {node_samples_per_s:.0} samples/s (S3T top-group step)\n\
+         one deletion (sample {id}, shard {}, slice {}):\n  S3T apply + fsync + serve: {:.4} s\n  SISA retrain of {} checkpoints: {sisa_retrain_s:.2} s\n  ratio SISA / S3T: {:.0}×\n",
+        selected.name,
+        cell.shard,
+        cell.slice,
+        s3t_delete_to_serve_s,
+        l - cell.slice,
+        sisa_retrain_s / s3t_delete_to_serve_s
+    ))
+}
