@@ -65,6 +65,25 @@ pub fn closed_form_for(sequences: &[Vec<Sequence>], prior: &Prior) -> Option<f64
     Some(sequences.len() as f64 * l * harmonic(covered as u64))
 }
 
+/// Expected further deletions until every shard is offline, from a serving state, under a uniform prior: each
+/// shard still has some leading slices untouched since it was trained (its "coupons"); deletions hit one of the
+/// m·L cells uniformly, so the expectation is `m · L · H(n)` with n the coupons left (0 when all are offline).
+pub fn expected_deletions_left(plan: &crate::plan::Plan, state: &crate::route::State) -> f64 {
+    let m = plan.shards.len() as f64;
+    let l = f64::from(plan.slices);
+    let left: usize = plan
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(s, shard)| {
+            let dirty = state.dirty_slices(s as u16);
+            let firsts: HashSet<u16> = shard.sequences.iter().filter_map(|q| q.slices().first().copied()).collect();
+            firsts.iter().filter(|f| !dirty.contains(f)).count()
+        })
+        .sum();
+    m * l * harmonic(left as u64)
+}
+
 /// A Monte Carlo experiment.
 #[derive(Clone, Debug)]
 pub struct MonteCarlo {
@@ -297,6 +316,22 @@ mod tests {
             assert!(rel < 0.02, "B={b}: MC {} vs closed form {exact}", report.mean_deletions_until_all_offline);
             assert!(report.mean_deletions_until_first_offline <= report.mean_deletions_until_all_offline);
         }
+    }
+
+    #[test]
+    fn capacity_left_starts_at_the_closed_form_and_reaches_zero() {
+        use crate::partition::{Partition, PartitionMode};
+        use crate::{Action, Plan, Router, SampleId, Strategy};
+        let plan = Plan::new(2, 3, 3, &Strategy::Cyclic).unwrap();
+        let assignment =
+            Partition::new(2, 3, PartitionMode::Balanced).unwrap().assign((0..60).map(SampleId::Int)).unwrap();
+        let router = Router::new(assignment, &plan).unwrap();
+        let mut state = router.initial();
+        assert!((expected_deletions_left(&plan, &state) - closed_form(2, 3, 3)).abs() < 1e-9);
+        for id in 0..60 {
+            router.apply_in_place(&mut state, &Action::Delete(SampleId::Int(id))).unwrap();
+        }
+        assert_eq!(expected_deletions_left(&plan, &state), 0.0);
     }
 
     #[test]

@@ -1,17 +1,23 @@
-//! Project tasks behind `cargo xtask`: the one test command, benchmarks, and (later) the demo.
+//! Project tasks behind `cargo xtask`.
 //!
-//! `cargo xtask test` installs what the checks need when it is missing (the wasm32 target, rustfmt, clippy) and
-//! then runs every check: formatting, clippy for the host and for wasm32, and the whole test suite.
+//! - `cargo xtask test`: installs what is missing (rustfmt, clippy, the wasm32 target, trunk, wasm-bindgen-cli,
+//!   Chromium, npm packages), then runs every check: formatting, clippy (host and wasm32), the Rust test suite, the
+//!   web build and the headless-Chromium tests.
+//! - `cargo xtask demo`: builds the default bundle if it is missing, builds the web app and serves it on
+//!   127.0.0.1.
+
+mod serve;
+mod tools;
 
 use std::env;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-
-const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
+        Some("demo") => demo(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print_help();
@@ -32,73 +38,152 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         test [-- ARGS]   install what is missing, then fmt, clippy (host and wasm32) and every test;\n                   \
-         ARGS go to `cargo test` (e.g. `-- --ignored` for the long crash run)\n  \
+         test [-- ARGS]   install what is missing, then fmt, clippy (host and wasm32), every Rust test, the web\n                   \
+         build and the browser tests; ARGS go to `cargo test` (e.g. `-- --ignored` for the long runs)\n  \
+         demo [--port N]  build the default bundle if missing and the web app, serve on 127.0.0.1 (default 8080)\n  \
          bench [ARGS]     run the criterion benchmarks (`cargo bench -p s3t ARGS`)"
     );
 }
 
-fn test(extra: &[String]) -> Result<(), String> {
-    ensure_components()?;
-    ensure_target(WASM_TARGET)?;
-    step("format", cargo(&["fmt", "--all", "--check"]))?;
-    step("clippy (host)", cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    step("clippy (wasm32)", cargo(&["clippy", "-p", "s3t", "--target", WASM_TARGET, "--", "-D", "warnings"]))?;
-    let mut args = vec!["test", "--workspace"];
-    args.extend(extra.iter().map(String::as_str));
-    step("tests", cargo(&args))?;
-    println!("xtask: all checks passed");
-    Ok(())
+/// The workspace root (xtask lives one level below it).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn bench(extra: &[String]) -> Result<(), String> {
-    let mut args = vec!["bench", "-p", "s3t"];
-    args.extend(extra.iter().map(String::as_str));
-    step("benchmarks", cargo(&args))
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
 }
 
-fn cargo(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(args);
+pub fn run(program: &str, args: &[&str]) -> Command {
+    let program =
+        if program == "cargo" { env::var("CARGO").unwrap_or_else(|_| "cargo".into()) } else { program.into() };
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir(root());
     cmd
 }
 
-fn step(name: &str, mut cmd: Command) -> Result<(), String> {
+pub fn step(name: &str, mut cmd: Command) -> Result<(), String> {
     println!("xtask: == {name}");
     let status = cmd.status().map_err(|e| format!("{name}: could not start {cmd:?}: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("{name} failed ({status})")) }
 }
 
-fn rustup_output(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("rustup").args(args).output().map_err(|e| format!("rustup is needed: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("rustup {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+fn test(extra: &[String]) -> Result<(), String> {
+    tools::rust_components()?;
+    step("format", run("cargo", &["fmt", "--all", "--check"]))?;
+    step("clippy (host)", run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    step(
+        "clippy (wasm32)",
+        run(
+            "cargo",
+            &[
+                "clippy",
+                "-p",
+                "s3t",
+                "-p",
+                "s3t-web",
+                "--target",
+                tools::WASM_TARGET,
+                "--profile",
+                "web",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    )?;
+    let mut args = vec!["test", "--workspace"];
+    args.extend(extra.iter().map(String::as_str));
+    step("tests", run("cargo", &args))?;
+    browser_tests()?;
+    println!("xtask: all checks passed");
+    Ok(())
 }
 
-fn ensure_target(target: &str) -> Result<(), String> {
-    let installed = rustup_output(&["target", "list", "--installed"])?;
-    if installed.lines().any(|l| l.trim() == target) {
-        return Ok(());
+/// Builds a small bundle (fast to train and to evaluate in a software WebGPU adapter), the web app, and runs the
+/// headless-Chromium tests against them.
+fn browser_tests() -> Result<(), String> {
+    tools::web_tools()?;
+    tools::browser_tools(&root())?;
+    step("build the trainer", run("cargo", &["build", "-p", "trainer"]))?;
+    let trainer = target_dir().join("debug").join("trainer");
+    let bundle = target_dir().join("browser-test-bundle");
+    if !bundle.join("manifest.json").exists() {
+        let _ = std::fs::remove_dir_all(&bundle);
+        let out = bundle.to_string_lossy().into_owned();
+        let t = trainer.to_string_lossy().into_owned();
+        step(
+            "pretrain the test bundle",
+            run(
+                &t,
+                &["pretrain", "--out", &out, "--pretrain-epochs", "2", "--d-model", "32", "--device", "cpu", "--quiet"],
+            ),
+        )?;
+        step(
+            "build the test bundle",
+            run(
+                &t,
+                &[
+                    "build", "--out", &out, "--shards", "3", "--slices", "3", "--budget", "3", "--epochs", "1",
+                    "--device", "cpu", "--quiet",
+                ],
+            ),
+        )?;
     }
-    step(&format!("install target {target}"), {
-        let mut cmd = Command::new("rustup");
-        cmd.args(["target", "add", target]);
-        cmd
-    })
+    copy_data(&bundle)?;
+    step("build the web app", run("trunk", &["build"]))?;
+    let server = serve::start(root().join("web/dist"), bundle.clone(), 0)?;
+    let mut cmd = run("node", &["run.mjs"]);
+    cmd.current_dir(root().join("tests/browser"))
+        .env("BASE_URL", format!("http://127.0.0.1:{}/", server.port))
+        .env("BUNDLE_DIR", &bundle)
+        .env("TRAINER", &trainer)
+        .env("CHROMIUM", tools::CHROMIUM)
+        .env("ARTIFACTS", root().join("tests/browser/artifacts"));
+    step("browser tests (headless Chromium)", cmd)
 }
 
-fn ensure_components() -> Result<(), String> {
-    let installed = rustup_output(&["component", "list", "--installed"])?;
-    for component in ["rustfmt", "clippy"] {
-        if !installed.lines().any(|l| l.starts_with(component)) {
-            step(&format!("install {component}"), {
-                let mut cmd = Command::new("rustup");
-                cmd.args(["component", "add", component]);
-                cmd
-            })?;
+/// The web app shows the deletable samples and evaluates on the test split: both travel with the bundle.
+fn copy_data(bundle: &Path) -> Result<(), String> {
+    let dir = bundle.join("data");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for split in ["deletable", "test"] {
+        for kind in ["images-idx3", "labels-idx1"] {
+            let name = format!("{split}-{kind}-ubyte.gz");
+            std::fs::copy(root().join("data/fashion-mnist").join(&name), dir.join(&name))
+                .map_err(|e| format!("copying {name}: {e}"))?;
         }
     }
     Ok(())
+}
+
+fn demo(args: &[String]) -> Result<(), String> {
+    let port = match args {
+        [] => 8080,
+        [flag, value] if flag == "--port" => value.parse().map_err(|_| format!("--port {value:?} is not a port"))?,
+        _ => return Err("usage: cargo xtask demo [--port N]".into()),
+    };
+    tools::rust_components()?;
+    tools::web_tools()?;
+    let bundle = root().join("web/demo/bundle");
+    if !bundle.join("manifest.json").exists() {
+        let out = bundle.to_string_lossy().into_owned();
+        step(
+            "build the default bundle (first time only, a few minutes)",
+            run("cargo", &["run", "-p", "trainer", "--", "build", "--data", "default", "--out", &out, "--resume"]),
+        )?;
+    }
+    copy_data(&bundle)?;
+    step("build the web app", run("trunk", &["build"]))?;
+    let server = serve::start(root().join("web/dist"), bundle, port)?;
+    println!("xtask: serving the S3T demo at http://127.0.0.1:{}/ (Ctrl-C to stop)", server.port);
+    loop {
+        std::thread::park();
+    }
+}
+
+fn bench(extra: &[String]) -> Result<(), String> {
+    let mut args = vec!["bench", "-p", "s3t"];
+    args.extend(extra.iter().map(String::as_str));
+    step("benchmarks", run("cargo", &args))
 }

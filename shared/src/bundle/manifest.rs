@@ -270,6 +270,28 @@ impl Manifest {
     }
 }
 
+/// SHA-256 of bytes.
+pub fn sha256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).to_vec()
+}
+
+/// Checks bytes against a weight file's recorded size and sha256 (used where files arrive over the network).
+pub fn verify_bytes(file: &WeightFile, bytes: &[u8]) -> Result<(), String> {
+    use sha2::{Digest, Sha256};
+    let sha = crate::partition::hex(&Sha256::digest(bytes));
+    if sha != file.sha256 || bytes.len() as u64 != file.bytes {
+        return Err(format!(
+            "{}: checksum mismatch: the manifest says sha256 {} ({} bytes) but the file has {sha} ({} bytes)",
+            file.path,
+            file.sha256,
+            file.bytes,
+            bytes.len()
+        ));
+    }
+    Ok(())
+}
+
 /// The lineage of slices `slices` of a shard, excluding the ids in `deleted`.
 pub fn lineage(
     assignment: &Assignment,

@@ -39,6 +39,19 @@ impl Features {
         Self { boundary, len: data.len() }
     }
 
+    /// Joins features computed for consecutive chunks of a data set (so a caller can yield between chunks).
+    pub fn concat(parts: Vec<Features>) -> Option<Self> {
+        let groups = parts.first()?.boundary.len();
+        let len = parts.iter().map(|p| p.len).sum();
+        let mut per_group: Vec<Vec<Tensor<3>>> = vec![Vec::new(); groups];
+        for part in parts {
+            for (g, t) in part.boundary.into_iter().enumerate() {
+                per_group[g].push(t);
+            }
+        }
+        Some(Self { boundary: per_group.into_iter().map(|p| Tensor::cat(p, 0)).collect(), len })
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -95,4 +108,27 @@ pub fn logits_all(
 /// Copies a float tensor to the host as f32 (works on every backend and dtype).
 pub fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec_as::<f32>().expect("a float tensor converts to f32")
+}
+
+/// [`to_host`] for backends that can only read back asynchronously (WebGPU in the browser).
+pub async fn to_host_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
+    let data = t.into_data_async().await.map_err(|e| format!("reading a tensor back: {e:?}"))?;
+    data.try_into_vec_as::<f32>().map_err(|e| format!("reading a tensor back: {e:?}"))
+}
+
+/// [`logits_all`] with asynchronous read-back, one batch at a time so a caller can yield between batches.
+pub async fn logits_all_async(
+    config: &ModelConfig,
+    backbone: &Backbone,
+    component: Component<'_>,
+    features: &Features,
+) -> Result<Vec<f32>, String> {
+    let k = component.groups.len().max(1);
+    let mut out = Vec::with_capacity(features.len() * config.vit.classes);
+    let all: Vec<usize> = (0..features.len()).collect();
+    for chunk in all.chunks(EVAL_BATCH) {
+        let logits = component_logits(config, backbone, component, features.at(k, chunk));
+        out.extend(to_host_async(logits).await?);
+    }
+    Ok(out)
 }

@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use super::adapter::GroupAdapter;
 use super::config::ModelConfig;
 use super::ensemble::{accuracy, mean_probabilities, softmax_rows};
-use super::features::{Features, logits_all};
+use super::features::{Features, logits_all, logits_all_async};
 use super::parts::{NodeParams, Pretrained, SisaParams};
 use super::vit::{Backbone, Component, Head};
 use super::weights::load_safetensors;
@@ -120,6 +120,17 @@ impl Evaluator {
         }
     }
 
+    /// An evaluator over precomputed features (e.g. built chunk by chunk with [`Features::concat`]).
+    pub fn from_features(model: &Model, features: Features, labels: Vec<u8>) -> Self {
+        Self { features, labels, classes: model.config().vit.classes, memo: HashMap::new(), sisa_memo: HashMap::new() }
+    }
+
+    /// Memoised class probabilities of a served component, if computed.
+    pub fn memoised(&self, model: &Model, shard: u16, served: Served) -> Option<&[f32]> {
+        let node = model.plan.shards[usize::from(shard)].chains[served.sequence][usize::from(served.prefix) - 1];
+        self.memo.get(&(shard, node)).map(Vec::as_slice)
+    }
+
     pub fn labels(&self) -> &[u8] {
         &self.labels
     }
@@ -135,6 +146,39 @@ impl Evaluator {
                 logits_all(model.config(), &model.pretrained.backbone, Component { groups: &groups, head }, features);
             softmax_rows(&logits, classes)
         })
+    }
+
+    /// Whether the probabilities of a served component are memoised already.
+    pub fn is_memoised(&self, model: &Model, shard: u16, served: Served) -> bool {
+        let node = model.plan.shards[usize::from(shard)].chains[served.sequence][usize::from(served.prefix) - 1];
+        self.memo.contains_key(&(shard, node))
+    }
+
+    /// Computes and memoises a served component's probabilities with asynchronous read-back (the browser's
+    /// WebGPU backend cannot read synchronously); afterwards [`Evaluator::evaluate`] finds it in the memo.
+    pub async fn prepare_async(&mut self, model: &Model, shard: u16, served: Served) -> Result<(), String> {
+        let node = model.plan.shards[usize::from(shard)].chains[served.sequence][usize::from(served.prefix) - 1];
+        if self.memo.contains_key(&(shard, node)) {
+            return Ok(());
+        }
+        let (groups, head) = model.component(shard, served);
+        let component = Component { groups: &groups, head };
+        let logits = logits_all_async(model.config(), &model.pretrained.backbone, component, &self.features).await?;
+        self.memo.insert((shard, node), softmax_rows(&logits, self.classes));
+        Ok(())
+    }
+
+    /// The SISA counterpart of [`Evaluator::prepare_async`].
+    pub async fn prepare_sisa_async(&mut self, model: &Model, shard: u16, checkpoint: u16) -> Result<(), String> {
+        if self.sisa_memo.contains_key(&(shard, checkpoint)) {
+            return Ok(());
+        }
+        let params = &model.sisa[usize::from(shard)][usize::from(checkpoint) - 1];
+        let groups: Vec<&GroupAdapter> = params.adapters.iter().collect();
+        let component = Component { groups: &groups, head: &params.head };
+        let logits = logits_all_async(model.config(), &model.pretrained.backbone, component, &self.features).await?;
+        self.sisa_memo.insert((shard, checkpoint), softmax_rows(&logits, self.classes));
+        Ok(())
     }
 
     /// Class probabilities of SISA checkpoint k (1-based) of a shard (memoised).

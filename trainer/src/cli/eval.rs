@@ -17,6 +17,9 @@ pub struct Args {
     /// Data the bundle was built from (its test split is evaluated).
     #[arg(long, default_value = "default")]
     pub data: String,
+    /// Evaluate on the first N test samples only (the web app's test subset).
+    #[arg(long, value_name = "N")]
+    pub test_limit: Option<usize>,
     /// Where to evaluate.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
@@ -28,8 +31,11 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     let bundle = Bundle::open(&args.bundle)?;
     let source = Source::parse(&args.data)?;
-    let splits = source.load()?;
+    let mut splits = source.load()?;
     crate::cli::check_data(&bundle, &source, &splits)?;
+    if let Some(n) = args.test_limit {
+        splits.test = splits.test.head(n);
+    }
     let device = choose(args.device, args.json)?;
     let actions = bundle.actions()?;
     let state = bundle.state(&actions)?;

@@ -1,0 +1,190 @@
+//! The main screen: the session reducer, persistence, the asynchronous evaluation, and the panels.
+
+use std::rc::Rc;
+
+use s3t::model::serve::Evaluation;
+use s3t::simulate::expected_deletions_left;
+use yew::prelude::*;
+
+use crate::load::{Loaded, yield_now};
+use crate::persist;
+use crate::state::{Session, SessionAction};
+use crate::views::{Capacity, Chart, Explanation, Grid, Inspector, ShardPanel};
+
+/// One evaluation result, for the display and the accuracy chart.
+#[derive(Clone, PartialEq)]
+pub struct Scores {
+    pub deleted: usize,
+    pub s3t: Evaluation,
+    pub sisa: Evaluation,
+    /// Milliseconds from the state change to the result.
+    pub millis: f64,
+}
+
+#[derive(Properties, Clone)]
+pub struct Props {
+    pub loaded: Rc<Loaded>,
+}
+
+impl PartialEq for Props {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.loaded, &other.loaded)
+    }
+}
+
+fn now() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+/// Evaluates S3T and SISA for a session state: every needed node is computed once (memoised), yielding to the page
+/// between nodes; the ensemble is then a cheap average.
+async fn evaluate(loaded: Rc<Loaded>, session: Rc<Session>, started: f64) -> Result<Scores, String> {
+    // One evaluation at a time: the evaluator is taken out and put back.
+    let mut evaluator = loop {
+        if let Some(e) = loaded.evaluator.borrow_mut().take() {
+            break e;
+        }
+        yield_now().await;
+    };
+    let result = async {
+        for shard in 0..session.state.shards() {
+            if let Some(served) = session.state.served(shard) {
+                evaluator.prepare_async(&loaded.model, shard, served).await?;
+                yield_now().await;
+            }
+            if let Some(served) = session.sisa.served(shard) {
+                evaluator.prepare_sisa_async(&loaded.model, shard, served.prefix).await?;
+                yield_now().await;
+            }
+        }
+        Ok::<_, String>(())
+    }
+    .await;
+    let scores = result.map(|()| Scores {
+        deleted: session.deleted.len(),
+        s3t: evaluator.evaluate(&loaded.model, &session.state),
+        sisa: evaluator.evaluate_sisa(&loaded.model, &session.sisa),
+        millis: now() - started,
+    });
+    *loaded.evaluator.borrow_mut() = Some(evaluator);
+    scores
+}
+
+#[function_component(SessionView)]
+pub fn session_view(props: &Props) -> Html {
+    let loaded = props.loaded.clone();
+    let session = {
+        let loaded = loaded.clone();
+        use_reducer(move || Session::new(loaded.router.clone(), loaded.sisa_router.clone()))
+    };
+    let scores = use_state(|| None::<Scores>);
+    let history = use_state(Vec::<Scores>::new);
+    let failure = use_state(|| None::<String>);
+    let bundle_tag: String = loaded.model.manifest.backbone.weights.sha256.chars().take(12).collect();
+
+    // Restore from the URL, else from local storage (once).
+    {
+        let session = session.clone();
+        let tag = bundle_tag.clone();
+        use_effect_with((), move |_| {
+            let url = persist::url_state();
+            let (text, source) = if url.trim_start_matches('#').is_empty() {
+                (persist::stored_state().unwrap_or_default(), "local storage")
+            } else {
+                (url, "link")
+            };
+            match persist::decode(&text, &tag) {
+                Ok(Some(ids)) => session.dispatch(SessionAction::Restore { ids, source }),
+                Ok(None) => {}
+                Err(why) => session.dispatch(SessionAction::Ignore { why, source }),
+            }
+        });
+    }
+    // Persist and re-evaluate after every change.
+    {
+        let loaded = loaded.clone();
+        let scores = scores.clone();
+        let history = history.clone();
+        let failure = failure.clone();
+        let tag = bundle_tag.clone();
+        let current = session.clone();
+        use_effect_with(session.deleted.clone(), move |deleted| {
+            persist::save(&persist::encode(&tag, deleted));
+            let started = now();
+            let snapshot: Rc<Session> = Rc::new((*current).clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match evaluate(loaded, snapshot, started).await {
+                    Ok(result) => {
+                        let mut h: Vec<Scores> =
+                            (*history).iter().filter(|s| s.deleted < result.deleted).cloned().collect();
+                        h.push(result.clone());
+                        history.set(h);
+                        scores.set(Some(result));
+                    }
+                    Err(e) => failure.set(Some(e)),
+                }
+            });
+        });
+    }
+
+    let on_delete = {
+        let session = session.clone();
+        Callback::from(move |id: s3t::SampleId| session.dispatch(SessionAction::Delete(id)))
+    };
+    let on_reset = {
+        let session = session.clone();
+        Callback::from(move |_| session.dispatch(SessionAction::Reset))
+    };
+    let pct = |a: Option<f64>| a.map_or("offline".to_owned(), |a| format!("{:.2}%", a * 100.0));
+    let state = &session.state;
+    let capacity = expected_deletions_left(&loaded.plan, state);
+    let stale = scores.as_ref().is_none_or(|s| s.deleted != session.deleted.len());
+
+    html! {
+        <main class="session">
+            <header>
+                <h1>{ "S3T: exact unlearning you can watch" }</h1>
+                <span class={classes!("badge", if loaded.is_gpu { "gpu" } else { "cpu" })} id="backend" data-testid="backend">{ loaded.backend.clone() }</span>
+                if let Some(n) = &loaded.notice { <span class="notice" data-testid="backend-notice">{ n.clone() }</span> }
+                <button onclick={on_reset} data-testid="reset">{ "Reset" }</button>
+            </header>
+            if let Some(note) = &session.note { <p class="note" role="status" data-testid="note">{ note.clone() }</p> }
+            if let Some(error) = &*failure { <p class="note" role="alert" data-testid="eval-error">{ error.clone() }</p> }
+            <section class="scores" aria-live="polite">
+                <div class="score">
+                    <span class="label">{ "S3T ensemble accuracy" }</span>
+                    <span class={classes!("value", stale.then_some("stale"))} data-testid="accuracy"
+                        data-value={scores.as_ref().and_then(|s| s.s3t.accuracy).map(|a| a.to_string()).unwrap_or_default()}
+                        data-deleted={scores.as_ref().map(|s| s.deleted.to_string()).unwrap_or_default()}
+                        data-millis={scores.as_ref().map(|s| format!("{:.1}", s.millis)).unwrap_or_default()}>
+                        { scores.as_ref().map_or("computing…".to_owned(), |s| pct(s.s3t.accuracy)) }
+                    </span>
+                </div>
+                <div class="score">
+                    <span class="label">{ "SISA without retraining" }</span>
+                    <span class="value" data-testid="sisa-accuracy">{ scores.as_ref().map_or("computing…".to_owned(), |s| pct(s.sisa.accuracy)) }</span>
+                </div>
+                <div class="score">
+                    <span class="label">{ "deleted" }</span>
+                    <span class="value" data-testid="deleted-count">{ session.deleted.len() }</span>
+                </div>
+                <div class="score">
+                    <span class="label">{ "live shards" }</span>
+                    <span class="value" data-testid="live-shards">{ format!("{} / {}", state.live_shards(), state.shards()) }</span>
+                </div>
+                <Capacity expected={capacity} />
+            </section>
+            <Chart history={(*history).clone()} />
+            <section class="shards">
+                { for (0..state.shards()).map(|shard| html! {
+                    <ShardPanel shard={shard} sequences={loaded.plan.shards[usize::from(shard)].sequences.clone()}
+                        active={state.active(shard).to_vec()} served={state.served(shard)}
+                        accuracy={scores.as_ref().and_then(|s| s.s3t.per_shard.get(usize::from(shard)).copied().flatten())} />
+                }) }
+            </section>
+            <Inspector loaded={loaded.clone()} state={session.state.clone()} version={scores.as_ref().map_or(0, |s| s.deleted + 1)} />
+            <Grid loaded={loaded.clone()} deleted={session.deleted.clone()} on_delete={on_delete} />
+            <Explanation />
+        </main>
+    }
+}

@@ -1,0 +1,323 @@
+//! The panels of the main screen. They render props and dispatch callbacks; no routing logic lives here.
+
+use std::rc::Rc;
+
+use s3t::route::Served;
+use s3t::{SampleId, Sequence, State};
+use wasm_bindgen::{Clamped, JsCast};
+use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlInputElement, HtmlSelectElement, ImageData};
+use yew::prelude::*;
+
+use crate::load::Loaded;
+use crate::session::Scores;
+
+const CLASS_NAMES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+const PAGE: usize = 48;
+
+/// Draws a 28×28 grey image into a canvas.
+fn draw(canvas: &HtmlCanvasElement, pixels: &[u8], side: u32) {
+    let Ok(Some(ctx)) = canvas.get_context("2d") else { return };
+    let Ok(ctx) = ctx.dyn_into::<CanvasRenderingContext2d>() else { return };
+    let mut rgba = Vec::with_capacity(pixels.len() * 4);
+    for &p in pixels {
+        // Fashion-MNIST is white on black; invert for a light page.
+        let v = 255 - p;
+        rgba.extend_from_slice(&[v, v, v, 255]);
+    }
+    if let Ok(image) = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), side, side) {
+        let _ = ctx.put_image_data(&image, 0.0, 0.0);
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct ThumbProps {
+    pixels: Rc<Vec<u8>>,
+    side: u32,
+}
+
+#[function_component(Thumb)]
+fn thumb(props: &ThumbProps) -> Html {
+    let canvas = use_node_ref();
+    {
+        let canvas = canvas.clone();
+        let pixels = props.pixels.clone();
+        let side = props.side;
+        use_effect_with(pixels.clone(), move |_| {
+            if let Some(c) = canvas.cast::<HtmlCanvasElement>() {
+                draw(&c, &pixels, side);
+            }
+        });
+    }
+    html! { <canvas ref={canvas} width={props.side.to_string()} height={props.side.to_string()} aria-hidden="true" /> }
+}
+
+#[derive(Properties)]
+pub struct GridProps {
+    pub loaded: Rc<Loaded>,
+    pub deleted: Vec<SampleId>,
+    pub on_delete: Callback<SampleId>,
+}
+
+impl PartialEq for GridProps {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.loaded, &other.loaded) && self.deleted == other.deleted
+    }
+}
+
+/// The deletable samples, paged, filterable by class and shard; each is a button that deletes it.
+#[function_component(Grid)]
+pub fn grid(props: &GridProps) -> Html {
+    let class = use_state(|| None::<u8>);
+    let shard = use_state(|| None::<u16>);
+    let page = use_state(|| 0usize);
+    let data = &props.loaded.deletable;
+    let assignment = props.loaded.router.assignment();
+    let matching: Vec<usize> = (0..data.len())
+        .filter(|&i| class.is_none_or(|c| data.labels[i] == c))
+        .filter(|&i| shard.is_none_or(|s| assignment.cell(&SampleId::Int(i as u64)).is_some_and(|c| c.shard == s)))
+        .collect();
+    let pages = matching.len().div_ceil(PAGE).max(1);
+    let current = (*page).min(pages - 1);
+    let on_class = {
+        let class = class.clone();
+        let page = page.clone();
+        Callback::from(move |e: Event| {
+            let value = e.target_unchecked_into::<HtmlSelectElement>().value();
+            class.set(value.parse().ok());
+            page.set(0);
+        })
+    };
+    let on_shard = {
+        let shard = shard.clone();
+        let page = page.clone();
+        Callback::from(move |e: Event| {
+            let value = e.target_unchecked_into::<HtmlSelectElement>().value();
+            shard.set(value.parse().ok());
+            page.set(0);
+        })
+    };
+    let go = |to: usize| {
+        let page = page.clone();
+        Callback::from(move |_| page.set(to))
+    };
+    let shards = props.loaded.model.manifest.partition.shards;
+    html! {
+        <section class="grid" aria-label="deletable training samples">
+            <h2>{ "Training samples: click one to delete it" }</h2>
+            <div class="filters">
+                <label>{ "class " }
+                    <select onchange={on_class} data-testid="filter-class">
+                        <option value="">{ "all" }</option>
+                        { for CLASS_NAMES.iter().enumerate().map(|(i, n)| html! { <option value={i.to_string()}>{ *n }</option> }) }
+                    </select>
+                </label>
+                <label>{ " shard " }
+                    <select onchange={on_shard} data-testid="filter-shard">
+                        <option value="">{ "all" }</option>
+                        { for (0..shards).map(|s| html! { <option value={s.to_string()}>{ s }</option> }) }
+                    </select>
+                </label>
+                <button onclick={go(current.saturating_sub(1))} disabled={current == 0} data-testid="page-prev">{ "◀" }</button>
+                <span data-testid="page">{ format!(" page {} / {} ({} samples) ", current + 1, pages, matching.len()) }</span>
+                <button onclick={go((current + 1).min(pages - 1))} disabled={current + 1 >= pages} data-testid="page-next">{ "▶" }</button>
+            </div>
+            <div class="samples" role="list">
+                { for matching.iter().skip(current * PAGE).take(PAGE).map(|&i| {
+                    let id = SampleId::Int(i as u64);
+                    let gone = props.deleted.contains(&id);
+                    let cell = assignment.cell(&id);
+                    let label = format!(
+                        "sample {i}, {}, shard {}, slice {}{}",
+                        CLASS_NAMES[usize::from(data.labels[i])],
+                        cell.map_or(0, |c| c.shard),
+                        cell.map_or(0, |c| c.slice),
+                        if gone { ", deleted" } else { "" }
+                    );
+                    let on_click = {
+                        let cb = props.on_delete.clone();
+                        let id = id.clone();
+                        Callback::from(move |_| cb.emit(id.clone()))
+                    };
+                    html! {
+                        <button role="listitem" class={classes!("sample", gone.then_some("deleted"))} aria-label={label.clone()} title={label}
+                            disabled={gone} onclick={on_click} data-testid={format!("sample-{i}")}>
+                            <Thumb pixels={Rc::new(data.image(i).to_vec())} side={data.rows} />
+                        </button>
+                    }
+                }) }
+            </div>
+        </section>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct ShardProps {
+    pub shard: u16,
+    pub sequences: Vec<Sequence>,
+    pub active: Vec<u16>,
+    pub served: Option<Served>,
+    pub accuracy: Option<f64>,
+}
+
+/// One shard: B sequences × L layer groups; each cell shows the slice its group was trained on.
+#[function_component(ShardPanel)]
+pub fn shard_panel(props: &ShardProps) -> Html {
+    let offline = props.served.is_none();
+    html! {
+        <article class={classes!("shard", offline.then_some("offline"))} data-testid={format!("shard-{}", props.shard)}
+            data-offline={offline.to_string()}>
+            <h3>
+                { format!("Shard {}", props.shard) }
+                if offline {
+                    <span class="offline-tag" data-testid={format!("offline-{}", props.shard)}>{ " offline: retraining needed" }</span>
+                } else if let Some(a) = props.accuracy {
+                    <span class="shard-acc">{ format!(" {:.1}%", a * 100.0) }</span>
+                }
+            </h3>
+            <table>
+                <thead><tr><th>{ "sequence" }</th>{ for (1..=props.sequences.first().map_or(0, Sequence::len)).map(|g| html!{ <th>{ format!("group {g}") }</th> }) }</tr></thead>
+                <tbody>
+                { for props.sequences.iter().enumerate().map(|(b, seq)| {
+                    let served = props.served.is_some_and(|s| s.sequence == b);
+                    html! {
+                        <tr class={classes!(served.then_some("served"))} data-served={served.to_string()}>
+                            <th>{ format!("σ{}", b + 1) }</th>
+                            { for seq.slices().iter().enumerate().map(|(k, slice)| {
+                                let active = (k as u16) < props.active[b];
+                                html! {
+                                    <td class={classes!("cell", if active { "active" } else { "inactive" })}
+                                        data-testid={format!("cell-{}-{}-{}", props.shard, b, k + 1)} data-active={active.to_string()}
+                                        title={format!("group {} trained on slices {:?}", k + 1, &seq.slices()[..=k])}>
+                                        { format!("slice {slice}") }
+                                    </td>
+                                }
+                            }) }
+                        </tr>
+                    }
+                }) }
+                </tbody>
+            </table>
+        </article>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct ChartProps {
+    pub history: Vec<Scores>,
+}
+
+/// Accuracy against the number of deletions in this session: S3T next to SISA without retraining.
+#[function_component(Chart)]
+pub fn chart(props: &ChartProps) -> Html {
+    let (w, h) = (420.0, 160.0);
+    let max_x = props.history.last().map_or(1, |s| s.deleted.max(1)) as f64;
+    let point = |d: usize, a: Option<f64>| {
+        format!("{:.1},{:.1}", 30.0 + d as f64 / max_x * (w - 40.0), h - 20.0 - a.unwrap_or(0.0) * (h - 30.0))
+    };
+    let line = |f: &dyn Fn(&Scores) -> Option<f64>| {
+        props.history.iter().map(|s| point(s.deleted, f(s))).collect::<Vec<_>>().join(" ")
+    };
+    html! {
+        <section class="chart">
+            <h2>{ "Accuracy as samples are deleted" }</h2>
+            <svg width={w.to_string()} height={h.to_string()} role="img" aria-label="accuracy against deletions, S3T and SISA">
+                <line x1="30" y1={(h - 20.0).to_string()} x2={(w - 10.0).to_string()} y2={(h - 20.0).to_string()} stroke="#888" />
+                <line x1="30" y1="10" x2="30" y2={(h - 20.0).to_string()} stroke="#888" />
+                <polyline points={line(&|s: &Scores| s.sisa.accuracy)} fill="none" stroke="#c0392b" stroke-width="2" />
+                <polyline points={line(&|s: &Scores| s.s3t.accuracy)} fill="none" stroke="#2c6fbb" stroke-width="2" />
+                <text x="34" y="20" fill="#2c6fbb">{ "S3T" }</text>
+                <text x="74" y="20" fill="#c0392b">{ "SISA (no retraining)" }</text>
+                <text x={(w - 60.0).to_string()} y={(h - 4.0).to_string()}>{ format!("{} deletions", max_x as usize) }</text>
+            </svg>
+        </section>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct CapacityProps {
+    pub expected: f64,
+}
+
+/// Expected further deletions until every shard is offline (closed form from the current state).
+#[function_component(Capacity)]
+pub fn capacity(props: &CapacityProps) -> Html {
+    html! {
+        <div class="score capacity">
+            <span class="label">{ "expected deletions left before every shard needs retraining" }</span>
+            <meter min="0" max="200" value={props.expected.to_string()} />
+            <span class="value" data-testid="capacity">{ format!("{:.0}", props.expected) }</span>
+        </div>
+    }
+}
+
+#[derive(Properties)]
+pub struct InspectorProps {
+    pub loaded: Rc<Loaded>,
+    pub state: State,
+    /// Changes when new scores arrive, so the votes are read again from the memo.
+    pub version: usize,
+}
+
+impl PartialEq for InspectorProps {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.loaded, &other.loaded) && self.state == other.state && self.version == other.version
+    }
+}
+
+/// One test image and each live shard's vote.
+#[function_component(Inspector)]
+pub fn inspector(props: &InspectorProps) -> Html {
+    let index = use_state(|| 0usize);
+    let test = &props.loaded.test;
+    let i = (*index).min(test.len().saturating_sub(1));
+    let on_input = {
+        let index = index.clone();
+        Callback::from(move |e: InputEvent| {
+            if let Ok(v) = e.target_unchecked_into::<HtmlInputElement>().value().parse() {
+                index.set(v);
+            }
+        })
+    };
+    let evaluator = props.loaded.evaluator.borrow();
+    let votes: Vec<Html> = (0..props.state.shards())
+        .map(|shard| {
+            let vote = props.state.served(shard).and_then(|served| {
+                let probs = evaluator.as_ref()?.memoised(&props.loaded.model, shard, served)?;
+                let row = &probs[i * 10..(i + 1) * 10];
+                let (best, p) = row.iter().enumerate().fold((0, 0.0f32), |b, (c, &p)| if p > b.1 { (c, p) } else { b });
+                Some(format!("{} ({:.0}%)", CLASS_NAMES[best], p * 100.0))
+            });
+            html! { <li data-testid={format!("vote-{shard}")}>{ format!("shard {shard}: {}", vote.unwrap_or_else(|| "offline".into())) }</li> }
+        })
+        .collect();
+    html! {
+        <section class="inspector">
+            <h2>{ "Inspect a test image" }</h2>
+            <label>{ "test image " }
+                <input type="number" min="0" max={(test.len() - 1).to_string()} value={i.to_string()} oninput={on_input} data-testid="inspect-index" />
+            </label>
+            <Thumb pixels={Rc::new(test.image(i).to_vec())} side={test.rows} />
+            <p>{ format!("true class: {}", CLASS_NAMES[usize::from(test.labels[i])]) }</p>
+            <ul>{ for votes }</ul>
+        </section>
+    }
+}
+
+/// A short explanation of S3T for newcomers.
+#[function_component(Explanation)]
+pub fn explanation() -> Html {
+    html! {
+        <section class="explain">
+            <h2>{ "What is happening here?" }</h2>
+            <p>{ "The training data is split into shards, and every shard into slices. Each shard's model is a frozen \
+                  backbone with small adapter layers stacked in groups: group 1 learned from one slice, group 2 from \
+                  that slice and the next, and so on, in several different slice orders (the rows of each table)." }</p>
+            <p>{ "When you delete a sample, every group that learned from its slice is switched off (greyed). The \
+                  groups above it never saw the sample, so the shard keeps answering with the longest clean order \
+                  (highlighted) — exactly the model that would have been trained without the sample. Only when every \
+                  order of a shard has lost its first group does the shard go offline and need retraining." }</p>
+            <p>{ "SISA, the classic method, keeps one order per shard, so it falls back further on each deletion." }</p>
+        </section>
+    }
+}
