@@ -39,7 +39,9 @@ function trainerAfter(ids) {
   const copy = join(dir, 'bundle');
   cpSync(BUNDLE_DIR, copy, { recursive: true });
   rmSync(join(copy, 'deletions.ledger'), { force: true });
-  const deleted = JSON.parse(execFileSync(TRAINER, ['delete', copy, '--ids', ids.join(','), '--json']).toString());
+  const deleted = ids.length
+    ? JSON.parse(execFileSync(TRAINER, ['delete', copy, '--ids', ids.join(','), '--json']).toString())
+    : { events: [] };
   const evaluation = JSON.parse(execFileSync(TRAINER, ['eval', copy, '--json', '--device', 'cpu', '--test-limit', '500']).toString());
   rmSync(dir, { recursive: true, force: true });
   return { deleted, evaluation };
@@ -66,6 +68,8 @@ function expectedCells(events) {
 
 const results = [];
 async function test(name, body) {
+  // ONLY=substring runs the matching tests alone (for debugging).
+  if (process.env.ONLY && !name.includes(process.env.ONLY)) return;
   const started = Date.now();
   try {
     await body();
@@ -77,11 +81,14 @@ async function test(name, body) {
   }
 }
 
+// WebGPU runs on the software adapter here (slow), so the backend-independent checks run on the CPU backend.
 const webgpu = await launch(true);
+const cpu = await launch(false);
 
 await test('loads on WebGPU, shows accuracy, saves a screenshot', async () => {
   const context = await webgpu.newContext({ viewport: { width: 1280, height: 1600 } });
   const page = await context.newPage();
+  page.on('console', (m) => { if (m.text().startsWith('s3t timing')) console.log(`  webgpu ${m.text()}`); });
   let bytes = 0, gzipped = 0;
   page.on('response', async (r) => {
     try { const body = await r.body(); bytes += body.length; gzipped += gzipSync(body).length; } catch { /* redirects */ }
@@ -143,7 +150,7 @@ await test('a deletion deactivates exactly the predicted cells; accuracy equals 
 });
 
 await test('an invalid or stale link is ignored with a visible note', async () => {
-  const context = await webgpu.newContext();
+  const context = await cpu.newContext();
   const page = await context.newPage();
   await page.goto(`${BASE_URL}#b=000000000000&deleted=1,2`);
   await accuracyAfter(page, 0);
@@ -156,7 +163,7 @@ await test('an invalid or stale link is ignored with a visible note', async () =
 });
 
 await test('a corrupted bundle shows the error screen', async () => {
-  const context = await webgpu.newContext();
+  const context = await cpu.newContext();
   const page = await context.newPage();
   await page.route('**/bundle/weights/backbone.safetensors', async (route) => {
     const response = await route.fetch();
@@ -170,24 +177,27 @@ await test('a corrupted bundle shows the error screen', async () => {
   await context.close();
 });
 
-await webgpu.close();
-
-const cpu = await launch(false);
 await test('without WebGPU the CPU backend runs and still works', async () => {
   const context = await cpu.newContext();
   const page = await context.newPage();
+  page.on('console', (m) => { if (m.text().startsWith('s3t timing')) console.log(`  cpu ${m.text()}`); });
+  const started = Date.now();
   await page.goto(BASE_URL);
   const first = await accuracyAfter(page, 0);
+  metrics.cpu_first_accuracy_ms = Date.now() - started;
   assert.equal(await page.getByTestId('backend').innerText(), 'CPU');
   const expected = trainerAfter([]).evaluation;
   assert.ok(Math.abs(first.value - expected.accuracy) <= 0.001, `page ${first.value} vs trainer ${expected.accuracy}`);
+  const t0 = Date.now();
   await page.getByTestId('sample-7').click();
   const after = await accuracyAfter(page, 1);
+  metrics.cpu_delete_to_accuracy_ms_new_node = Date.now() - t0;
   const { evaluation } = trainerAfter([7]);
   assert.ok(Math.abs(after.value - evaluation.accuracy) <= 0.001, `page ${after.value} vs trainer ${evaluation.accuracy}`);
   await context.close();
 });
 await cpu.close();
+await webgpu.close();
 
 writeFileSync(join(ARTIFACTS, 'metrics.json'), JSON.stringify({ metrics, results }, null, 2));
 console.log(JSON.stringify(metrics, null, 2));

@@ -179,6 +179,8 @@ impl Fixture {
             &self.splits.deletable,
             &samples,
             seed,
+            // Model selection on the validation split, as `build_shard` does.
+            Some((&self.validation, &self.splits.validation.labels)),
             &self.cpu.device,
             &mut |_| {},
         )
@@ -377,6 +379,7 @@ fn e2_control_sisa_changes_group_one() {
             data,
             &samples,
             seed,
+            None,
             device,
             &mut |_| {},
         )

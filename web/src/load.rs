@@ -61,7 +61,17 @@ async fn split(base: &str, name: &str) -> Result<Dataset, String> {
     dataset::from_idx(&images_url, images, &labels_url, labels, 10).map_err(|e| e.to_string())
 }
 
+fn now() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+/// Logs how long a loading phase took (visible in the browser console; the browser tests report it).
+pub fn timing(what: &str, since: f64) {
+    web_sys::console::log_1(&format!("s3t timing: {what} {:.0} ms", now() - since).into());
+}
+
 pub async fn load(base: &str, progress: impl Fn(&str)) -> Result<Loaded, String> {
+    let t = now();
     progress("manifest");
     let manifest_url = format!("{base}/manifest.json");
     let text = String::from_utf8(fetch_bytes(&manifest_url).await?).map_err(|e| format!("{manifest_url}: {e}"))?;
@@ -81,6 +91,8 @@ pub async fn load(base: &str, progress: impl Fn(&str)) -> Result<Loaded, String>
     if s3t::partition::hex(&sha256(&bytes)) != manifest.data.deletable_sha256 {
         return Err(format!("{base}/data: the deletable split is not the data the bundle was trained on"));
     }
+    timing("fetch", t);
+    let t = now();
     progress("device");
     let selected = select_async(DeviceChoice::Auto).await?;
     let backend = if selected.is_gpu { "WebGPU".to_owned() } else { "CPU".to_owned() };
@@ -93,6 +105,8 @@ pub async fn load(base: &str, progress: impl Fn(&str)) -> Result<Loaded, String>
     let assignment = model.manifest.assignment().map_err(|e| e.to_string())?;
     let router = Router::new(assignment.clone(), &plan).map_err(|e| e.to_string())?;
     let sisa_router = Router::new(assignment, &model.sisa_plan).map_err(|e| e.to_string())?;
+    timing("device and weights", t);
+    let t = now();
     progress("features");
     let mut parts = Vec::new();
     let indices: Vec<usize> = (0..test.len()).collect();
@@ -101,6 +115,7 @@ pub async fn load(base: &str, progress: impl Fn(&str)) -> Result<Loaded, String>
         yield_now().await;
     }
     let features = Features::concat(parts).ok_or("empty test subset")?;
+    timing("test features", t);
     let evaluator = Evaluator::from_features(&model, features, test.labels.clone());
     Ok(Loaded {
         router: Rc::new(router),

@@ -49,7 +49,12 @@ async fn evaluate(loaded: Rc<Loaded>, session: Rc<Session>, started: f64) -> Res
     let result = async {
         for shard in 0..session.state.shards() {
             if let Some(served) = session.state.served(shard) {
+                let t = now();
+                let fresh = !evaluator.is_memoised(&loaded.model, shard, served);
                 evaluator.prepare_async(&loaded.model, shard, served).await?;
+                if fresh {
+                    crate::load::timing(&format!("node shard {shard} prefix {}", served.prefix), t);
+                }
                 yield_now().await;
             }
             if let Some(served) = session.sisa.served(shard) {

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("demo") => demo(&args[1..]),
+        Some("browser") => browser_tests(),
         Some("bench") => bench(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print_help();
@@ -40,6 +41,7 @@ fn print_help() {
          tasks:\n  \
          test [-- ARGS]   install what is missing, then fmt, clippy (host and wasm32), every Rust test, the web\n                   \
          build and the browser tests; ARGS go to `cargo test` (e.g. `-- --ignored` for the long runs)\n  \
+         browser          only the web build and the browser tests\n  \
          demo [--port N]  build the default bundle if missing and the web app, serve on 127.0.0.1 (default 8080)\n  \
          bench [ARGS]     run the criterion benchmarks (`cargo bench -p s3t ARGS`)"
     );

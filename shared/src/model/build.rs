@@ -135,6 +135,7 @@ pub fn build_shard(
             &ctx.data.deletable,
             &samples,
             seed,
+            Some((ctx.validation, &ctx.data.validation.labels)),
             ctx.device,
             &mut |n| events(BuildEvent::Progress { samples: n }),
         );
@@ -199,6 +200,7 @@ fn build_sisa(
             &ctx.data.deletable,
             &samples,
             seed,
+            Some(&ctx.data.validation),
             ctx.device,
             &mut |n| events(BuildEvent::Progress { samples: n }),
         );

@@ -36,12 +36,27 @@ pub fn cpu() -> Selected {
 pub fn select(choice: DeviceChoice) -> Result<Selected, String> {
     match choice {
         DeviceChoice::Cpu => Ok(cpu()),
-        DeviceChoice::Gpu => probe_gpu(),
-        DeviceChoice::Auto => Ok(probe_gpu().unwrap_or_else(|why| {
-            let mut selected = cpu();
-            selected.notice = Some(format!("no usable GPU ({why}); running on the CPU"));
+        DeviceChoice::Gpu => probe_gpu().map(|mut selected| {
+            if selected.notice.is_some() {
+                selected.notice =
+                    Some(format!("{} is a software adapter: expect it to be slower than --device cpu", selected.name));
+            }
             selected
-        })),
+        }),
+        DeviceChoice::Auto => Ok(match probe_gpu() {
+            // A software rasterizer (llvmpipe, lavapipe, SwiftShader) is far slower than the CPU backend.
+            Ok(selected) if selected.notice.is_none() => selected,
+            Ok(software) => {
+                let mut selected = cpu();
+                selected.notice = Some(format!("only a software GPU adapter ({}); running on the CPU", software.name));
+                selected
+            }
+            Err(why) => {
+                let mut selected = cpu();
+                selected.notice = Some(format!("no usable GPU ({why}); running on the CPU"));
+                selected
+            }
+        }),
     }
 }
 
@@ -51,8 +66,12 @@ fn probe_gpu() -> Result<Selected, String> {
     static GPU: std::sync::OnceLock<Result<Selected, String>> = std::sync::OnceLock::new();
     GPU.get_or_init(|| {
         let device = Device::wgpu_options().init().map_err(|e| format!("wgpu: {e}"))?;
-        let name = device.identity().map_or_else(|| "wgpu".to_owned(), |id| format!("wgpu: {}", id.name));
-        Ok(Selected { device, name: format!("gpu ({name})"), is_gpu: true, notice: None })
+        let identity = device.identity();
+        let name = identity.as_ref().map_or_else(|| "wgpu".to_owned(), |id| format!("wgpu: {}", id.name));
+        // `physical` is None for a device that is no card: flagged so that `auto` prefers the CPU backend.
+        let software = identity.is_none_or(|id| id.physical.is_none());
+        let notice = software.then(|| "software adapter".to_owned());
+        Ok(Selected { device, name: format!("gpu ({name})"), is_gpu: true, notice })
     })
     .clone()
 }

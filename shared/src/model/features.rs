@@ -69,6 +69,19 @@ impl Features {
         t.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(idx, [len]), &device))
     }
 
+    /// A contiguous batch `chunk` (consecutive indices) of the activations entering `group`: a slice, not a gather.
+    fn batch(&self, group: usize, chunk: &[usize]) -> Tensor<3> {
+        match (chunk.first(), chunk.last()) {
+            (Some(&first), Some(&last)) if last + 1 - first == chunk.len() => {
+                if first == 0 && last + 1 == self.len {
+                    return self.all(group);
+                }
+                self.boundary[group - 1].clone().slice(first..last + 1)
+            }
+            _ => self.at(group, chunk),
+        }
+    }
+
     /// All activations entering group `group`.
     pub fn all(&self, group: usize) -> Tensor<3> {
         self.boundary[group - 1].clone()
@@ -99,7 +112,7 @@ pub fn logits_all(
     let mut out = Vec::with_capacity(features.len() * config.vit.classes);
     let all: Vec<usize> = (0..features.len()).collect();
     for chunk in all.chunks(EVAL_BATCH) {
-        let logits = component_logits(config, backbone, component, features.at(k, chunk));
+        let logits = component_logits(config, backbone, component, features.batch(k, chunk));
         out.extend(to_host(logits));
     }
     out
@@ -127,7 +140,7 @@ pub async fn logits_all_async(
     let mut out = Vec::with_capacity(features.len() * config.vit.classes);
     let all: Vec<usize> = (0..features.len()).collect();
     for chunk in all.chunks(EVAL_BATCH) {
-        let logits = component_logits(config, backbone, component, features.at(k, chunk));
+        let logits = component_logits(config, backbone, component, features.batch(k, chunk));
         out.extend(to_host_async(logits).await?);
     }
     Ok(out)

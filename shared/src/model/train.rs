@@ -26,7 +26,11 @@ use crate::dataset::Dataset;
 /// Called after every optimiser step with the number of samples in the batch.
 pub type Progress<'a> = &'a mut dyn FnMut(usize);
 
-/// Generic minibatch loop: `logits(module, batch)` builds the forward pass; the optimiser updates `module`.
+/// Scores a module on the non-deletable validation split after each epoch (model selection, rule E5).
+type Select<'a, M> = Option<&'a dyn Fn(&M) -> f64>;
+
+/// Generic minibatch loop: `logits(module, batch)` builds the forward pass; the optimiser updates `module`. With
+/// `select`, the module of the epoch with the best validation score is returned (the earliest on ties).
 #[allow(clippy::too_many_arguments)]
 fn fit<M: Module>(
     mut module: M,
@@ -37,11 +41,13 @@ fn fit<M: Module>(
     device: &Device,
     progress: Progress<'_>,
     logits: impl Fn(&M, &[usize]) -> Tensor<2>,
+    select: Select<'_, M>,
 ) -> M {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut optimizer = AdamConfig::new().init();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5348_5546_464c_4500);
     let mut order = samples.to_vec();
+    let mut best: Option<(f64, M)> = None;
     for _ in 0..config.epochs {
         order.shuffle(&mut rng);
         for batch in order.chunks(config.batch_size.max(1)) {
@@ -51,8 +57,19 @@ fn fit<M: Module>(
             module = optimizer.step(config.learning_rate, module, grads);
             progress(batch.len());
         }
+        if let Some(score) = select.map(|f| f(&module))
+            && best.as_ref().is_none_or(|(b, _)| score > *b)
+        {
+            best = Some((score, module.clone()));
+        }
     }
-    module
+    best.map_or(module, |(_, m)| m)
+}
+
+/// Accuracy of row-major logits against labels.
+fn logits_accuracy(logits: Tensor<2>, labels: &[u8], classes: usize) -> f64 {
+    let host = to_host(logits);
+    super::ensemble::accuracy(&super::ensemble::softmax_rows(&host, classes), classes, labels)
 }
 
 /// Trains the backbone and a head on the public split only (rule E1). Parameter initialisation uses burn's
@@ -69,9 +86,17 @@ pub fn pretrain(
     ad.seed(seed);
     let model = Pretrained { backbone: Backbone::new(&config.vit, &ad), head: Head::new(&config.vit, &ad) };
     let samples: Vec<usize> = (0..public.len()).collect();
-    let trained = fit(model, &samples, public, train, seed, &ad, progress, |m, batch| {
-        forward_backbone(&m.backbone, &m.head, input::images(public, batch, &ad))
-    });
+    let trained = fit(
+        model,
+        &samples,
+        public,
+        train,
+        seed,
+        &ad,
+        progress,
+        |m, batch| forward_backbone(&m.backbone, &m.head, input::images(public, batch, &ad)),
+        None,
+    );
     trained.valid()
 }
 
@@ -88,6 +113,7 @@ pub fn train_node(
     data: &Dataset,
     samples: &[usize],
     seed: u64,
+    validation: Option<(&Features, &[u8])>,
     device: &Device,
     progress: Progress<'_>,
 ) -> NodeParams {
@@ -98,12 +124,32 @@ pub fn train_node(
     let frozen_ad: Vec<GroupAdapter> = frozen.iter().map(|g| (*g).clone().no_grad().train()).collect();
     let params =
         NodeParams { adapter: GroupAdapter::init(config, group, seed, &ad), head: parent_head.clone().train() };
-    let trained = fit(params, samples, data, train, seed, &ad, progress, |p, batch| {
-        let mut groups: Vec<&GroupAdapter> = frozen_ad.iter().collect();
-        groups.push(&p.adapter);
-        let x = features.at(group, batch).autodiff();
-        component_logits(config, &backbone_ad, Component { groups: &groups, head: &p.head }, x)
+    let select = validation.map(|(features, labels)| {
+        move |p: &NodeParams| {
+            let p = p.valid();
+            let mut groups: Vec<&GroupAdapter> = frozen.to_vec();
+            groups.push(&p.adapter);
+            let logits =
+                component_logits(config, backbone, Component { groups: &groups, head: &p.head }, features.all(group));
+            logits_accuracy(logits, labels, config.vit.classes)
+        }
     });
+    let trained = fit(
+        params,
+        samples,
+        data,
+        train,
+        seed,
+        &ad,
+        progress,
+        |p, batch| {
+            let mut groups: Vec<&GroupAdapter> = frozen_ad.iter().collect();
+            groups.push(&p.adapter);
+            let x = features.at(group, batch).autodiff();
+            component_logits(config, &backbone_ad, Component { groups: &groups, head: &p.head }, x)
+        },
+        select.as_ref().map(|f| f as &dyn Fn(&NodeParams) -> f64),
+    );
     trained.valid()
 }
 
@@ -119,6 +165,7 @@ pub fn train_sisa(
     data: &Dataset,
     samples: &[usize],
     seed: u64,
+    validation: Option<&Dataset>,
     device: &Device,
     progress: Progress<'_>,
 ) -> SisaParams {
@@ -133,13 +180,41 @@ pub fn train_sisa(
             head: pretrained_head.clone().train(),
         },
     };
-    let trained = fit(params, samples, data, train, seed, &ad, progress, |p, batch| {
-        let groups: Vec<&GroupAdapter> = p.adapters.iter().collect();
-        let adapters = block_adapters(config, &groups);
-        let x = backbone_ad.embed(input::images(data, batch, &ad));
-        let x = backbone_ad.blocks_forward(x, 0, backbone_ad.depth(), &adapters);
-        p.head.forward(backbone_ad.pool(x))
+    let select = validation.map(|val| {
+        move |p: &SisaParams| {
+            let p = p.valid();
+            let groups: Vec<&GroupAdapter> = p.adapters.iter().collect();
+            let all: Vec<usize> = (0..val.len()).collect();
+            let mut correct = 0.0;
+            for chunk in all.chunks(super::features::EVAL_BATCH) {
+                let logits = super::vit::forward(
+                    config,
+                    backbone,
+                    Component { groups: &groups, head: &p.head },
+                    input::images(val, chunk, device),
+                );
+                correct += logits_accuracy(logits, &val.select(chunk).labels, config.vit.classes) * chunk.len() as f64;
+            }
+            correct / val.len().max(1) as f64
+        }
     });
+    let trained = fit(
+        params,
+        samples,
+        data,
+        train,
+        seed,
+        &ad,
+        progress,
+        |p, batch| {
+            let groups: Vec<&GroupAdapter> = p.adapters.iter().collect();
+            let adapters = block_adapters(config, &groups);
+            let x = backbone_ad.embed(input::images(data, batch, &ad));
+            let x = backbone_ad.blocks_forward(x, 0, backbone_ad.depth(), &adapters);
+            p.head.forward(backbone_ad.pool(x))
+        },
+        select.as_ref().map(|f| f as &dyn Fn(&SisaParams) -> f64),
+    );
     trained.valid()
 }
 

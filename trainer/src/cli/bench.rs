@@ -61,6 +61,7 @@ pub fn run(args: &Args) -> Result<()> {
         &splits.deletable,
         &subset,
         1,
+        None,
         device,
         &mut |_| {},
     );
@@ -78,6 +79,7 @@ pub fn run(args: &Args) -> Result<()> {
         &splits.deletable,
         &subset,
         2,
+        None,
         device,
         &mut |_| {},
     );
@@ -138,6 +140,8 @@ pub fn run(args: &Args) -> Result<()> {
             &splits.deletable,
             &shard_samples(k),
             3,
+            // SISA's checkpoints are selected on the validation split, as `trainer build` does.
+            Some(&splits.validation),
             device,
             &mut |_| {},
         );

@@ -55,13 +55,13 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// Adam learning rate of adapters and head.
-    #[arg(long, default_value_t = 3e-3)]
+    #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f64,
     /// LoRA rank r of every adapter.
     #[arg(long, default_value_t = 4)]
     pub lora_rank: usize,
     /// LoRA scale numerator: updates are multiplied by alpha / r.
-    #[arg(long, default_value_t = 8.0)]
+    #[arg(long, default_value_t = 16.0)]
     pub lora_alpha: f64,
     /// Skip the SISA baseline (one sequence per shard, all adapters trainable, checkpoint per slice).
     #[arg(long)]

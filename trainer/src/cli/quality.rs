@@ -66,6 +66,7 @@ pub fn run(args: &Args) -> Result<()> {
         &splits.deletable,
         &all,
         s3t::plan::sisa_seed(bundle.manifest.seed, u16::MAX, 0),
+        Some(&splits.validation),
         &device.device,
         &mut |_| {},
     );
