@@ -185,7 +185,7 @@ fn demo(args: &[String]) -> Result<(), String> {
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {
-    let mut args = vec!["bench", "-p", "s3t"];
+    let mut args = vec!["bench", "-p", "s3t", "--bench", "*"];
     args.extend(extra.iter().map(String::as_str));
     step("benchmarks", run("cargo", &args))
 }
