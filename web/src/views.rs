@@ -108,14 +108,16 @@ pub fn grid(props: &GridProps) -> Html {
             <div class="filters">
                 <label>{ "class " }
                     <select onchange={on_class} data-testid="filter-class">
-                        <option value="">{ "all" }</option>
-                        { for CLASS_NAMES.iter().enumerate().map(|(i, n)| html! { <option value={i.to_string()}>{ *n }</option> }) }
+                        <option value="" selected={class.is_none()}>{ "all" }</option>
+                        { for CLASS_NAMES.iter().enumerate().map(|(i, n)| html! {
+                            <option value={i.to_string()} selected={*class == Some(i as u8)}>{ *n }</option>
+                        }) }
                     </select>
                 </label>
                 <label>{ " shard " }
                     <select onchange={on_shard} data-testid="filter-shard">
-                        <option value="">{ "all" }</option>
-                        { for (0..shards).map(|s| html! { <option value={s.to_string()}>{ s }</option> }) }
+                        <option value="" selected={shard.is_none()}>{ "all" }</option>
+                        { for (0..shards).map(|s| html! { <option value={s.to_string()} selected={*shard == Some(s)}>{ s }</option> }) }
                     </select>
                 </label>
                 <button onclick={go(current.saturating_sub(1))} disabled={current == 0} data-testid="page-prev">{ "◀" }</button>
@@ -228,7 +230,7 @@ pub fn chart(props: &ChartProps) -> Html {
                 <polyline points={line(&|s: &Scores| s.s3t.accuracy)} fill="none" stroke="#2c6fbb" stroke-width="2" />
                 <text x="34" y="20" fill="#2c6fbb">{ "S3T" }</text>
                 <text x="74" y="20" fill="#c0392b">{ "SISA (no retraining)" }</text>
-                <text x={(w - 60.0).to_string()} y={(h - 4.0).to_string()}>{ format!("{} deletions", max_x as usize) }</text>
+                <text x={(w - 10.0).to_string()} y={(h - 4.0).to_string()} text-anchor="end">{ format!("{} deletions", props.history.last().map_or(0, |s| s.deleted)) }</text>
             </svg>
         </section>
     }
