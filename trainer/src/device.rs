@@ -16,6 +16,27 @@ pub enum DeviceArg {
     Cpu,
 }
 
+/// Where a training command runs and how it reports (shared by `pretrain`, `build` and `retrain`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunOptions {
+    /// Where to train: the GPU when one exists (auto), the GPU, or the CPU.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print a JSON summary instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RunOptions {
+    /// Progress bars and notices are off for `--quiet` and for `--json` (stdout is for the JSON).
+    pub fn quiet(&self) -> bool {
+        self.quiet || self.json
+    }
+}
+
 /// Selects the device; prints the fallback notice unless `quiet`.
 pub fn choose(arg: DeviceArg, quiet: bool) -> Result<Selected> {
     let choice = match arg {

@@ -18,7 +18,7 @@ use crate::args::StrategyArg;
 use crate::bundle_dir::load_pretrained;
 use crate::cli::pretrain::{PretrainOptions, run_pretrain};
 use crate::data::Source;
-use crate::device::{DeviceArg, choose};
+use crate::device::{RunOptions, choose};
 use crate::output;
 use crate::progress::Progress;
 
@@ -74,19 +74,12 @@ pub struct Args {
     pub shard: Vec<u16>,
     #[command(flatten)]
     pub pretrain: PretrainOptions,
-    /// Where to train.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    /// No progress bars.
-    #[arg(long)]
-    pub quiet: bool,
-    /// Print a JSON summary.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: RunOptions,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let quiet = args.quiet || args.json;
+    let quiet = args.run.quiet();
     let source = Source::parse(&args.data)?;
     if args.shards == 0 || args.slices == 0 {
         bail!("--shards and --slices must be at least 1");
@@ -110,12 +103,12 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("{} already holds a built bundle; use another --out, or --resume", args.out.display());
     }
     let splits = source.load()?;
-    let selected = choose(args.device, quiet)?;
+    let selected = choose(args.run.device, quiet)?;
     if !args.out.join(PRETRAIN_FILE).exists() {
         if !quiet {
             output::note(&format!("notice: {} has no backbone yet: pretraining first", args.out.display()));
         }
-        run_pretrain(&source, &args.out, &args.pretrain, args.device, quiet)?;
+        run_pretrain(&source, &args.out, &args.pretrain, args.run.device, quiet)?;
     }
     let (record, pretrained) = load_pretrained(&args.out, &selected.device)?;
     let info = source.info(&splits);
@@ -201,7 +194,7 @@ pub fn run(args: &Args) -> Result<()> {
         "backbone_validation_accuracy": record.backbone.validation_accuracy,
         "mean_node_validation_accuracy": assembled.as_ref().map(mean_node_accuracy),
     });
-    if args.json {
+    if args.run.json {
         return output::print(&format!("{}\n", serde_json::to_string_pretty(&summary)?));
     }
     let mut text =

@@ -12,7 +12,7 @@ use s3t::model::weights::to_safetensors;
 use s3t::model::{ModelConfig, TrainConfig, VitConfig};
 
 use crate::data::Source;
-use crate::device::{DeviceArg, choose};
+use crate::device::{DeviceArg, RunOptions, choose};
 use crate::output;
 use crate::progress::Progress;
 
@@ -26,15 +26,8 @@ pub struct Args {
     pub out: PathBuf,
     #[command(flatten)]
     pub options: PretrainOptions,
-    /// Where to train: the GPU when one exists (auto), the GPU or the CPU.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    /// No progress bars.
-    #[arg(long)]
-    pub quiet: bool,
-    /// Print a JSON summary instead of text.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: RunOptions,
 }
 
 /// Backbone hyper-parameters (defaults: the documented `VitConfig` defaults).
@@ -56,8 +49,8 @@ pub struct PretrainOptions {
 
 pub fn run(args: &Args) -> Result<()> {
     let source = Source::parse(&args.data)?;
-    let record = run_pretrain(&source, &args.out, &args.options, args.device, args.quiet || args.json)?;
-    if args.json {
+    let record = run_pretrain(&source, &args.out, &args.options, args.run.device, args.run.quiet())?;
+    if args.run.json {
         output::print(&format!("{}\n", serde_json::to_string_pretty(&record)?))
     } else {
         output::print(&format!(

@@ -14,7 +14,7 @@ use s3t::{Action, SampleId};
 
 use crate::bundle_dir::{Bundle, load_pretrained};
 use crate::data::Source;
-use crate::device::{DeviceArg, choose};
+use crate::device::{RunOptions, choose};
 use crate::output;
 use crate::progress::Progress;
 
@@ -28,19 +28,12 @@ pub struct Args {
     /// Data the bundle was built from.
     #[arg(long, default_value = "default")]
     pub data: String,
-    /// Where to train.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    /// No progress bars.
-    #[arg(long)]
-    pub quiet: bool,
-    /// Print a JSON summary.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: RunOptions,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let quiet = args.quiet || args.json;
+    let quiet = args.run.quiet();
     let bundle = Bundle::open(&args.bundle)?;
     let m = bundle.manifest.partition.shards;
     if args.shard >= m {
@@ -49,7 +42,7 @@ pub fn run(args: &Args) -> Result<()> {
     let source = Source::parse(&args.data)?;
     let splits = source.load()?;
     crate::cli::check_data(&bundle, &source, &splits)?;
-    let selected = choose(args.device, quiet)?;
+    let selected = choose(args.run.device, quiet)?;
     let (mut ledger, _) = Ledger::open_or_create(bundle.ledger_path())?;
     let state = bundle.state(ledger.records())?;
     let deleted: HashSet<SampleId> = state.deleted().cloned().collect();
@@ -105,7 +98,7 @@ pub fn run(args: &Args) -> Result<()> {
     let (next, _) = bundle.router.apply(&state, &action)?;
     ledger.append(&action)?;
     let seconds = started.elapsed().as_secs_f64();
-    if args.json {
+    if args.run.json {
         let json = serde_json::json!({
             "shard": shard, "nodes_retrained": stale, "nodes_reused": entries.len() - stale,
             "generation": generation, "seconds": seconds, "served": next.served(shard),
