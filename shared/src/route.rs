@@ -7,10 +7,13 @@
 //!
 //! Deleting a sample of slice j in shard s sets, for every sequence σ of shard s,
 //! `active_len(σ) = min(active_len(σ), position of j in σ)`: the groups trained on j and after are deactivated.
-//! Shard s serves the sequence with the longest active prefix (lowest sequence index on ties); with no active
-//! prefix left the shard is offline and must be retrained, and it is never served.
+//! Shard s serves the sequence with the longest active prefix; with no active prefix left the shard is offline and
+//! must be retrained, and it is never served. Ties between equally long prefixes go to the better prefix node when
+//! the router was given a score per node ([`Router::with_tie_break`], a bundle uses the nodes' validation accuracy),
+//! then to the lowest sequence index. Every candidate is exact, so the tie-break only chooses among clean models.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -72,7 +75,12 @@ pub struct Router {
     slices: u16,
     /// `positions[shard][sequence][slice]` = position of the slice in that sequence.
     positions: Vec<Vec<Vec<u16>>>,
+    /// `preference[shard][k-1]` = the shard's sequences, best prefix-k node first; empty = lowest index first.
+    preference: Arc<Preference>,
 }
+
+/// Per shard and prefix length, the sequences in order of preference (see [`Router::with_tie_break`]).
+type Preference = Vec<Vec<Vec<usize>>>;
 
 /// The mutable part of routing: active prefix lengths, dirty slices and deleted ids.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -84,6 +92,8 @@ pub struct State {
     deleted: HashSet<SampleId>,
     /// Number of retrains per shard.
     retrains: Vec<u32>,
+    /// The router's tie-break order (shared, never changed by actions).
+    preference: Arc<Preference>,
 }
 
 impl Router {
@@ -97,7 +107,31 @@ impl Router {
             });
         }
         let positions = plan.shards.iter().map(|s| s.sequences.iter().map(|q| q.positions()).collect()).collect();
-        Ok(Self { assignment, slices: plan.slices, positions })
+        Ok(Self { assignment, slices: plan.slices, positions, preference: Arc::default() })
+    }
+
+    /// Breaks ties between equally long active prefixes by `score(shard, sequence, k)` of the sequence's prefix-k
+    /// node (higher first; equal scores keep the lower sequence index). The score must come from data no deletion
+    /// can touch, such as the validation split, so that serving stays a pure function of the plan and the ledger.
+    pub fn with_tie_break(mut self, score: impl Fn(u16, usize, u16) -> f64) -> Self {
+        let preference = self
+            .positions
+            .iter()
+            .enumerate()
+            .map(|(shard, seqs)| {
+                (1..=self.slices)
+                    .map(|k| {
+                        let scores: Vec<f64> = (0..seqs.len()).map(|b| score(shard as u16, b, k)).collect();
+                        let mut order: Vec<usize> = (0..seqs.len()).collect();
+                        // A stable sort keeps the lower index first among equal scores.
+                        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+                        order
+                    })
+                    .collect()
+            })
+            .collect();
+        self.preference = Arc::new(preference);
+        self
     }
 
     pub fn assignment(&self) -> &Assignment {
@@ -119,6 +153,7 @@ impl Router {
             dirty: vec![vec![false; usize::from(self.slices)]; self.positions.len()],
             deleted: HashSet::new(),
             retrains: vec![0; self.positions.len()],
+            preference: self.preference.clone(),
         }
     }
 
@@ -201,16 +236,16 @@ impl State {
         &self.active[usize::from(shard)]
     }
 
-    /// The served component of a shard: the longest active prefix, lowest sequence index on ties; `None` when the
-    /// shard is offline.
+    /// The served component of a shard: the longest active prefix, ties broken by the router's preference (else the
+    /// lowest sequence index); `None` when the shard is offline.
     pub fn served(&self, shard: u16) -> Option<Served> {
-        let mut best: Option<Served> = None;
-        for (sequence, &prefix) in self.active[usize::from(shard)].iter().enumerate() {
-            if prefix > 0 && best.is_none_or(|b| prefix > b.prefix) {
-                best = Some(Served { sequence, prefix });
-            }
-        }
-        best
+        let active = &self.active[usize::from(shard)];
+        let prefix = active.iter().copied().max().filter(|&p| p > 0)?;
+        let sequence = match self.preference.get(usize::from(shard)) {
+            Some(order) => order[usize::from(prefix) - 1].iter().copied().find(|&b| active[b] == prefix),
+            None => active.iter().position(|&p| p == prefix),
+        }?;
+        Some(Served { sequence, prefix })
     }
 
     pub fn is_offline(&self, shard: u16) -> bool {
@@ -251,3 +286,6 @@ impl State {
         self.retrains[usize::from(shard)]
     }
 }
+
+#[cfg(test)]
+mod tests;

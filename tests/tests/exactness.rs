@@ -520,6 +520,32 @@ fn e6_resumed_build_matches_fresh_build() {
     }
 }
 
+/// E5: inputs are normalised with fixed constants (an image's tensor does not depend on the data set around it),
+/// and building never reads the test split (replacing it changes no weight and no recorded validation score).
+#[test]
+fn e5_fixed_normalisation_and_no_test_split_in_building() {
+    let _guard = lock();
+    let device = cpu().device;
+    let a = synthetic(4, 10);
+    let mut b = synthetic(4, 11);
+    let per = 28 * 28;
+    b.pixels[2 * per..3 * per].copy_from_slice(&a.pixels[..per]);
+    let in_a = to_host(input::images(&a, &[0, 1], &device));
+    let in_b = to_host(input::images(&b, &[2], &device));
+    assert_eq!(in_a[..per], in_b[..], "the same image normalised differently in another data set");
+    for (x, &p) in in_a.iter().zip(&a.pixels) {
+        assert_eq!(*x, f32::from(p) * (2.0 / 255.0) - 1.0, "normalisation is not the fixed map 0..=255 → [−1, 1]");
+    }
+
+    let fx = Fixture::new();
+    let mut other = Fixture::new();
+    other.splits.test = synthetic(8, 99);
+    let (one, two) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let (x, y) = (fx.build(one.path(), &[], &[]), other.build(two.path(), &[], &[]));
+    assert_eq!(x.nodes, y.nodes, "a build with another test split differs: the test split reached training");
+    assert_eq!(x.sisa, y.sisa, "SISA checkpoints differ with another test split");
+}
+
 /// E6: after deleting a sample, reusing the clean nodes and retraining the rest gives exactly the nodes a build
 /// that never had the sample produces.
 #[test]

@@ -25,7 +25,7 @@ impl Bundle {
         let assignment = manifest.assignment().map_err(|e| anyhow!("{}: partition: {e}", dir.display()))?;
         let plan = manifest.plan().map_err(|e| anyhow!("{}: {e}", dir.display()))?;
         let sisa_plan = manifest.sisa_plan().map_err(|e| anyhow!("{}: {e}", dir.display()))?;
-        let router = Router::new(assignment.clone(), &plan).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
+        let router = manifest.router(assignment.clone(), &plan).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
         let sisa_router = Router::new(assignment, &sisa_plan).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
         Ok(Self { dir: dir.to_owned(), manifest, router, sisa_router })
     }

@@ -161,7 +161,7 @@ fn manifest(dir: &Path) -> Manifest {
 }
 
 fn router(manifest: &Manifest) -> Router {
-    Router::new(manifest.assignment().expect("partition"), &manifest.plan().expect("plan")).expect("router")
+    manifest.router(manifest.assignment().expect("partition"), &manifest.plan().expect("plan")).expect("router")
 }
 
 fn ledger_path(dir: &Path) -> PathBuf {

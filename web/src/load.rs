@@ -17,8 +17,11 @@ use wasm_bindgen_futures::JsFuture;
 
 /// Test samples evaluated in the browser (the same subset as `trainer eval --test-limit`).
 pub const TEST_SUBSET: usize = 500;
-/// Samples per chunk of heavy work between yields to the page (keeps each task well under 200 ms).
-const CHUNK: usize = 100;
+/// Samples per chunk of heavy work between yields to the page: on the CPU this keeps each task well under 200 ms;
+/// on WebGPU the work runs off the main thread, and fewer, larger dispatches finish sooner.
+fn chunk(is_gpu: bool) -> usize {
+    if is_gpu { TEST_SUBSET } else { 100 }
+}
 
 /// Everything the session needs, loaded once.
 pub struct Loaded {
@@ -103,14 +106,14 @@ pub async fn load(base: &str, progress: impl Fn(&str)) -> Result<Loaded, String>
     })?;
     let plan = model.plan.clone();
     let assignment = model.manifest.assignment().map_err(|e| e.to_string())?;
-    let router = Router::new(assignment.clone(), &plan).map_err(|e| e.to_string())?;
+    let router = model.manifest.router(assignment.clone(), &plan).map_err(|e| e.to_string())?;
     let sisa_router = Router::new(assignment, &model.sisa_plan).map_err(|e| e.to_string())?;
     timing("device and weights", t);
     let t = now();
     progress("features");
     let mut parts = Vec::new();
     let indices: Vec<usize> = (0..test.len()).collect();
-    for chunk in indices.chunks(CHUNK) {
+    for chunk in indices.chunks(chunk(selected.is_gpu)) {
         parts.push(Features::new(model.config(), &model.pretrained.backbone, &test.select(chunk), &selected.device));
         yield_now().await;
     }

@@ -16,8 +16,9 @@ use crate::views::{Capacity, Chart, Explanation, Grid, Inspector, ShardPanel};
 pub struct Scores {
     pub deleted: usize,
     pub s3t: Evaluation,
-    pub sisa: Evaluation,
-    /// Milliseconds from the state change to the result.
+    /// `None` until the SISA checkpoints are evaluated (after S3T, which is what the page is about).
+    pub sisa: Option<Evaluation>,
+    /// Milliseconds from the state change to the S3T result.
     pub millis: f64,
 }
 
@@ -36,9 +37,14 @@ fn now() -> f64 {
     web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
 }
 
-/// Evaluates S3T and SISA for a session state: every needed node is computed once (memoised), yielding to the page
-/// between nodes; the ensemble is then a cheap average.
-async fn evaluate(loaded: Rc<Loaded>, session: Rc<Session>, started: f64) -> Result<Scores, String> {
+/// Evaluates S3T, publishes it, then SISA, and publishes again: every needed node is computed once (memoised),
+/// yielding to the page between nodes; an ensemble is then a cheap average.
+async fn evaluate(
+    loaded: Rc<Loaded>,
+    session: Rc<Session>,
+    started: f64,
+    publish: impl Fn(Scores),
+) -> Result<(), String> {
     // One evaluation at a time: the evaluator is taken out and put back.
     let mut evaluator = loop {
         if let Some(e) = loaded.evaluator.borrow_mut().take() {
@@ -57,22 +63,27 @@ async fn evaluate(loaded: Rc<Loaded>, session: Rc<Session>, started: f64) -> Res
                 }
                 yield_now().await;
             }
+        }
+        let mut scores = Scores {
+            deleted: session.deleted.len(),
+            s3t: evaluator.evaluate(&loaded.model, &session.state),
+            sisa: None,
+            millis: now() - started,
+        };
+        publish(scores.clone());
+        for shard in 0..session.sisa.shards() {
             if let Some(served) = session.sisa.served(shard) {
                 evaluator.prepare_sisa_async(&loaded.model, shard, served.prefix).await?;
                 yield_now().await;
             }
         }
+        scores.sisa = Some(evaluator.evaluate_sisa(&loaded.model, &session.sisa));
+        publish(scores);
         Ok::<_, String>(())
     }
     .await;
-    let scores = result.map(|()| Scores {
-        deleted: session.deleted.len(),
-        s3t: evaluator.evaluate(&loaded.model, &session.state),
-        sisa: evaluator.evaluate_sisa(&loaded.model, &session.sisa),
-        millis: now() - started,
-    });
     *loaded.evaluator.borrow_mut() = Some(evaluator);
-    scores
+    result
 }
 
 #[function_component(SessionView)]
@@ -118,15 +129,15 @@ pub fn session_view(props: &Props) -> Html {
             let started = now();
             let snapshot: Rc<Session> = Rc::new((*current).clone());
             wasm_bindgen_futures::spawn_local(async move {
-                match evaluate(loaded, snapshot, started).await {
-                    Ok(result) => {
-                        let mut h: Vec<Scores> =
-                            (*history).iter().filter(|s| s.deleted < result.deleted).cloned().collect();
-                        h.push(result.clone());
-                        history.set(h);
-                        scores.set(Some(result));
-                    }
-                    Err(e) => failure.set(Some(e)),
+                let publish = move |result: Scores| {
+                    let mut h: Vec<Scores> =
+                        (*history).iter().filter(|s| s.deleted < result.deleted).cloned().collect();
+                    h.push(result.clone());
+                    history.set(h);
+                    scores.set(Some(result));
+                };
+                if let Err(e) = evaluate(loaded, snapshot, started, publish).await {
+                    failure.set(Some(e));
                 }
             });
         });
@@ -167,7 +178,7 @@ pub fn session_view(props: &Props) -> Html {
                 </div>
                 <div class="score">
                     <span class="label">{ "SISA without retraining" }</span>
-                    <span class="value" data-testid="sisa-accuracy">{ scores.as_ref().map_or("computing…".to_owned(), |s| pct(s.sisa.accuracy)) }</span>
+                    <span class="value" data-testid="sisa-accuracy">{ scores.as_ref().and_then(|s| s.sisa.as_ref()).map_or("computing…".to_owned(), |s| pct(s.accuracy)) }</span>
                 </div>
                 <div class="score">
                     <span class="label">{ "deleted" }</span>

@@ -217,8 +217,9 @@ pub fn chart(props: &ChartProps) -> Html {
     let point = |d: usize, a: Option<f64>| {
         format!("{:.1},{:.1}", 30.0 + d as f64 / max_x * (w - 40.0), h - 20.0 - a.unwrap_or(0.0) * (h - 30.0))
     };
-    let line = |f: &dyn Fn(&Scores) -> Option<f64>| {
-        props.history.iter().map(|s| point(s.deleted, f(s))).collect::<Vec<_>>().join(" ")
+    // A point without a value (SISA still computing) is left out of its line.
+    let line = |f: &dyn Fn(&Scores) -> Option<Option<f64>>| {
+        props.history.iter().filter_map(|s| f(s).map(|a| point(s.deleted, a))).collect::<Vec<_>>().join(" ")
     };
     html! {
         <section class="chart">
@@ -226,8 +227,8 @@ pub fn chart(props: &ChartProps) -> Html {
             <svg width={w.to_string()} height={h.to_string()} role="img" aria-label="accuracy against deletions, S3T and SISA">
                 <line x1="30" y1={(h - 20.0).to_string()} x2={(w - 10.0).to_string()} y2={(h - 20.0).to_string()} stroke="#888" />
                 <line x1="30" y1="10" x2="30" y2={(h - 20.0).to_string()} stroke="#888" />
-                <polyline points={line(&|s: &Scores| s.sisa.accuracy)} fill="none" stroke="#c0392b" stroke-width="2" />
-                <polyline points={line(&|s: &Scores| s.s3t.accuracy)} fill="none" stroke="#2c6fbb" stroke-width="2" />
+                <polyline points={line(&|s: &Scores| s.sisa.as_ref().map(|e| e.accuracy))} fill="none" stroke="#c0392b" stroke-width="2" />
+                <polyline points={line(&|s: &Scores| Some(s.s3t.accuracy))} fill="none" stroke="#2c6fbb" stroke-width="2" />
                 <text x="34" y="20" fill="#2c6fbb">{ "S3T" }</text>
                 <text x="74" y="20" fill="#c0392b">{ "SISA (no retraining)" }</text>
                 <text x={(w - 10.0).to_string()} y={(h - 4.0).to_string()} text-anchor="end">{ format!("{} deletions", props.history.last().map_or(0, |s| s.deleted)) }</text>

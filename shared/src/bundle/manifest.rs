@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{LoraConfig, ModelConfig, TrainConfig};
 use crate::partition::{Assignment, Cell, Partition, SampleId, digest_ids};
 use crate::plan::Plan;
+use crate::route::{RouteError, Router};
 use crate::sequence::{Sequence, Strategy};
 
 pub const FORMAT: &str = "s3t-bundle";
@@ -254,6 +255,26 @@ impl Manifest {
     /// The partition of the deletable split (ids 0..n).
     pub fn assignment(&self) -> Result<Assignment, crate::partition::PartitionError> {
         self.partition.assign((0..self.data.deletable as u64).map(SampleId::Int))
+    }
+
+    /// The S3T router of the bundle: ties between equally long active prefixes go to the node with the higher
+    /// validation accuracy (the validation split is never deletable, rule E5).
+    pub fn router(&self, assignment: Assignment, plan: &Plan) -> Result<Router, RouteError> {
+        Ok(Router::new(assignment, plan)?.with_tie_break(|shard, b, k| self.prefix_validation(shard, b, k)))
+    }
+
+    /// Validation accuracy of the prefix-k node of sequence b of a shard (−∞ if the manifest lacks it).
+    fn prefix_validation(&self, shard: u16, b: usize, k: u16) -> f64 {
+        let nodes = self.nodes.get(usize::from(shard));
+        let prefix = self
+            .sequences
+            .get(usize::from(shard))
+            .and_then(|seqs| seqs.get(b))
+            .and_then(|q| q.slices().get(..usize::from(k)));
+        nodes
+            .zip(prefix)
+            .and_then(|(nodes, prefix)| nodes.iter().find(|n| n.prefix == prefix))
+            .map_or(f64::NEG_INFINITY, |n| n.validation_accuracy)
     }
 
     /// The SISA plan: one sequence per shard, the identity order.

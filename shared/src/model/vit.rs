@@ -3,6 +3,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor};
 
 use super::adapter::{BlockAdapter, GroupAdapter};
@@ -43,21 +44,45 @@ impl Block {
         let [b, n, d] = x.dims();
         let h = self.heads;
         let dk = d / h;
+        // Token-wise layers run on [b·n, d]: one plain matmul per projection instead of a batched one, which the
+        // WebGPU kernels (a software adapter most of all) run several times faster; the arithmetic is the same.
+        let x = x.reshape([b * n, d]);
         let xn = self.norm1.forward(x.clone());
-        let mut q = self.query.forward(xn.clone());
+        let (wq, wv) = match adapter {
+            Some(a) => (a.query_weight(self.query.weight.val()), a.value_weight(self.value.weight.val())),
+            None => (self.query.weight.val(), self.value.weight.val()),
+        };
+        let bias = |l: &Linear| l.bias.as_ref().map(|b| b.val());
+        let q = linear(xn.clone(), wq, bias(&self.query));
         let k = self.key.forward(xn.clone());
-        let mut v = self.value.forward(xn.clone());
-        if let Some(a) = adapter {
-            q = q + a.query_delta(xn.clone());
-            v = v + a.value_delta(xn);
-        }
-        let split = |t: Tensor<3>| t.reshape([b, n, h, dk]).swap_dims(1, 2);
-        let scores = split(q).matmul(split(k).transpose()).div_scalar((dk as f64).sqrt());
-        let context = softmax(scores, 3).matmul(split(v)).swap_dims(1, 2).reshape([b, n, d]);
+        let v = linear(xn, wv, bias(&self.value));
+        let split = |t: Tensor<2>| t.reshape([b, n, h, dk]).swap_dims(1, 2);
+        let context = attention(split(q), split(k), split(v)).swap_dims(1, 2).reshape([b * n, d]);
         let x = x + self.output.forward(context);
         let hidden = gelu(self.fc1.forward(self.norm2.forward(x.clone())));
-        x + self.fc2.forward(hidden)
+        (x + self.fc2.forward(hidden)).reshape([b, n, d])
     }
+}
+
+/// Scaled dot-product attention over [b, heads, tokens, dk]: two batched matmuls on the CPU backend, broadcast
+/// products on GPU devices, where tiny batched matmuls (16×8 per head) waste most of a matmul kernel's tile (2.5×
+/// slower in the browser on a software adapter). Both compute the same function (tested).
+fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    if q.device() == Device::flex() { attention_matmul(q, k, v) } else { attention_broadcast(q, k, v) }
+}
+
+fn attention_matmul(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let root = (q.dims()[3] as f64).sqrt();
+    softmax(q.matmul(k.transpose()).div_scalar(root), 3).matmul(v)
+}
+
+fn attention_broadcast(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let root = (q.dims()[3] as f64).sqrt();
+    // scores[b,h,i,j] = Σ_c q[b,h,i,c]·k[b,h,j,c]
+    let scores = (q.unsqueeze_dim::<5>(3) * k.unsqueeze_dim::<5>(2)).sum_dim(4).squeeze_dim::<4>(4).div_scalar(root);
+    // context[b,h,i,c] = Σ_j p[b,h,i,j]·v[b,h,j,c]
+    let p = softmax(scores, 3);
+    (p.unsqueeze_dim::<5>(4) * v.unsqueeze_dim::<5>(2)).sum_dim(3).squeeze_dim::<4>(3)
 }
 
 /// The frozen backbone: trained once on the public split (rule E1), never on deletable data.
@@ -162,4 +187,24 @@ pub fn forward_backbone(backbone: &Backbone, head: &Head, images: Tensor<3>) -> 
     let x = backbone.embed(images);
     let x = backbone.blocks_forward(x, 0, backbone.depth(), &[]);
     head.forward(backbone.pool(x))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, Tensor};
+
+    use super::*;
+
+    /// The GPU formulation of attention computes what the CPU one does.
+    #[test]
+    fn attention_formulations_agree() {
+        let device = Device::flex();
+        let t = || Tensor::<4>::random([3, 4, 16, 8], Distribution::Normal(0.0, 1.0), &device);
+        let (q, k, v) = (t(), t(), t());
+        let a = crate::model::features::to_host(attention_matmul(q.clone(), k.clone(), v.clone()));
+        let b = crate::model::features::to_host(attention_broadcast(q, k, v));
+        assert_eq!(a.len(), 3 * 4 * 16 * 8);
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "largest difference {worst}");
+    }
 }
