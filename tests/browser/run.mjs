@@ -33,6 +33,14 @@ async function accuracyAfter(page, deleted) {
   return { value: Number(await el.getAttribute('data-value')), millis: Number(await el.getAttribute('data-millis')) };
 }
 
+/// Waits until the page also shows SISA's accuracy for `deleted` deletions (it follows S3T's), so the page is idle.
+async function settled(page, deleted) {
+  await page.waitForFunction((n) => {
+    const e = document.querySelector('[data-testid="sisa-accuracy"]');
+    return e && e.dataset.deleted === String(n);
+  }, deleted, { timeout: TIMEOUT });
+}
+
 /// The trainer's view of the same deletions, on a copy of the bundle: served components and ensemble accuracy.
 function trainerAfter(ids) {
   const dir = mkdtempSync(join(tmpdir(), 's3t-browser-'));
@@ -112,6 +120,7 @@ await test('a deletion deactivates exactly the predicted cells; accuracy equals 
   const page = await context.newPage();
   await page.goto(BASE_URL);
   await accuracyAfter(page, 0);
+  await settled(page, 0);
   const id = 7;
   await page.getByTestId('filter-class').selectOption(''); // all classes
   const t0 = Date.now();
@@ -124,9 +133,11 @@ await test('a deletion deactivates exactly the predicted cells; accuracy equals 
   assert.ok(Math.abs(after.value - evaluation.accuracy) <= 0.001, `page ${after.value} vs trainer ${evaluation.accuracy}`);
   // Reset, then the same deletion again: every node it needs is memoised now.
   const t1 = Date.now();
+  await settled(page, 1);
   await page.getByTestId('reset').click();
   await accuracyAfter(page, 0);
   metrics.reset_to_accuracy_ms = Date.now() - t1;
+  await settled(page, 0);
   const t2 = Date.now();
   await page.getByTestId(`sample-${id}`).click();
   const memo = await accuracyAfter(page, 1);
@@ -188,6 +199,7 @@ await test('without WebGPU the CPU backend runs and still works', async () => {
   assert.equal(await page.getByTestId('backend').innerText(), 'CPU');
   const expected = trainerAfter([]).evaluation;
   assert.ok(Math.abs(first.value - expected.accuracy) <= 0.001, `page ${first.value} vs trainer ${expected.accuracy}`);
+  await settled(page, 0);
   const t0 = Date.now();
   await page.getByTestId('sample-7').click();
   const after = await accuracyAfter(page, 1);

@@ -178,7 +178,8 @@ pub fn session_view(props: &Props) -> Html {
                 </div>
                 <div class="score">
                     <span class="label">{ "SISA without retraining" }</span>
-                    <span class="value" data-testid="sisa-accuracy">{ scores.as_ref().and_then(|s| s.sisa.as_ref()).map_or("computing…".to_owned(), |s| pct(s.accuracy)) }</span>
+                    <span class="value" data-testid="sisa-accuracy"
+                        data-deleted={scores.as_ref().filter(|s| s.sisa.is_some()).map(|s| s.deleted.to_string()).unwrap_or_default()}>{ scores.as_ref().and_then(|s| s.sisa.as_ref()).map_or("computing…".to_owned(), |s| pct(s.accuracy)) }</span>
                 </div>
                 <div class="score">
                     <span class="label">{ "deleted" }</span>

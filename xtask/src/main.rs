@@ -110,7 +110,7 @@ fn browser_tests() -> Result<(), String> {
     step("build the trainer", run("cargo", &["build", "-p", "trainer"]))?;
     let trainer = target_dir().join("debug").join("trainer");
     let bundle = target_dir().join("browser-test-bundle");
-    if !bundle.join("manifest.json").exists() {
+    if !valid_bundle(Command::new(&trainer), &bundle) {
         let _ = std::fs::remove_dir_all(&bundle);
         let out = bundle.to_string_lossy().into_owned();
         let t = trainer.to_string_lossy().into_owned();
@@ -145,6 +145,18 @@ fn browser_tests() -> Result<(), String> {
     step("browser tests (headless Chromium)", cmd)
 }
 
+/// Whether `bundle` holds a complete bundle this version reads and verifies (`trainer audit`).
+fn valid_bundle(mut trainer: Command, bundle: &Path) -> bool {
+    bundle.join("manifest.json").exists()
+        && trainer
+            .arg("audit")
+            .arg(bundle)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
 /// The web app shows the deletable samples and evaluates on the test split: both travel with the bundle.
 fn copy_data(bundle: &Path) -> Result<(), String> {
     let dir = bundle.join("data");
@@ -168,7 +180,11 @@ fn demo(args: &[String]) -> Result<(), String> {
     tools::rust_components()?;
     tools::web_tools()?;
     let bundle = root().join("web/demo/bundle");
-    if !bundle.join("manifest.json").exists() {
+    let mut cargo = Command::new("cargo");
+    cargo.args(["run", "-q", "-p", "trainer", "--"]).current_dir(root());
+    if !valid_bundle(cargo, &bundle) {
+        // An older format or a broken build: start again rather than resume it.
+        let _ = std::fs::remove_dir_all(&bundle);
         let out = bundle.to_string_lossy().into_owned();
         step(
             "build the default bundle (first time only, a few minutes)",

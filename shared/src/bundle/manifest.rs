@@ -9,8 +9,9 @@ use crate::route::{RouteError, Router};
 use crate::sequence::{Sequence, Strategy};
 
 pub const FORMAT: &str = "s3t-bundle";
-/// Bumped on any incompatible change of the manifest or the weight layout.
-pub const VERSION: u32 = 1;
+/// Bumped on any incompatible change of the manifest, the weight layout or the training recipe (2: every training
+/// run takes about the same number of steps, [`crate::model::TrainConfig::for_slices`]).
+pub const VERSION: u32 = 2;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const PRETRAIN_FILE: &str = "pretrain.json";
 pub const BUILD_FILE: &str = "build.json";
@@ -199,9 +200,15 @@ impl Manifest {
             Some(FORMAT) => {}
             other => return Err(format!("{file}: format is {other:?}, expected \"{FORMAT}\"")),
         }
-        match value.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(VERSION) => {}
-            other => return Err(format!("{file}: version {other:?} is not supported (this build reads {VERSION})")),
+        match value.get("version") {
+            Some(v) if v.as_u64() == Some(u64::from(VERSION)) => {}
+            Some(v) => {
+                return Err(format!(
+                    "{file}: version {v} is not supported (this build reads {VERSION}; rebuild the bundle with \
+                     `trainer build`)"
+                ));
+            }
+            None => return Err(format!("{file}: no \"version\" field")),
         }
         let manifest: Manifest = serde_json::from_value(value).map_err(|e| format!("{file}: {e}"))?;
         manifest.check(file)?;

@@ -56,6 +56,11 @@ pub struct BuildContext<'a> {
 }
 
 impl BuildContext<'_> {
+    /// The training settings of a run on `k` slices (every run takes about the same number of steps).
+    fn run_config(&self, k: usize) -> TrainConfig {
+        self.train.for_slices(k, usize::from(self.plan.slices))
+    }
+
     fn samples(&self, shard: u16, slices: &[u16], deleted: &dyn Fn(&SampleId) -> bool) -> Vec<usize> {
         let mut out = Vec::new();
         for &slice in slices {
@@ -117,7 +122,8 @@ pub fn build_shard(
         }
         let samples = ctx.samples(shard, &node.prefix, deleted);
         let seed = node_seed(ctx.seed, shard, &node.prefix);
-        events(BuildEvent::Start { shard, label: label.clone(), samples: samples.len() * ctx.train.epochs });
+        let run = ctx.run_config(node.prefix.len());
+        events(BuildEvent::Start { shard, label: label.clone(), samples: samples.len() * run.epochs });
         let (frozen, parent_head) = match node.parent {
             Some(p) => {
                 let chain = ancestors(ctx.plan, shard, p);
@@ -127,7 +133,7 @@ pub fn build_shard(
         };
         let params = train_node(
             ctx.config,
-            ctx.train,
+            &run,
             &ctx.pretrained.backbone,
             &frozen,
             parent_head,
@@ -190,10 +196,11 @@ fn build_sisa(
         let none = |_: &SampleId| false;
         let samples = ctx.samples(shard, &slices, &none);
         let seed = sisa_seed(ctx.seed, shard, k);
-        events(BuildEvent::Start { shard, label: label.clone(), samples: samples.len() * ctx.train.epochs });
+        let run = ctx.run_config(usize::from(k));
+        events(BuildEvent::Start { shard, label: label.clone(), samples: samples.len() * run.epochs });
         let params = train_sisa(
             ctx.config,
-            ctx.train,
+            &run,
             &ctx.pretrained.backbone,
             previous.as_ref(),
             &ctx.pretrained.head,

@@ -133,7 +133,7 @@ pub fn run(args: &Args) -> Result<()> {
     for k in (cell.slice + 1)..=l {
         let params = train_sisa(
             &config,
-            &train,
+            &train.for_slices(usize::from(k), usize::from(l)),
             &pretrained.backbone,
             previous.as_ref(),
             &pretrained.head,

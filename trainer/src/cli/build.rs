@@ -48,7 +48,8 @@ pub struct Args {
     /// Seed of the node seeds (derived from shard and prefix) and of the random strategy.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Passes over a node's data.
+    /// Passes over a whole shard's worth of data per training run: a run on k of L slices makes ⌈epochs·L/k⌉
+    /// passes over its k slices, so every node step and SISA checkpoint takes about the same number of steps.
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
     /// Samples per optimiser step.
