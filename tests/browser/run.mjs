@@ -16,6 +16,18 @@ mkdirSync(ARTIFACTS, { recursive: true });
 const metrics = {};
 const TIMEOUT = 120_000;
 
+/// Records the page's long main-thread tasks (> 50 ms), so the tests can report the longest freeze.
+async function watchLongTasks(page) {
+  await page.addInitScript(() => {
+    window.__longTasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__longTasks.push(Math.round(e.duration));
+    }).observe({ type: 'longtask', buffered: true });
+  });
+}
+
+const longestTask = (page) => page.evaluate(() => Math.max(0, ...window.__longTasks));
+
 async function launch(webgpu) {
   const args = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
     '--no-first-run', '--disable-dev-shm-usage'];
@@ -96,6 +108,7 @@ const cpu = await launch(false);
 await test('loads on WebGPU, shows accuracy, saves a screenshot', async () => {
   const context = await webgpu.newContext({ viewport: { width: 1280, height: 1600 } });
   const page = await context.newPage();
+  await watchLongTasks(page);
   page.on('console', (m) => { if (m.text().startsWith('s3t timing')) console.log(`  webgpu ${m.text()}`); });
   let bytes = 0, gzipped = 0;
   page.on('response', async (r) => {
@@ -110,6 +123,8 @@ await test('loads on WebGPU, shows accuracy, saves a screenshot', async () => {
   const expected = trainerAfter([]).evaluation; // no deletions: the bundle as built
   metrics.transferred_bytes = bytes;
   metrics.transferred_gzip_bytes = gzipped;
+  await settled(page, 0);
+  metrics.webgpu_longest_task_ms = await longestTask(page);
   await page.screenshot({ path: join(ARTIFACTS, 'main.png'), fullPage: true });
   assert.ok(Math.abs(first.value - expected.accuracy) <= 0.001, `page ${first.value} vs trainer ${expected.accuracy}`);
   await context.close();
@@ -191,6 +206,7 @@ await test('a corrupted bundle shows the error screen', async () => {
 await test('without WebGPU the CPU backend runs and still works', async () => {
   const context = await cpu.newContext();
   const page = await context.newPage();
+  await watchLongTasks(page);
   page.on('console', (m) => { if (m.text().startsWith('s3t timing')) console.log(`  cpu ${m.text()}`); });
   const started = Date.now();
   await page.goto(BASE_URL);
@@ -204,6 +220,8 @@ await test('without WebGPU the CPU backend runs and still works', async () => {
   await page.getByTestId('sample-7').click();
   const after = await accuracyAfter(page, 1);
   metrics.cpu_delete_to_accuracy_ms_new_node = Date.now() - t0;
+  await settled(page, 1);
+  metrics.cpu_longest_task_ms = await longestTask(page);
   const { evaluation } = trainerAfter([7]);
   assert.ok(Math.abs(after.value - evaluation.accuracy) <= 0.001, `page ${after.value} vs trainer ${evaluation.accuracy}`);
   await context.close();

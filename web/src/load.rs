@@ -19,7 +19,7 @@ use wasm_bindgen_futures::JsFuture;
 pub const TEST_SUBSET: usize = 500;
 /// Samples per chunk of heavy work between yields to the page: on the CPU this keeps each task well under 200 ms;
 /// on WebGPU the work runs off the main thread, and fewer, larger dispatches finish sooner.
-fn chunk(is_gpu: bool) -> usize {
+pub fn chunk(is_gpu: bool) -> usize {
     if is_gpu { TEST_SUBSET } else { 100 }
 }
 
@@ -119,7 +119,7 @@ pub async fn load(base: &str, progress: impl Fn(&str)) -> Result<Loaded, String>
     }
     let features = Features::concat(parts).ok_or("empty test subset")?;
     timing("test features", t);
-    let evaluator = Evaluator::from_features(&model, features, test.labels.clone());
+    let evaluator = Evaluator::from_features(&model, features, test.labels.clone()).with_batch(chunk(selected.is_gpu));
     Ok(Loaded {
         router: Rc::new(router),
         sisa_router: Rc::new(sisa_router),

@@ -57,7 +57,7 @@ async fn evaluate(
             if let Some(served) = session.state.served(shard) {
                 let t = now();
                 let fresh = !evaluator.is_memoised(&loaded.model, shard, served);
-                evaluator.prepare_async(&loaded.model, shard, served).await?;
+                evaluator.prepare_async(&loaded.model, shard, served, yield_now).await?;
                 if fresh {
                     crate::load::timing(&format!("node shard {shard} prefix {}", served.prefix), t);
                 }
@@ -73,7 +73,7 @@ async fn evaluate(
         publish(scores.clone());
         for shard in 0..session.sisa.shards() {
             if let Some(served) = session.sisa.served(shard) {
-                evaluator.prepare_sisa_async(&loaded.model, shard, served.prefix).await?;
+                evaluator.prepare_sisa_async(&loaded.model, shard, served.prefix, yield_now).await?;
                 yield_now().await;
             }
         }

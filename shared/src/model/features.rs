@@ -129,19 +129,23 @@ pub async fn to_host_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, Str
     data.try_into_vec_as::<f32>().map_err(|e| format!("reading a tensor back: {e:?}"))
 }
 
-/// [`logits_all`] with asynchronous read-back, one batch at a time so a caller can yield between batches.
+/// [`logits_all`] with asynchronous read-back, `batch` samples at a time, awaiting `pause` after each batch so a
+/// caller can yield to the page.
 pub async fn logits_all_async(
     config: &ModelConfig,
     backbone: &Backbone,
     component: Component<'_>,
     features: &Features,
+    batch: usize,
+    pause: &impl AsyncFn(),
 ) -> Result<Vec<f32>, String> {
     let k = component.groups.len().max(1);
     let mut out = Vec::with_capacity(features.len() * config.vit.classes);
     let all: Vec<usize> = (0..features.len()).collect();
-    for chunk in all.chunks(EVAL_BATCH) {
+    for chunk in all.chunks(batch.max(1)) {
         let logits = component_logits(config, backbone, component, features.batch(k, chunk));
         out.extend(to_host_async(logits).await?);
+        pause().await;
     }
     Ok(out)
 }

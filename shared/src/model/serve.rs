@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use super::adapter::GroupAdapter;
 use super::config::ModelConfig;
 use super::ensemble::{accuracy, mean_probabilities, softmax_rows};
-use super::features::{Features, logits_all, logits_all_async};
+use super::features::{EVAL_BATCH, Features, logits_all, logits_all_async};
 use super::parts::{NodeParams, Pretrained, SisaParams};
 use super::vit::{Backbone, Component, Head};
 use super::weights::load_safetensors;
@@ -107,6 +107,8 @@ pub struct Evaluator {
     classes: usize,
     memo: HashMap<(u16, usize), Vec<f32>>,
     sisa_memo: HashMap<(u16, u16), Vec<f32>>,
+    /// Samples per batch of the asynchronous evaluation (between two pauses).
+    batch: usize,
 }
 
 impl Evaluator {
@@ -117,12 +119,27 @@ impl Evaluator {
             classes: model.config().vit.classes,
             memo: HashMap::new(),
             sisa_memo: HashMap::new(),
+            batch: EVAL_BATCH,
         }
     }
 
     /// An evaluator over precomputed features (e.g. built chunk by chunk with [`Features::concat`]).
     pub fn from_features(model: &Model, features: Features, labels: Vec<u8>) -> Self {
-        Self { features, labels, classes: model.config().vit.classes, memo: HashMap::new(), sisa_memo: HashMap::new() }
+        Self {
+            features,
+            labels,
+            classes: model.config().vit.classes,
+            memo: HashMap::new(),
+            sisa_memo: HashMap::new(),
+            batch: EVAL_BATCH,
+        }
+    }
+
+    /// Evaluates asynchronously in batches of `batch` samples, pausing after each (a page on the CPU backend
+    /// stays responsive when each batch takes well under 200 ms). Results do not depend on it.
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
     }
 
     /// Memoised class probabilities of a served component, if computed.
@@ -155,28 +172,43 @@ impl Evaluator {
     }
 
     /// Computes and memoises a served component's probabilities with asynchronous read-back (the browser's
-    /// WebGPU backend cannot read synchronously); afterwards [`Evaluator::evaluate`] finds it in the memo.
-    pub async fn prepare_async(&mut self, model: &Model, shard: u16, served: Served) -> Result<(), String> {
+    /// WebGPU backend cannot read synchronously), awaiting `pause` after each batch; afterwards
+    /// [`Evaluator::evaluate`] finds it in the memo.
+    pub async fn prepare_async(
+        &mut self,
+        model: &Model,
+        shard: u16,
+        served: Served,
+        pause: impl AsyncFn(),
+    ) -> Result<(), String> {
         let node = model.plan.shards[usize::from(shard)].chains[served.sequence][usize::from(served.prefix) - 1];
         if self.memo.contains_key(&(shard, node)) {
             return Ok(());
         }
         let (groups, head) = model.component(shard, served);
         let component = Component { groups: &groups, head };
-        let logits = logits_all_async(model.config(), &model.pretrained.backbone, component, &self.features).await?;
+        let backbone = &model.pretrained.backbone;
+        let logits = logits_all_async(model.config(), backbone, component, &self.features, self.batch, &pause).await?;
         self.memo.insert((shard, node), softmax_rows(&logits, self.classes));
         Ok(())
     }
 
     /// The SISA counterpart of [`Evaluator::prepare_async`].
-    pub async fn prepare_sisa_async(&mut self, model: &Model, shard: u16, checkpoint: u16) -> Result<(), String> {
+    pub async fn prepare_sisa_async(
+        &mut self,
+        model: &Model,
+        shard: u16,
+        checkpoint: u16,
+        pause: impl AsyncFn(),
+    ) -> Result<(), String> {
         if self.sisa_memo.contains_key(&(shard, checkpoint)) {
             return Ok(());
         }
         let params = &model.sisa[usize::from(shard)][usize::from(checkpoint) - 1];
         let groups: Vec<&GroupAdapter> = params.adapters.iter().collect();
         let component = Component { groups: &groups, head: &params.head };
-        let logits = logits_all_async(model.config(), &model.pretrained.backbone, component, &self.features).await?;
+        let backbone = &model.pretrained.backbone;
+        let logits = logits_all_async(model.config(), backbone, component, &self.features, self.batch, &pause).await?;
         self.sisa_memo.insert((shard, checkpoint), softmax_rows(&logits, self.classes));
         Ok(())
     }
