@@ -226,6 +226,26 @@ pub fn from_idx(
     Ok(Dataset { rows, cols, classes, pixels, labels })
 }
 
+/// A data set as gzip-compressed IDX files (images, labels): what [`from_idx`] reads back.
+pub fn to_idx_gz(data: &Dataset) -> (Vec<u8>, Vec<u8>) {
+    use std::io::Write;
+    let n = data.len() as u32;
+    let mut images = vec![0, 0, 0x08, 3];
+    for dim in [n, data.rows, data.cols] {
+        images.extend_from_slice(&dim.to_be_bytes());
+    }
+    images.extend_from_slice(&data.pixels);
+    let mut labels = vec![0, 0, 0x08, 1];
+    labels.extend_from_slice(&n.to_be_bytes());
+    labels.extend_from_slice(&data.labels);
+    let gzip = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        // Writing to a Vec cannot fail.
+        e.write_all(bytes).and_then(|()| e.finish()).unwrap_or_default()
+    };
+    (gzip(&images), gzip(&labels))
+}
+
 fn check_labels(file: &str, labels: &[u8], classes: u8) -> Result<(), DataError> {
     match labels.iter().position(|&l| l >= classes) {
         Some(index) => {
@@ -303,6 +323,13 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         e.write_all(bytes).unwrap();
         e.finish().unwrap()
+    }
+
+    #[test]
+    fn written_idx_reads_back() {
+        let data = from_idx("i", idx_images(3, 2, 2), "l", idx_labels(&[0, 9, 4]), 10).unwrap();
+        let (images, labels) = to_idx_gz(&data);
+        assert_eq!(from_idx("i", images, "l", labels, 10).unwrap(), data);
     }
 
     #[test]

@@ -147,8 +147,8 @@ await test('a deletion deactivates exactly the predicted cells; accuracy equals 
   assert.deepEqual(await cellStates(page), expectedCells(deleted.events));
   assert.ok(Math.abs(after.value - evaluation.accuracy) <= 0.001, `page ${after.value} vs trainer ${evaluation.accuracy}`);
   // Reset, then the same deletion again: every node it needs is memoised now.
-  const t1 = Date.now();
   await settled(page, 1);
+  const t1 = Date.now();
   await page.getByTestId('reset').click();
   await accuracyAfter(page, 0);
   metrics.reset_to_accuracy_ms = Date.now() - t1;

@@ -586,3 +586,29 @@ fn bad_paths_and_a_corrupt_manifest_give_one_error_line() {
     }
     assert!(!ledger_path(&dir).exists(), "nothing was deleted");
 }
+
+#[test]
+fn export_web_writes_the_checked_deletable_split_and_a_test_subset() {
+    let single = built();
+    let tmp = scratch();
+    let text = stdout_of(&["export", s(&single.dir), "--format", "web", "--out", s(tmp.path()), "--test-limit", "7"]);
+    assert!(text.contains("wrote the web app's data"), "{text}");
+    let read = |split: &str| {
+        let file = |kind: &str| tmp.path().join(format!("data/{split}-{kind}-ubyte.gz"));
+        let (images, labels) = (file("images-idx3"), file("labels-idx1"));
+        s3t::dataset::from_idx(s(&images), fs::read(&images).unwrap(), s(&labels), fs::read(&labels).unwrap(), 10)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let m = manifest(&single.dir);
+    assert_eq!(read("deletable").len(), m.data.deletable);
+    assert_eq!(read("test").len(), 7);
+    // Data other than the bundle's is refused with one line naming the mismatch.
+    let csv = tmp.path().join("other.csv");
+    let row = |label: u8| format!("{label},{}\n", vec!["0"; 28 * 28].join(","));
+    fs::write(&csv, (0..40).map(|i| row(i % 10)).collect::<String>()).unwrap();
+    let data = format!("csv:{}", s(&csv));
+    assert_one_line_error(
+        &["export", s(&single.dir), "--format", "web", "--out", s(tmp.path()), "--data", &data],
+        &["different samples"],
+    );
+}

@@ -132,7 +132,7 @@ fn browser_tests() -> Result<(), String> {
             ),
         )?;
     }
-    copy_data(&bundle)?;
+    web_data(run(&trainer.to_string_lossy(), &[]), &bundle)?;
     step("build the web app", run("trunk", &["build"]))?;
     let server = serve::start(root().join("web/dist"), bundle.clone(), 0)?;
     let mut cmd = run("node", &["run.mjs"]);
@@ -157,18 +157,11 @@ fn valid_bundle(mut trainer: Command, bundle: &Path) -> bool {
             .is_ok_and(|s| s.success())
 }
 
-/// The web app shows the deletable samples and evaluates on the test split: both travel with the bundle.
-fn copy_data(bundle: &Path) -> Result<(), String> {
-    let dir = bundle.join("data");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for split in ["deletable", "test"] {
-        for kind in ["images-idx3", "labels-idx1"] {
-            let name = format!("{split}-{kind}-ubyte.gz");
-            std::fs::copy(root().join("data/fashion-mnist").join(&name), dir.join(&name))
-                .map_err(|e| format!("copying {name}: {e}"))?;
-        }
-    }
-    Ok(())
+/// The web app shows the deletable samples and evaluates on a test subset: `trainer export --format web` writes
+/// them next to the bundle (checked against it).
+fn web_data(mut trainer: Command, bundle: &Path) -> Result<(), String> {
+    trainer.arg("export").arg(bundle).args(["--format", "web", "--out"]).arg(bundle);
+    step("write the web app's data", trainer)
 }
 
 fn demo(args: &[String]) -> Result<(), String> {
@@ -180,9 +173,7 @@ fn demo(args: &[String]) -> Result<(), String> {
     tools::rust_components()?;
     tools::web_tools()?;
     let bundle = root().join("web/demo/bundle");
-    let mut cargo = Command::new("cargo");
-    cargo.args(["run", "-q", "-p", "trainer", "--"]).current_dir(root());
-    if !valid_bundle(cargo, &bundle) {
+    if !valid_bundle(run("cargo", &["run", "-q", "-p", "trainer", "--"]), &bundle) {
         // An older format or a broken build: start again rather than resume it.
         let _ = std::fs::remove_dir_all(&bundle);
         let out = bundle.to_string_lossy().into_owned();
@@ -191,7 +182,7 @@ fn demo(args: &[String]) -> Result<(), String> {
             run("cargo", &["run", "-p", "trainer", "--", "build", "--data", "default", "--out", &out, "--resume"]),
         )?;
     }
-    copy_data(&bundle)?;
+    web_data(run("cargo", &["run", "-q", "-p", "trainer", "--"]), &bundle)?;
     step("build the web app", run("trunk", &["build"]))?;
     let server = serve::start(root().join("web/dist"), bundle, port)?;
     println!("xtask: serving the S3T demo at http://127.0.0.1:{}/ (Ctrl-C to stop)", server.port);

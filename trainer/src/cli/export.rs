@@ -5,6 +5,9 @@
 //! `base_model.model.head.linear.{weight,bias}` ([out, in]), and `adapter_config.json` the LoRA settings plus the
 //! served sequence and prefix. The backbone is `weights/backbone.safetensors` of the bundle (burn layout, Linear
 //! weights [in, out]).
+//!
+//! `--format web` writes what the web app shows next to a bundle: `OUT/data/{deletable,test}-{images-idx3,
+//! labels-idx1}-ubyte.gz`, the deletable split (checked against the bundle) and the first `--test-limit` test images.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,16 +16,21 @@ use anyhow::{Result, anyhow};
 use burn::module::Param;
 use burn::tensor::Tensor;
 use clap::ValueEnum;
+use s3t::bundle::store::write_atomic;
+use s3t::dataset::to_idx_gz;
 use s3t::model::features::to_host;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::bundle_dir::Bundle;
+use crate::data::Source;
 use crate::output;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// safetensors with PEFT-style tensor names and an adapter_config.json.
     Safetensors,
+    /// The data files the web app loads (deletable split, test subset) as gzip-compressed IDX.
+    Web,
 }
 
 #[derive(Debug, clap::Args)]
@@ -35,6 +43,12 @@ pub struct Args {
     /// Output directory.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// `--format web`: the data the bundle was built from.
+    #[arg(long, default_value = "default")]
+    pub data: String,
+    /// `--format web`: how many test images the web app evaluates (the first N of the test split).
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub test_limit: usize,
 }
 
 /// A host tensor: row-major f32 values and shape.
@@ -57,6 +71,28 @@ fn vector(param: &Param<Tensor<1>>) -> HostTensor {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    match args.format {
+        Format::Safetensors => safetensors(args),
+        Format::Web => web(args),
+    }
+}
+
+fn web(args: &Args) -> Result<()> {
+    let bundle = Bundle::open(&args.bundle)?;
+    let source = Source::parse(&args.data)?;
+    let splits = source.load()?;
+    crate::cli::check_data(&bundle, &source, &splits)?;
+    let dir = args.out.join("data");
+    for (name, data) in [("deletable", splits.deletable), ("test", splits.test.head(args.test_limit))] {
+        let (images, labels) = to_idx_gz(&data);
+        for (kind, bytes) in [("images-idx3", images), ("labels-idx1", labels)] {
+            write_atomic(&dir.join(format!("{name}-{kind}-ubyte.gz")), &bytes).map_err(|e| anyhow!(e))?;
+        }
+    }
+    output::print(&format!("wrote the web app's data to {}\n", dir.display()))
+}
+
+fn safetensors(args: &Args) -> Result<()> {
     let bundle = Bundle::open(&args.bundle)?;
     let state = bundle.state(&bundle.actions()?)?;
     let device = burn::tensor::Device::flex();
