@@ -47,9 +47,13 @@ fn print_help() {
     );
 }
 
-/// The workspace root (xtask lives one level below it).
+/// The workspace root (xtask lives one level below it). `cargo run` sets `CARGO_MANIFEST_DIR` for the checkout it
+/// runs in; the compile-time value is only a fallback, because checkouts sharing a `CARGO_TARGET_DIR` share the
+/// `xtask` binary too, and it must not act on the checkout that happened to build it.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    let manifest_dir =
+        env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn target_dir() -> PathBuf {
