@@ -11,8 +11,7 @@ use s3t::model::serve::Evaluator;
 use s3t::{Action, SampleId};
 
 use crate::bundle_dir::Bundle;
-use crate::data::Source;
-use crate::device::{DeviceArg, choose};
+use crate::cli::EvalOptions;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
@@ -25,15 +24,8 @@ pub struct Args {
     /// Seed of the random deletion stream.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Data the bundle was built from.
-    #[arg(long, default_value = "default")]
-    pub data: String,
-    /// Where to evaluate.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub eval: EvalOptions,
     /// Also draw the curve into an SVG file.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
@@ -86,10 +78,7 @@ pub fn run(args: &Args) -> Result<()> {
         "--deletions up to {max} but the bundle has {} deletable samples",
         bundle.manifest.data.deletable
     );
-    let source = Source::parse(&args.data)?;
-    let splits = source.load()?;
-    crate::cli::check_data(&bundle, &source, &splits)?;
-    let device = choose(args.device, args.json)?;
+    let (splits, device) = args.eval.prepare(&bundle)?;
     let model = bundle.load_model(&device.device)?;
     let mut evaluator = Evaluator::new(&model, &splits.test);
     let points = compute(&bundle, &model, &mut evaluator, &points_at, args.seed)?;
@@ -97,7 +86,7 @@ pub fn run(args: &Args) -> Result<()> {
         draw(path, &points)?;
         output::note(&format!("wrote {}", path.display()));
     }
-    if args.json {
+    if args.eval.json {
         return output::print(&format!("{}\n", serde_json::to_string_pretty(&points)?));
     }
     let pct = |a: Option<f64>| a.map_or("offline".to_owned(), |a| format!("{:.2}%", a * 100.0));

@@ -6,37 +6,26 @@ use anyhow::Result;
 use s3t::model::serve::Evaluator;
 
 use crate::bundle_dir::Bundle;
-use crate::data::Source;
-use crate::device::{DeviceArg, choose};
+use crate::cli::EvalOptions;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The bundle directory.
     pub bundle: PathBuf,
-    /// Data the bundle was built from (its test split is evaluated).
-    #[arg(long, default_value = "default")]
-    pub data: String,
     /// Evaluate on the first N test samples only (the web app's test subset).
     #[arg(long, value_name = "N")]
     pub test_limit: Option<usize>,
-    /// Where to evaluate.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub eval: EvalOptions,
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let bundle = Bundle::open(&args.bundle)?;
-    let source = Source::parse(&args.data)?;
-    let mut splits = source.load()?;
-    crate::cli::check_data(&bundle, &source, &splits)?;
+    let (mut splits, device) = args.eval.prepare(&bundle)?;
     if let Some(n) = args.test_limit {
         splits.test = splits.test.head(n);
     }
-    let device = choose(args.device, args.json)?;
     let actions = bundle.actions()?;
     let state = bundle.state(&actions)?;
     let model = bundle.load_model(&device.device)?;
@@ -45,7 +34,7 @@ pub fn run(args: &Args) -> Result<()> {
     let sisa = (!model.sisa.is_empty()).then(|| {
         evaluator.evaluate_sisa(&model, &bundle.sisa_state(&actions).unwrap_or_else(|_| bundle.sisa_router.initial()))
     });
-    if args.json {
+    if args.eval.json {
         let json = serde_json::json!({
             "accuracy": s3t.accuracy,
             "per_shard": s3t.per_shard,

@@ -22,7 +22,6 @@ use s3t::model::features::to_host;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::bundle_dir::Bundle;
-use crate::data::Source;
 use crate::output;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -79,9 +78,7 @@ pub fn run(args: &Args) -> Result<()> {
 
 fn web(args: &Args) -> Result<()> {
     let bundle = Bundle::open(&args.bundle)?;
-    let source = Source::parse(&args.data)?;
-    let splits = source.load()?;
-    crate::cli::check_data(&bundle, &source, &splits)?;
+    let splits = crate::cli::checked_data(&bundle, &args.data)?;
     let dir = args.out.join("data");
     for (name, data) in [("deletable", splits.deletable), ("test", splits.test.head(args.test_limit))] {
         let (images, labels) = to_idx_gz(&data);

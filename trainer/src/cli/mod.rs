@@ -10,13 +10,40 @@ pub mod simulate;
 
 use anyhow::{Result, bail};
 use s3t::dataset::Splits;
+use s3t::model::device::Selected;
 
 use crate::bundle_dir::Bundle;
 use crate::data::Source;
+use crate::device::{DeviceArg, choose};
 
-/// Refuses to evaluate or retrain a bundle against data other than the data it was built from.
-pub fn check_data(bundle: &Bundle, source: &Source, splits: &Splits) -> Result<()> {
-    let info = source.info(splits);
+/// Where a bundle is evaluated and how the result is printed (shared by `eval`, `curve` and `quality`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalOptions {
+    /// Data the bundle was built from (its test split is evaluated).
+    #[arg(long, default_value = "default")]
+    pub data: String,
+    /// Where to run: the GPU when one exists (auto), the GPU, or the CPU (`quality` also trains its fine-tune there).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl EvalOptions {
+    /// The bundle's data (refused when it is not what the bundle was built from) and the device.
+    pub fn prepare(&self, bundle: &Bundle) -> Result<(Splits, Selected)> {
+        let splits = checked_data(bundle, &self.data)?;
+        Ok((splits, choose(self.device, self.json)?))
+    }
+}
+
+/// Loads `--data`, refusing data other than the data the bundle was built from (evaluating or retraining against
+/// other samples would be meaningless).
+pub fn checked_data(bundle: &Bundle, data: &str) -> Result<Splits> {
+    let source = Source::parse(data)?;
+    let splits = source.load()?;
+    let info = source.info(&splits);
     if info != bundle.manifest.data {
         bail!(
             "{} was built from data {:?} but --data is {:?} (different samples)",
@@ -25,7 +52,7 @@ pub fn check_data(bundle: &Bundle, source: &Source, splits: &Splits) -> Result<(
             info.source
         );
     }
-    Ok(())
+    Ok(splits)
 }
 pub mod audit;
 pub mod bench;

@@ -14,9 +14,8 @@ use s3t::model::train::train_sisa;
 use s3t::model::vit::Component;
 
 use crate::bundle_dir::Bundle;
+use crate::cli::EvalOptions;
 use crate::cli::curve::{compute, parse_deletions};
-use crate::data::Source;
-use crate::device::{DeviceArg, choose};
 use crate::output;
 
 #[derive(Debug, clap::Args)]
@@ -29,15 +28,8 @@ pub struct Args {
     /// Seeds of the deletion streams (comma-separated); the curve check must hold for each.
     #[arg(long, value_delimiter = ',', default_values_t = vec![0u64, 1, 2])]
     pub seeds: Vec<u64>,
-    /// Data the bundle was built from.
-    #[arg(long, default_value = "default")]
-    pub data: String,
-    /// Where to train and evaluate.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub eval: EvalOptions,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -45,10 +37,7 @@ pub fn run(args: &Args) -> Result<()> {
     if bundle.manifest.sisa.is_empty() {
         bail!("{} was built with --no-sisa: there is no SISA baseline to compare with", args.bundle.display());
     }
-    let source = Source::parse(&args.data)?;
-    let splits = source.load()?;
-    crate::cli::check_data(&bundle, &source, &splits)?;
-    let device = choose(args.device, args.json)?;
+    let (splits, device) = args.eval.prepare(&bundle)?;
     let model = bundle.load_model(&device.device)?;
     let mut evaluator = Evaluator::new(&model, &splits.test);
     let s3t = evaluator.evaluate(&model, &bundle.router.initial()).accuracy.unwrap_or(0.0);
@@ -99,7 +88,7 @@ pub fn run(args: &Args) -> Result<()> {
         "curve_s3t_at_least_sisa_until_half_offline": holds,
         "curves": curves,
     });
-    if args.json {
+    if args.eval.json {
         return output::print(&format!("{}\n", serde_json::to_string_pretty(&report)?));
     }
     let pct = |a: f64| format!("{:.2}%", a * 100.0);

@@ -13,7 +13,6 @@ use s3t::model::features::Features;
 use s3t::{Action, SampleId};
 
 use crate::bundle_dir::{Bundle, load_pretrained};
-use crate::data::Source;
 use crate::device::{RunOptions, choose};
 use crate::output;
 use crate::progress::Progress;
@@ -39,9 +38,7 @@ pub fn run(args: &Args) -> Result<()> {
     if args.shard >= m {
         bail!("--shard {}: the bundle has {m} shards (0..{})", args.shard, m - 1);
     }
-    let source = Source::parse(&args.data)?;
-    let splits = source.load()?;
-    crate::cli::check_data(&bundle, &source, &splits)?;
+    let splits = crate::cli::checked_data(&bundle, &args.data)?;
     let selected = choose(args.run.device, quiet)?;
     let (mut ledger, _) = Ledger::open_or_create(bundle.ledger_path())?;
     let state = bundle.state(ledger.records())?;
