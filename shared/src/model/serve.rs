@@ -186,10 +186,8 @@ impl Evaluator {
             return Ok(());
         }
         let (groups, head) = model.component(shard, served);
-        let component = Component { groups: &groups, head };
-        let backbone = &model.pretrained.backbone;
-        let logits = logits_all_async(model.config(), backbone, component, &self.features, self.batch, &pause).await?;
-        self.memo.insert((shard, node), softmax_rows(&logits, self.classes));
+        let probabilities = self.probabilities_async(model, Component { groups: &groups, head }, &pause).await?;
+        self.memo.insert((shard, node), probabilities);
         Ok(())
     }
 
@@ -207,10 +205,21 @@ impl Evaluator {
         let params = &model.sisa[usize::from(shard)][usize::from(checkpoint) - 1];
         let groups: Vec<&GroupAdapter> = params.adapters.iter().collect();
         let component = Component { groups: &groups, head: &params.head };
-        let backbone = &model.pretrained.backbone;
-        let logits = logits_all_async(model.config(), backbone, component, &self.features, self.batch, &pause).await?;
-        self.sisa_memo.insert((shard, checkpoint), softmax_rows(&logits, self.classes));
+        let probabilities = self.probabilities_async(model, component, &pause).await?;
+        self.sisa_memo.insert((shard, checkpoint), probabilities);
         Ok(())
+    }
+
+    /// Class probabilities of a component on every sample, in batches of `self.batch` with a pause after each.
+    async fn probabilities_async(
+        &self,
+        model: &Model,
+        component: Component<'_>,
+        pause: &impl AsyncFn(),
+    ) -> Result<Vec<f32>, String> {
+        let backbone = &model.pretrained.backbone;
+        let logits = logits_all_async(model.config(), backbone, component, &self.features, self.batch, pause).await?;
+        Ok(softmax_rows(&logits, self.classes))
     }
 
     /// Class probabilities of SISA checkpoint k (1-based) of a shard (memoised).
