@@ -11,6 +11,7 @@ pub mod device;
 pub mod ensemble;
 pub mod features;
 pub mod input;
+pub mod kernel;
 pub mod parts;
 pub mod serve;
 pub mod vit;
