@@ -1,6 +1,6 @@
 //! Loading a bundle over HTTP: manifest, checksummed weights, the data the page shows, the device.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -9,7 +9,7 @@ use s3t::bundle::Manifest;
 use s3t::bundle::manifest::verify_bytes;
 use s3t::dataset::{self, Dataset};
 use s3t::model::device::{DeviceChoice, select_async};
-use s3t::model::features::Features;
+use s3t::model::features::{EVAL_BATCH, Features};
 use s3t::model::serve::{Evaluator, Model};
 use s3t::{Plan, Router};
 use wasm_bindgen::JsCast;
@@ -17,12 +17,6 @@ use wasm_bindgen_futures::JsFuture;
 
 /// Test samples evaluated in the browser (the same subset as `trainer eval --test-limit`).
 pub const TEST_SUBSET: usize = 500;
-/// Samples per chunk of heavy work between yields to the page: on the CPU this keeps each task well under 200 ms;
-/// on WebGPU the work runs off the main thread, and fewer, larger dispatches finish sooner.
-pub fn chunk(is_gpu: bool) -> usize {
-    if is_gpu { TEST_SUBSET } else { 100 }
-}
-
 /// Everything the session needs, loaded once.
 pub struct Loaded {
     pub model: Model,
@@ -56,12 +50,40 @@ pub async fn yield_now() {
     gloo_timers::future::TimeoutFuture::new(0).await;
 }
 
+/// Main-thread time heavy work may take between two yields to the page.
+const PACE_MS: f64 = 20.0;
+
+/// Paces heavy work: the model pauses between operations, and the pacer yields to the page only once `PACE_MS`
+/// have passed since its last yield. A task then lasts at most that plus one operation (the slowest: a kernel's
+/// compilation at its first launch, under 100 ms on a software adapter), and warm evaluations, whose operations
+/// only queue GPU work, rarely yield at all.
+pub struct Pacer {
+    last: Cell<f64>,
+}
+
+impl Pacer {
+    pub fn new() -> Self {
+        Self { last: Cell::new(now()) }
+    }
+
+    pub async fn pause(&self) {
+        if now() - self.last.get() >= PACE_MS {
+            yield_now().await;
+            self.last.set(now());
+        }
+    }
+}
+
 async fn split(base: &str, name: &str) -> Result<Dataset, String> {
     let images_url = format!("{base}/data/{name}-images-idx3-ubyte.gz");
     let labels_url = format!("{base}/data/{name}-labels-idx1-ubyte.gz");
     let images = fetch_bytes(&images_url).await?;
     let labels = fetch_bytes(&labels_url).await?;
-    dataset::from_idx(&images_url, images, &labels_url, labels, 10).map_err(|e| e.to_string())
+    // Decompressing a split is the longest piece of loading: a task of its own.
+    yield_now().await;
+    let data = dataset::from_idx(&images_url, images, &labels_url, labels, 10).map_err(|e| e.to_string());
+    yield_now().await;
+    data
 }
 
 fn now() -> f64 {
@@ -109,17 +131,15 @@ pub async fn load(base: &str, progress: impl Fn(&str)) -> Result<Loaded, String>
     let router = model.manifest.router(assignment.clone(), &plan).map_err(|e| e.to_string())?;
     let sisa_router = Router::new(assignment, &model.sisa_plan).map_err(|e| e.to_string())?;
     timing("device and weights", t);
+    yield_now().await;
     let t = now();
     progress("features");
-    let mut parts = Vec::new();
-    let indices: Vec<usize> = (0..test.len()).collect();
-    for chunk in indices.chunks(chunk(selected.is_gpu)) {
-        parts.push(Features::new(model.config(), &model.pretrained.backbone, &test.select(chunk), &selected.device));
-        yield_now().await;
-    }
-    let features = Features::concat(parts).ok_or("empty test subset")?;
+    let pacer = Pacer::new();
+    let backbone = &model.pretrained.backbone;
+    let pause = async || pacer.pause().await;
+    let features = Features::new_paced(model.config(), backbone, &test, &selected.device, EVAL_BATCH, &pause).await;
     timing("test features", t);
-    let evaluator = Evaluator::from_features(&model, features, test.labels.clone()).with_batch(chunk(selected.is_gpu));
+    let evaluator = Evaluator::from_features(&model, features, test.labels.clone());
     Ok(Loaded {
         router: Rc::new(router),
         sisa_router: Rc::new(sisa_router),

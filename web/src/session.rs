@@ -6,7 +6,7 @@ use s3t::model::serve::Evaluation;
 use s3t::simulate::expected_deletions_left;
 use yew::prelude::*;
 
-use crate::load::{Loaded, yield_now};
+use crate::load::{Loaded, Pacer, yield_now};
 use crate::persist;
 use crate::state::{Session, SessionAction};
 use crate::views::{Capacity, Chart, Explanation, Grid, Inspector, ShardPanel};
@@ -52,12 +52,14 @@ async fn evaluate(
         }
         yield_now().await;
     };
+    let pacer = Pacer::new();
+    let pause = async || pacer.pause().await;
     let result = async {
         for shard in 0..session.state.shards() {
             if let Some(served) = session.state.served(shard) {
                 let t = now();
                 let fresh = !evaluator.is_memoised(&loaded.model, shard, served);
-                evaluator.prepare_async(&loaded.model, shard, served, yield_now).await?;
+                evaluator.prepare_async(&loaded.model, shard, served, pause).await?;
                 if fresh {
                     crate::load::timing(&format!("node shard {shard} prefix {}", served.prefix), t);
                 }
@@ -73,7 +75,7 @@ async fn evaluate(
         publish(scores.clone());
         for shard in 0..session.sisa.shards() {
             if let Some(served) = session.sisa.served(shard) {
-                evaluator.prepare_sisa_async(&loaded.model, shard, served.prefix, yield_now).await?;
+                evaluator.prepare_sisa_async(&loaded.model, shard, served.prefix, pause).await?;
                 yield_now().await;
             }
         }

@@ -10,6 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::config::ModelConfig;
+use super::kernel::matmul;
 
 /// The LoRA update of one block: `W_q + s·A_q B_q` and `W_v + s·A_v B_v` with `s = alpha / rank`.
 #[derive(Module, Debug)]
@@ -30,12 +31,12 @@ impl BlockAdapter {
     /// `s (x A) B` but one [d, d] product per block instead of two extra matmuls per token, which matters on
     /// WebGPU; gradients still reach A and B.
     pub fn query_weight(&self, weight: Tensor<2>) -> Tensor<2> {
-        weight + self.query_a.val().matmul(self.query_b.val()).mul_scalar(self.scale)
+        weight + matmul(self.query_a.val(), self.query_b.val()).mul_scalar(self.scale)
     }
 
     /// The value weight with the update folded in (see [`BlockAdapter::query_weight`]).
     pub fn value_weight(&self, weight: Tensor<2>) -> Tensor<2> {
-        weight + self.value_a.val().matmul(self.value_b.val()).mul_scalar(self.scale)
+        weight + matmul(self.value_a.val(), self.value_b.val()).mul_scalar(self.scale)
     }
 }
 

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::ModelConfig;
 use super::input;
-use super::vit::{Backbone, Component, block_adapters};
+use super::vit::{Backbone, Component, block_adapters, unpaced};
 use crate::dataset::Dataset;
 
 /// Evaluation batch size (memory bound, not a hyper-parameter).
@@ -22,34 +22,34 @@ pub struct Features {
 
 impl Features {
     pub fn new(config: &ModelConfig, backbone: &Backbone, data: &Dataset, device: &Device) -> Self {
+        unpaced(Self::new_paced(config, backbone, data, device, EVAL_BATCH, &async || {}))
+    }
+
+    /// [`Features::new`] in batches of `batch` samples, awaiting `pause` between operations (a browser yields there).
+    pub async fn new_paced(
+        config: &ModelConfig,
+        backbone: &Backbone,
+        data: &Dataset,
+        device: &Device,
+        batch: usize,
+        pause: &impl AsyncFn(),
+    ) -> Self {
         let mut per_group: Vec<Vec<Tensor<3>>> = vec![Vec::new(); config.groups];
         let starts: Vec<usize> = (1..=config.groups).map(|g| config.first_block_of_group(g)).collect();
         let all: Vec<usize> = (0..data.len()).collect();
-        for chunk in all.chunks(EVAL_BATCH) {
+        for chunk in all.chunks(batch.max(1)) {
             let mut x = backbone.embed(input::images(data, chunk, device));
+            pause().await;
             let mut at = 0;
             // Groups are ordered top (1) to bottom (L): walk boundaries bottom-up.
             for g in (1..=config.groups).rev() {
-                x = backbone.blocks_forward(x, at, starts[g - 1], &[]);
+                x = backbone.blocks_forward_paced(x, at, starts[g - 1], &[], pause).await;
                 at = starts[g - 1];
                 per_group[g - 1].push(x.clone());
             }
         }
         let boundary = per_group.into_iter().map(|parts| Tensor::cat(parts, 0)).collect();
         Self { boundary, len: data.len() }
-    }
-
-    /// Joins features computed for consecutive chunks of a data set (so a caller can yield between chunks).
-    pub fn concat(parts: Vec<Features>) -> Option<Self> {
-        let groups = parts.first()?.boundary.len();
-        let len = parts.iter().map(|p| p.len).sum();
-        let mut per_group: Vec<Vec<Tensor<3>>> = vec![Vec::new(); groups];
-        for part in parts {
-            for (g, t) in part.boundary.into_iter().enumerate() {
-                per_group[g].push(t);
-            }
-        }
-        Some(Self { boundary: per_group.into_iter().map(|p| Tensor::cat(p, 0)).collect(), len })
     }
 
     pub fn len(&self) -> usize {
@@ -95,10 +95,23 @@ pub fn component_logits(
     component: Component<'_>,
     x: Tensor<3>,
 ) -> Tensor<2> {
+    unpaced(component_logits_paced(config, backbone, component, x, &async || {}))
+}
+
+/// [`component_logits`], awaiting `pause` between operations.
+pub async fn component_logits_paced(
+    config: &ModelConfig,
+    backbone: &Backbone,
+    component: Component<'_>,
+    x: Tensor<3>,
+    pause: &impl AsyncFn(),
+) -> Tensor<2> {
     let k = component.groups.len().max(1);
     let adapters = block_adapters(config, component.groups);
-    let x = backbone.blocks_forward(x, config.first_block_of_group(k), backbone.depth(), &adapters);
-    component.head.forward(backbone.pool(x))
+    let x = backbone.blocks_forward_paced(x, config.first_block_of_group(k), backbone.depth(), &adapters, pause).await;
+    let pooled = backbone.pool(x);
+    pause().await;
+    component.head.forward(pooled)
 }
 
 /// Row-major logits [n, classes] of a component over every cached sample, evaluated in batches.
@@ -143,7 +156,7 @@ pub async fn logits_all_async(
     let mut out = Vec::with_capacity(features.len() * config.vit.classes);
     let all: Vec<usize> = (0..features.len()).collect();
     for chunk in all.chunks(batch.max(1)) {
-        let logits = component_logits(config, backbone, component, features.batch(k, chunk));
+        let logits = component_logits_paced(config, backbone, component, features.batch(k, chunk), pause).await;
         out.extend(to_host_async(logits).await?);
         pause().await;
     }

@@ -107,8 +107,6 @@ pub struct Evaluator {
     classes: usize,
     memo: HashMap<(u16, usize), Vec<f32>>,
     sisa_memo: HashMap<(u16, u16), Vec<f32>>,
-    /// Samples per batch of the asynchronous evaluation (between two pauses).
-    batch: usize,
 }
 
 impl Evaluator {
@@ -119,27 +117,12 @@ impl Evaluator {
             classes: model.config().vit.classes,
             memo: HashMap::new(),
             sisa_memo: HashMap::new(),
-            batch: EVAL_BATCH,
         }
     }
 
-    /// An evaluator over precomputed features (e.g. built chunk by chunk with [`Features::concat`]).
+    /// An evaluator over precomputed features (e.g. built with [`Features::new_paced`]).
     pub fn from_features(model: &Model, features: Features, labels: Vec<u8>) -> Self {
-        Self {
-            features,
-            labels,
-            classes: model.config().vit.classes,
-            memo: HashMap::new(),
-            sisa_memo: HashMap::new(),
-            batch: EVAL_BATCH,
-        }
-    }
-
-    /// Evaluates asynchronously in batches of `batch` samples, pausing after each (a page on the CPU backend
-    /// stays responsive when each batch takes well under 200 ms). Results do not depend on it.
-    pub fn with_batch(mut self, batch: usize) -> Self {
-        self.batch = batch.max(1);
-        self
+        Self { features, labels, classes: model.config().vit.classes, memo: HashMap::new(), sisa_memo: HashMap::new() }
     }
 
     /// Memoised class probabilities of a served component, if computed.
@@ -172,7 +155,7 @@ impl Evaluator {
     }
 
     /// Computes and memoises a served component's probabilities with asynchronous read-back (the browser's
-    /// WebGPU backend cannot read synchronously), awaiting `pause` after each batch; afterwards
+    /// WebGPU backend cannot read synchronously), awaiting `pause` between operations and batches; afterwards
     /// [`Evaluator::evaluate`] finds it in the memo.
     pub async fn prepare_async(
         &mut self,
@@ -210,7 +193,7 @@ impl Evaluator {
         Ok(())
     }
 
-    /// Class probabilities of a component on every sample, in batches of `self.batch` with a pause after each.
+    /// Class probabilities of a component on every sample, in batches of [`EVAL_BATCH`], pausing between operations.
     async fn probabilities_async(
         &self,
         model: &Model,
@@ -218,7 +201,7 @@ impl Evaluator {
         pause: &impl AsyncFn(),
     ) -> Result<Vec<f32>, String> {
         let backbone = &model.pretrained.backbone;
-        let logits = logits_all_async(model.config(), backbone, component, &self.features, self.batch, pause).await?;
+        let logits = logits_all_async(model.config(), backbone, component, &self.features, EVAL_BATCH, pause).await?;
         Ok(softmax_rows(&logits, self.classes))
     }
 

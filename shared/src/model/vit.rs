@@ -1,5 +1,8 @@
 //! The tiny vision transformer: patch embedding, pre-norm blocks, mean pooling, linear classifier head.
 
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, softmax};
@@ -41,6 +44,18 @@ impl Block {
     }
 
     pub fn forward(&self, x: Tensor<3>, adapter: Option<&BlockAdapter>) -> Tensor<3> {
+        unpaced(self.forward_paced(x, adapter, &async || {}))
+    }
+
+    /// [`Block::forward`], awaiting `pause` after each operation. A GPU compiles each kernel at its first launch,
+    /// on the calling thread: in a browser that is the page's main thread, and a block's first pass compiles about
+    /// 0.3 s of kernels. Pausing between operations lets the page yield there (see the web app's pacer).
+    pub async fn forward_paced(
+        &self,
+        x: Tensor<3>,
+        adapter: Option<&BlockAdapter>,
+        pause: &impl AsyncFn(),
+    ) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let h = self.heads;
         let dk = d / h;
@@ -48,18 +63,38 @@ impl Block {
         // WebGPU kernels (a software adapter most of all) run several times faster; the arithmetic is the same.
         let x = x.reshape([b * n, d]);
         let xn = self.norm1.forward(x.clone());
-        let (wq, wv) = match adapter {
-            Some(a) => (a.query_weight(self.query.weight.val()), a.value_weight(self.value.weight.val())),
-            None => (self.query.weight.val(), self.value.weight.val()),
-        };
+        pause().await;
+        let wq = adapter.map_or_else(|| self.query.weight.val(), |a| a.query_weight(self.query.weight.val()));
+        pause().await;
         let q = linear(xn.clone(), wq, bias(&self.query));
+        pause().await;
         let k = project(&self.key, xn.clone());
+        pause().await;
+        let wv = adapter.map_or_else(|| self.value.weight.val(), |a| a.value_weight(self.value.weight.val()));
+        pause().await;
         let v = linear(xn, wv, bias(&self.value));
+        pause().await;
         let split = |t: Tensor<2>| t.reshape([b, n, h, dk]).swap_dims(1, 2);
-        let context = attention(split(q), split(k), split(v)).swap_dims(1, 2).reshape([b * n, d]);
+        let context = attention(split(q), split(k), split(v), pause).await.swap_dims(1, 2).reshape([b * n, d]);
         let x = x + project(&self.output, context);
-        let hidden = gelu(project(&self.fc1, self.norm2.forward(x.clone())));
-        (x + project(&self.fc2, hidden)).reshape([b, n, d])
+        pause().await;
+        let xn = self.norm2.forward(x.clone());
+        pause().await;
+        let hidden = gelu(project(&self.fc1, xn));
+        pause().await;
+        let y = (x + project(&self.fc2, hidden)).reshape([b, n, d]);
+        pause().await;
+        y
+    }
+}
+
+/// Runs a paced computation whose pause never waits (`&async || {}`): the plain, synchronous form that training
+/// and the trainer use. Such a future completes in its first poll.
+pub(crate) fn unpaced<T>(future: impl Future<Output = T>) -> T {
+    let mut future = pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(value) => value,
+        Poll::Pending => unreachable!("a paced computation whose pause never waits completes in its first poll"),
     }
 }
 
@@ -73,9 +108,13 @@ fn project<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
 }
 
 /// Scaled dot-product attention over [b, heads, tokens, dk].
-fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+async fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, pause: &impl AsyncFn()) -> Tensor<4> {
     let root = (q.dims()[3] as f64).sqrt();
-    matmul(softmax(matmul(q, k.transpose()).div_scalar(root), 3), v)
+    let scores = matmul(q, k.transpose()).div_scalar(root);
+    pause().await;
+    let p = softmax(scores, 3);
+    pause().await;
+    matmul(p, v)
 }
 
 /// The frozen backbone: trained once on the public split (rule E1), never on deletable data.
@@ -128,13 +167,25 @@ impl Backbone {
     /// Runs blocks `from..to` with the given per-block adapters (`adapters[block]`).
     pub fn blocks_forward(
         &self,
-        mut x: Tensor<3>,
+        x: Tensor<3>,
         from: usize,
         to: usize,
         adapters: &[Option<&BlockAdapter>],
     ) -> Tensor<3> {
+        unpaced(self.blocks_forward_paced(x, from, to, adapters, &async || {}))
+    }
+
+    /// [`Backbone::blocks_forward`], awaiting `pause` between operations (see [`Block::forward_paced`]).
+    pub async fn blocks_forward_paced(
+        &self,
+        mut x: Tensor<3>,
+        from: usize,
+        to: usize,
+        adapters: &[Option<&BlockAdapter>],
+        pause: &impl AsyncFn(),
+    ) -> Tensor<3> {
         for (i, block) in self.blocks.iter().enumerate().take(to).skip(from) {
-            x = block.forward(x, adapters.get(i).copied().flatten());
+            x = block.forward_paced(x, adapters.get(i).copied().flatten(), pause).await;
         }
         x
     }
