@@ -137,7 +137,8 @@ pub async fn load(base: &str, progress: impl Fn(&str)) -> Result<Loaded, String>
     let pacer = Pacer::new();
     let backbone = &model.pretrained.backbone;
     let pause = async || pacer.pause().await;
-    let features = Features::new_paced(model.config(), backbone, &test, &selected.device, EVAL_BATCH, &pause).await;
+    let features =
+        Features::embedded_paced(model.config(), backbone, &test, &selected.device, EVAL_BATCH, &pause).await;
     timing("test features", t);
     let evaluator = Evaluator::from_features(&model, features, test.labels.clone());
     Ok(Loaded {

@@ -73,6 +73,8 @@ async fn evaluate(
             millis: now() - started,
         };
         publish(scores.clone());
+        // The activations shorter prefixes start from: ready before the visitor's first deletion needs them.
+        evaluator.complete_features_async(&loaded.model, pause).await;
         for shard in 0..session.sisa.shards() {
             if let Some(served) = session.sisa.served(shard) {
                 evaluator.prepare_sisa_async(&loaded.model, shard, served.prefix, pause).await?;

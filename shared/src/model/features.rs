@@ -14,13 +14,16 @@ use crate::dataset::Dataset;
 /// Evaluation batch size (memory bound, not a hyper-parameter).
 pub const EVAL_BATCH: usize = 500;
 
-/// `boundary[g-1]` = activations entering the lowest block of group g, for every sample: [n, tokens, d].
 pub struct Features {
-    boundary: Vec<Tensor<3>>,
+    /// `boundary[g-1]`: the activations entering the lowest block of group g, for every sample, [n, tokens, d].
+    /// Filled bottom-up: groups `g..=L` are present from some g on (see [`Features::extend_paced`]).
+    boundary: Vec<Option<Tensor<3>>>,
     len: usize,
+    batch: usize,
 }
 
 impl Features {
+    /// The activations entering every group.
     pub fn new(config: &ModelConfig, backbone: &Backbone, data: &Dataset, device: &Device) -> Self {
         unpaced(Self::new_paced(config, backbone, data, device, EVAL_BATCH, &async || {}))
     }
@@ -34,22 +37,59 @@ impl Features {
         batch: usize,
         pause: &impl AsyncFn(),
     ) -> Self {
-        let mut per_group: Vec<Vec<Tensor<3>>> = vec![Vec::new(); config.groups];
-        let starts: Vec<usize> = (1..=config.groups).map(|g| config.first_block_of_group(g)).collect();
+        let mut features = Self::embedded_paced(config, backbone, data, device, batch, pause).await;
+        features.extend_paced(config, backbone, 1, pause).await;
+        features
+    }
+
+    /// Only the activations entering the bottom group L, the embedded patches: all that a full-length component or a
+    /// SISA checkpoint reads. The browser starts with these, so its first accuracy waits for nothing else.
+    pub async fn embedded_paced(
+        config: &ModelConfig,
+        backbone: &Backbone,
+        data: &Dataset,
+        device: &Device,
+        batch: usize,
+        pause: &impl AsyncFn(),
+    ) -> Self {
+        let batch = batch.max(1);
         let all: Vec<usize> = (0..data.len()).collect();
-        for chunk in all.chunks(batch.max(1)) {
-            let mut x = backbone.embed(input::images(data, chunk, device));
+        let mut parts = Vec::new();
+        for chunk in all.chunks(batch) {
+            parts.push(backbone.embed(input::images(data, chunk, device)));
             pause().await;
-            let mut at = 0;
-            // Groups are ordered top (1) to bottom (L): walk boundaries bottom-up.
-            for g in (1..=config.groups).rev() {
-                x = backbone.blocks_forward_paced(x, at, starts[g - 1], &[], pause).await;
-                at = starts[g - 1];
-                per_group[g - 1].push(x.clone());
-            }
         }
-        let boundary = per_group.into_iter().map(|parts| Tensor::cat(parts, 0)).collect();
-        Self { boundary, len: data.len() }
+        let mut boundary = vec![None; config.groups];
+        boundary[config.groups - 1] = Some(Tensor::cat(parts, 0));
+        Self { boundary, len: data.len(), batch }
+    }
+
+    /// Computes the missing activations entering groups L−1 down to `group`, each from the one below it, in the
+    /// same batches as the embedding (so every sample goes through exactly the computation [`Features::new`] does).
+    pub async fn extend_paced(
+        &mut self,
+        config: &ModelConfig,
+        backbone: &Backbone,
+        group: usize,
+        pause: &impl AsyncFn(),
+    ) {
+        for g in (group.max(1)..config.groups).rev() {
+            if self.boundary[g - 1].is_some() {
+                continue;
+            }
+            let below = self.all(g + 1);
+            let (from, to) = (config.first_block_of_group(g + 1), config.first_block_of_group(g));
+            let mut parts = Vec::new();
+            for start in (0..self.len).step_by(self.batch) {
+                let x = below.clone().slice(start..(start + self.batch).min(self.len));
+                parts.push(backbone.blocks_forward_paced(x, from, to, &[], pause).await);
+            }
+            self.boundary[g - 1] = Some(Tensor::cat(parts, 0));
+        }
+    }
+
+    fn present(&self, group: usize) -> &Tensor<3> {
+        self.boundary[group - 1].as_ref().expect("activations are computed before use (Features::extend_paced)")
     }
 
     pub fn len(&self) -> usize {
@@ -62,7 +102,7 @@ impl Features {
 
     /// Activations entering group `group` for the given samples.
     pub fn at(&self, group: usize, indices: &[usize]) -> Tensor<3> {
-        let t = &self.boundary[group - 1];
+        let t = self.present(group);
         let device = t.device();
         let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
         let len = idx.len();
@@ -76,7 +116,7 @@ impl Features {
                 if first == 0 && last + 1 == self.len {
                     return self.all(group);
                 }
-                self.boundary[group - 1].clone().slice(first..last + 1)
+                self.present(group).clone().slice(first..last + 1)
             }
             _ => self.at(group, chunk),
         }
@@ -84,7 +124,7 @@ impl Features {
 
     /// All activations entering group `group`.
     pub fn all(&self, group: usize) -> Tensor<3> {
-        self.boundary[group - 1].clone()
+        self.present(group).clone()
     }
 }
 

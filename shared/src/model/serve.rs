@@ -10,7 +10,7 @@ use super::config::ModelConfig;
 use super::ensemble::{accuracy, mean_probabilities, softmax_rows};
 use super::features::{EVAL_BATCH, Features, logits_all, logits_all_async};
 use super::parts::{NodeParams, Pretrained, SisaParams};
-use super::vit::{Backbone, Component, Head};
+use super::vit::{Backbone, Component, Head, unpaced};
 use super::weights::load_safetensors;
 use crate::bundle::{Manifest, WeightFile};
 use crate::dataset::Dataset;
@@ -120,7 +120,7 @@ impl Evaluator {
         }
     }
 
-    /// An evaluator over precomputed features (e.g. built with [`Features::new_paced`]).
+    /// An evaluator over precomputed features (e.g. only the embedding, [`Features::embedded_paced`]).
     pub fn from_features(model: &Model, features: Features, labels: Vec<u8>) -> Self {
         Self { features, labels, classes: model.config().vit.classes, memo: HashMap::new(), sisa_memo: HashMap::new() }
     }
@@ -138,6 +138,8 @@ impl Evaluator {
     /// Class probabilities [n, classes] of a shard's served S3T component (memoised per node).
     pub fn served_probabilities(&mut self, model: &Model, shard: u16, served: Served) -> &[f32] {
         let node = model.plan.shards[usize::from(shard)].chains[served.sequence][usize::from(served.prefix) - 1];
+        let backbone = &model.pretrained.backbone;
+        unpaced(self.features.extend_paced(model.config(), backbone, usize::from(served.prefix), &async || {}));
         let features = &self.features;
         let classes = self.classes;
         self.memo.entry((shard, node)).or_insert_with(|| {
@@ -168,10 +170,18 @@ impl Evaluator {
         if self.memo.contains_key(&(shard, node)) {
             return Ok(());
         }
+        let backbone = &model.pretrained.backbone;
+        self.features.extend_paced(model.config(), backbone, usize::from(served.prefix), &pause).await;
         let (groups, head) = model.component(shard, served);
         let probabilities = self.probabilities_async(model, Component { groups: &groups, head }, &pause).await?;
         self.memo.insert((shard, node), probabilities);
         Ok(())
+    }
+
+    /// Computes the cached activations at every group boundary, which components of shorter prefixes start from
+    /// (an evaluator built on [`Features::embedded_paced`] has only the bottom one).
+    pub async fn complete_features_async(&mut self, model: &Model, pause: impl AsyncFn()) {
+        self.features.extend_paced(model.config(), &model.pretrained.backbone, 1, &pause).await;
     }
 
     /// The SISA counterpart of [`Evaluator::prepare_async`].
