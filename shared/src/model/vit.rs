@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::adapter::{BlockAdapter, GroupAdapter};
 use super::config::{ModelConfig, VitConfig};
-use super::kernel::{linear, matmul};
+use super::kernel::{linear, matmul, token_linear};
 
 /// One pre-norm transformer block. The query and value projections take an optional LoRA update.
 #[derive(Module, Debug)]
@@ -66,23 +66,23 @@ impl Block {
         pause().await;
         let wq = adapter.map_or_else(|| self.query.weight.val(), |a| a.query_weight(self.query.weight.val()));
         pause().await;
-        let q = linear(xn.clone(), wq, bias(&self.query));
+        let q = token_linear(xn.clone(), n, wq, bias(&self.query));
         pause().await;
-        let k = project(&self.key, xn.clone());
+        let k = per_token(&self.key, xn.clone(), n);
         pause().await;
         let wv = adapter.map_or_else(|| self.value.weight.val(), |a| a.value_weight(self.value.weight.val()));
         pause().await;
-        let v = linear(xn, wv, bias(&self.value));
+        let v = token_linear(xn, n, wv, bias(&self.value));
         pause().await;
         let split = |t: Tensor<2>| t.reshape([b, n, h, dk]).swap_dims(1, 2);
         let context = attention(split(q), split(k), split(v), pause).await.swap_dims(1, 2).reshape([b * n, d]);
-        let x = x + project(&self.output, context);
+        let x = x + per_token(&self.output, context, n);
         pause().await;
         let xn = self.norm2.forward(x.clone());
         pause().await;
-        let hidden = gelu(project(&self.fc1, xn));
+        let hidden = gelu(per_token(&self.fc1, xn, n));
         pause().await;
-        let y = (x + project(&self.fc2, hidden)).reshape([b, n, d]);
+        let y = (x + per_token(&self.fc2, hidden, n)).reshape([b, n, d]);
         pause().await;
         y
     }
@@ -105,6 +105,11 @@ fn bias(layer: &Linear) -> Option<Tensor<1>> {
 /// A linear layer's forward pass through [`kernel::linear`]: `Linear::forward` itself on the CPU.
 fn project<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
     linear(x, layer.weight.val(), bias(layer))
+}
+
+/// A token-wise layer on [images·tokens, d] through [`kernel::token_linear`]: `Linear::forward` on the CPU.
+fn per_token(layer: &Linear, x: Tensor<2>, tokens: usize) -> Tensor<2> {
+    token_linear(x, tokens, layer.weight.val(), bias(layer))
 }
 
 /// Scaled dot-product attention over [b, heads, tokens, dk].
@@ -249,6 +254,7 @@ mod tests {
         let x2 = x3.clone().reshape([35, 16]);
         use crate::model::features::to_host;
         assert_eq!(to_host(project(&layer, x3.clone())), to_host(layer.forward(x3)));
-        assert_eq!(to_host(project(&layer, x2.clone())), to_host(layer.forward(x2)));
+        assert_eq!(to_host(project(&layer, x2.clone())), to_host(layer.forward(x2.clone())));
+        assert_eq!(to_host(per_token(&layer, x2.clone(), 7)), to_host(layer.forward(x2)));
     }
 }
