@@ -28,6 +28,30 @@ async function watchLongTasks(page) {
 
 const longestTask = (page) => page.evaluate(() => Math.max(0, ...window.__longTasks));
 
+/// Times, inside the page, each click until the next frame after the accuracy element changes its `data-deleted`
+/// (the click's event time to the first frame that can show the new figure), without the test harness's own
+/// latency (its click round trip and polling).
+async function watchClicks(page) {
+  await page.addInitScript(() => {
+    window.__click = null;
+    window.__clickToAccuracy = null;
+    addEventListener('click', (e) => { window.__click = e.timeStamp; window.__clickToAccuracy = null; }, true);
+    new MutationObserver((records) => {
+      const changed = records.some((r) => r.target.dataset && r.target.dataset.testid === 'accuracy');
+      if (!changed || window.__click === null) return;
+      const clicked = window.__click;
+      window.__click = null;
+      requestAnimationFrame(() => { window.__clickToAccuracy = performance.now() - clicked; });
+    }).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-deleted'] });
+  });
+}
+
+/// The in-page click-to-accuracy time of the last click (see `watchClicks`).
+async function clickToAccuracy(page) {
+  await page.waitForFunction(() => window.__clickToAccuracy !== null, null, { timeout: TIMEOUT });
+  return Math.round(await page.evaluate(() => window.__clickToAccuracy));
+}
+
 async function launch(webgpu) {
   const args = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
     '--no-first-run', '--disable-dev-shm-usage'];
@@ -133,6 +157,7 @@ await test('loads on WebGPU, shows accuracy, saves a screenshot', async () => {
 await test('a deletion deactivates exactly the predicted cells; accuracy equals trainer eval; state survives reload and link', async () => {
   const context = await webgpu.newContext({ viewport: { width: 1280, height: 1600 } });
   const page = await context.newPage();
+  await watchClicks(page);
   await page.goto(BASE_URL);
   await accuracyAfter(page, 0);
   await settled(page, 0);
@@ -142,6 +167,7 @@ await test('a deletion deactivates exactly the predicted cells; accuracy equals 
   await page.getByTestId(`sample-${id}`).click();
   const after = await accuracyAfter(page, 1);
   metrics.delete_to_accuracy_ms_new_node = Date.now() - t0;
+  metrics.delete_click_to_accuracy_in_page_ms_new_node = await clickToAccuracy(page);
   metrics.delete_to_accuracy_page_ms_new_node = after.millis;
   const { deleted, evaluation } = trainerAfter([id]);
   assert.deepEqual(await cellStates(page), expectedCells(deleted.events));
@@ -157,6 +183,7 @@ await test('a deletion deactivates exactly the predicted cells; accuracy equals 
   await page.getByTestId(`sample-${id}`).click();
   const memo = await accuracyAfter(page, 1);
   metrics.delete_to_accuracy_ms_memoised = Date.now() - t2;
+  metrics.delete_click_to_accuracy_in_page_ms_memoised = await clickToAccuracy(page);
   metrics.delete_to_accuracy_page_ms_memoised = memo.millis;
   // Reload: local storage and the URL keep the state.
   await page.reload();
@@ -207,6 +234,7 @@ await test('without WebGPU the CPU backend runs and still works', async () => {
   const context = await cpu.newContext();
   const page = await context.newPage();
   await watchLongTasks(page);
+  await watchClicks(page);
   page.on('console', (m) => { if (m.text().startsWith('s3t timing')) console.log(`  cpu ${m.text()}`); });
   const started = Date.now();
   await page.goto(BASE_URL);
@@ -220,6 +248,7 @@ await test('without WebGPU the CPU backend runs and still works', async () => {
   await page.getByTestId('sample-7').click();
   const after = await accuracyAfter(page, 1);
   metrics.cpu_delete_to_accuracy_ms_new_node = Date.now() - t0;
+  metrics.cpu_delete_click_to_accuracy_in_page_ms_new_node = await clickToAccuracy(page);
   await settled(page, 1);
   metrics.cpu_longest_task_ms = await longestTask(page);
   const { evaluation } = trainerAfter([7]);

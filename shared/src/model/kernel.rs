@@ -9,7 +9,8 @@
 //! element, which also suits hardware GPUs at this model's widths.
 //!
 //! Tensors that are not plain GPU tensors (the CPU, or autodiff while training) take burn's own operations, so the
-//! CPU path, and with it every trained bundle, is unchanged bit for bit.
+//! CPU path, and with it every trained bundle, is unchanged bit for bit (a test bundle built before and after this
+//! module has the same manifest, every weight file's sha256 included).
 
 use burn::tensor::Tensor;
 #[cfg(feature = "gpu")]

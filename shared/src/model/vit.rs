@@ -62,15 +62,18 @@ impl Block {
         // Token-wise layers run on [b·n, d]: one plain matmul per projection instead of a batched one, which the
         // WebGPU kernels (a software adapter most of all) run several times faster; the arithmetic is the same.
         let x = x.reshape([b * n, d]);
+        // The order of the operations is the training graph's: autodiff sums gradients in that order, so a reordering
+        // would change every trained weight in its last bits (bundles are reproducible bit for bit).
         let xn = self.norm1.forward(x.clone());
         pause().await;
-        let wq = adapter.map_or_else(|| self.query.weight.val(), |a| a.query_weight(self.query.weight.val()));
+        let (wq, wv) = match adapter {
+            Some(a) => (a.query_weight(self.query.weight.val()), a.value_weight(self.value.weight.val())),
+            None => (self.query.weight.val(), self.value.weight.val()),
+        };
         pause().await;
         let q = token_linear(xn.clone(), n, wq, bias(&self.query));
         pause().await;
         let k = per_token(&self.key, xn.clone(), n);
-        pause().await;
-        let wv = adapter.map_or_else(|| self.value.weight.val(), |a| a.value_weight(self.value.weight.val()));
         pause().await;
         let v = token_linear(xn, n, wv, bias(&self.value));
         pause().await;
@@ -78,9 +81,7 @@ impl Block {
         let context = attention(split(q), split(k), split(v), pause).await.swap_dims(1, 2).reshape([b * n, d]);
         let x = x + per_token(&self.output, context, n);
         pause().await;
-        let xn = self.norm2.forward(x.clone());
-        pause().await;
-        let hidden = gelu(per_token(&self.fc1, xn, n));
+        let hidden = gelu(per_token(&self.fc1, self.norm2.forward(x.clone()), n));
         pause().await;
         let y = (x + per_token(&self.fc2, hidden, n)).reshape([b, n, d]);
         pause().await;
