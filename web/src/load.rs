@@ -17,6 +17,7 @@ use wasm_bindgen_futures::JsFuture;
 
 /// Test samples evaluated in the browser (the same subset as `trainer eval --test-limit`).
 pub const TEST_SUBSET: usize = 500;
+
 /// Everything the session needs, loaded once.
 pub struct Loaded {
     pub model: Model,
@@ -134,6 +135,9 @@ pub async fn load(base: &str, progress: impl Fn(&str)) -> Result<Loaded, String>
     yield_now().await;
     let t = now();
     progress("features");
+    if test.is_empty() {
+        return Err(format!("{base}/data: the test split is empty"));
+    }
     let pacer = Pacer::new();
     let backbone = &model.pretrained.backbone;
     let pause = async || pacer.pause().await;
