@@ -31,6 +31,8 @@ pub struct Loaded {
     pub notice: Option<String>,
     /// Taken out while an evaluation runs (one at a time), put back after.
     pub evaluator: RefCell<Option<Evaluator>>,
+    /// Counts the evaluations requested; a running one that is not the latest stops early.
+    pub generation: Cell<u64>,
 }
 
 pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
@@ -155,6 +157,7 @@ pub async fn load(base: &str, progress: impl Fn(&str)) -> Result<Loaded, String>
         is_gpu: selected.is_gpu,
         notice: selected.notice,
         evaluator: RefCell::new(Some(evaluator)),
+        generation: Cell::new(0),
         model,
     })
 }

@@ -38,10 +38,13 @@ fn now() -> f64 {
 }
 
 /// Evaluates S3T, publishes it, then SISA, and publishes again: every needed node is computed once (memoised),
-/// yielding to the page between nodes; an ensemble is then a cheap average.
+/// yielding to the page between operations; an ensemble is then a cheap average. An evaluation whose state has been
+/// superseded (`generation`: a newer deletion or reset) stops after the node at hand, so the newer state's S3T
+/// accuracy never waits for an older state's SISA.
 async fn evaluate(
     loaded: Rc<Loaded>,
     session: Rc<Session>,
+    generation: u64,
     started: f64,
     publish: impl Fn(Scores),
 ) -> Result<(), String> {
@@ -54,8 +57,12 @@ async fn evaluate(
     };
     let pacer = Pacer::new();
     let pause = async || pacer.pause().await;
+    let superseded = || loaded.generation.get() != generation;
     let result = async {
         for shard in 0..session.state.shards() {
+            if superseded() {
+                return Ok(());
+            }
             if let Some(served) = session.state.served(shard) {
                 let t = now();
                 let fresh = !evaluator.is_memoised(&loaded.model, shard, served);
@@ -63,7 +70,7 @@ async fn evaluate(
                 if fresh {
                     crate::load::timing(&format!("node shard {shard} prefix {}", served.prefix), t);
                 }
-                yield_now().await;
+                pause().await;
             }
         }
         let mut scores = Scores {
@@ -76,9 +83,12 @@ async fn evaluate(
         // The activations shorter prefixes start from: ready before the visitor's first deletion needs them.
         evaluator.complete_features_async(&loaded.model, pause).await;
         for shard in 0..session.sisa.shards() {
+            if superseded() {
+                return Ok(());
+            }
             if let Some(served) = session.sisa.served(shard) {
                 evaluator.prepare_sisa_async(&loaded.model, shard, served.prefix, pause).await?;
-                yield_now().await;
+                pause().await;
             }
         }
         scores.sisa = Some(evaluator.evaluate_sisa(&loaded.model, &session.sisa));
@@ -131,6 +141,8 @@ pub fn session_view(props: &Props) -> Html {
         use_effect_with(session.deleted.clone(), move |deleted| {
             persist::save(&persist::encode(&tag, deleted));
             let started = now();
+            let generation = loaded.generation.get() + 1;
+            loaded.generation.set(generation);
             let snapshot: Rc<Session> = Rc::new((*current).clone());
             wasm_bindgen_futures::spawn_local(async move {
                 let publish = move |result: Scores| {
@@ -140,7 +152,7 @@ pub fn session_view(props: &Props) -> Html {
                     history.set(h);
                     scores.set(Some(result));
                 };
-                if let Err(e) = evaluate(loaded, snapshot, started, publish).await {
+                if let Err(e) = evaluate(loaded, snapshot, generation, started, publish).await {
                     failure.set(Some(e));
                 }
             });
