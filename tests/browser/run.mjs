@@ -230,7 +230,7 @@ await test('a corrupted bundle shows the error screen', async () => {
   await context.close();
 });
 
-await test('without WebGPU the CPU backend runs and still works', async () => {
+await test('without WebGPU the CPU backend runs and still works, also through quick successive deletions', async () => {
   const context = await cpu.newContext();
   const page = await context.newPage();
   await watchLongTasks(page);
@@ -253,6 +253,14 @@ await test('without WebGPU the CPU backend runs and still works', async () => {
   metrics.cpu_longest_task_ms = await longestTask(page);
   const { evaluation } = trainerAfter([7]);
   assert.ok(Math.abs(after.value - evaluation.accuracy) <= 0.001, `page ${after.value} vs trainer ${evaluation.accuracy}`);
+  // Two deletions in quick succession: the second supersedes the first's evaluation, and the page ends on both.
+  await page.getByTestId('sample-8').click();
+  await page.getByTestId('sample-9').click();
+  const last = await accuracyAfter(page, 3);
+  await settled(page, 3);
+  assert.equal(await page.getByTestId('deleted-count').innerText(), '3');
+  const both = trainerAfter([7, 8, 9]).evaluation;
+  assert.ok(Math.abs(last.value - both.accuracy) <= 0.001, `page ${last.value} vs trainer ${both.accuracy}`);
   await context.close();
 });
 await cpu.close();
