@@ -25,21 +25,12 @@ pub struct Features {
 impl Features {
     /// The activations entering every group.
     pub fn new(config: &ModelConfig, backbone: &Backbone, data: &Dataset, device: &Device) -> Self {
-        unpaced(Self::new_paced(config, backbone, data, device, EVAL_BATCH, &async || {}))
-    }
-
-    /// [`Features::new`] in batches of `batch` samples, awaiting `pause` between operations (a browser yields there).
-    pub async fn new_paced(
-        config: &ModelConfig,
-        backbone: &Backbone,
-        data: &Dataset,
-        device: &Device,
-        batch: usize,
-        pause: &impl AsyncFn(),
-    ) -> Self {
-        let mut features = Self::embedded_paced(config, backbone, data, device, batch, pause).await;
-        features.extend_paced(config, backbone, 1, pause).await;
-        features
+        let pause = async || {};
+        unpaced(async {
+            let mut features = Self::embedded_paced(config, backbone, data, device, EVAL_BATCH, &pause).await;
+            features.extend_paced(config, backbone, 1, &pause).await;
+            features
+        })
     }
 
     /// Only the activations entering the bottom group L, the embedded patches: all that a full-length component or a
