@@ -5,12 +5,12 @@ use std::task::{Context, Poll, Waker};
 
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 
 use super::adapter::{BlockAdapter, GroupAdapter};
 use super::config::{ModelConfig, VitConfig};
-use super::kernel::{linear, matmul, token_linear};
+use super::kernel::{attention, linear, token_linear};
 
 /// One pre-norm transformer block. The query and value projections take an optional LoRA update.
 #[derive(Module, Debug)]
@@ -58,7 +58,6 @@ impl Block {
     ) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let h = self.heads;
-        let dk = d / h;
         // Token-wise layers run on [b·n, d]: one plain matmul per projection instead of a batched one, which the
         // WebGPU kernels (a software adapter most of all) run several times faster; the arithmetic is the same.
         let x = x.reshape([b * n, d]);
@@ -77,8 +76,8 @@ impl Block {
         pause().await;
         let v = token_linear(xn, n, wv, bias(&self.value));
         pause().await;
-        let split = |t: Tensor<2>| t.reshape([b, n, h, dk]).swap_dims(1, 2);
-        let context = attention(split(q), split(k), split(v), pause).await.swap_dims(1, 2).reshape([b * n, d]);
+        let context = attention(q, k, v, n, h);
+        pause().await;
         let x = x + per_token(&self.output, context, n);
         pause().await;
         let hidden = gelu(per_token(&self.fc1, self.norm2.forward(x.clone()), n));
@@ -111,16 +110,6 @@ fn project<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
 /// A token-wise layer on [images·tokens, d] through [`kernel::token_linear`]: `Linear::forward` on the CPU.
 fn per_token(layer: &Linear, x: Tensor<2>, tokens: usize) -> Tensor<2> {
     token_linear(x, tokens, layer.weight.val(), bias(layer))
-}
-
-/// Scaled dot-product attention over [b, heads, tokens, dk].
-async fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, pause: &impl AsyncFn()) -> Tensor<4> {
-    let root = (q.dims()[3] as f64).sqrt();
-    let scores = matmul(q, k.transpose()).div_scalar(root);
-    pause().await;
-    let p = softmax(scores, 3);
-    pause().await;
-    matmul(p, v)
 }
 
 /// The frozen backbone: trained once on the public split (rule E1), never on deletable data.
