@@ -135,8 +135,17 @@ await test('loads on WebGPU, shows accuracy, saves a screenshot', async () => {
   await watchLongTasks(page);
   page.on('console', (m) => { if (m.text().startsWith('s3t timing')) console.log(`  webgpu ${m.text()}`); });
   let bytes = 0, gzipped = 0;
+  // Every response body, the wasm module included: Chromium compiles it while streaming, and then the protocol has
+  // no body to give, so it is fetched again here.
   page.on('response', async (r) => {
-    try { const body = await r.body(); bytes += body.length; gzipped += gzipSync(body).length; } catch { /* redirects */ }
+    let body;
+    try {
+      body = await r.body();
+    } catch {
+      try { body = Buffer.from(await (await fetch(r.url())).arrayBuffer()); } catch { return; }
+    }
+    bytes += body.length;
+    gzipped += gzipSync(body, { level: 9 }).length;
   });
   const started = Date.now();
   await page.goto(BASE_URL);
