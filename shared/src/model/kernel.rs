@@ -33,6 +33,12 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tens
     #[cfg(feature = "gpu")]
     if cube::is_plain(&x) {
         let dims = x.dims();
+        let rows = dims[..D - 1].iter().product::<usize>();
+        if let Some(y) = cube::linear(&x.clone().reshape([rows, dims[D - 1]]), &weight, bias.as_ref()) {
+            let mut out = dims;
+            out[D - 1] = weight.dims()[1];
+            return y.reshape(out);
+        }
         // Leading dimensions as the convolution's batch, the one before the features as its length.
         let (batch, length) = match D {
             1 => (1, 1),
@@ -99,7 +105,7 @@ mod cube {
     use cubecl::calculate_cube_count_elemwise;
     use cubecl::prelude::CubeDim;
 
-    use super::fused::attention_kernel;
+    use super::fused::{TILE, attention_kernel, linear_kernel};
     use burn_dispatch::backends::Cube;
     use cubek::matmul::definition::{MatmulElems, MatmulGlobalElems};
     use cubek::matmul::multi_level;
@@ -113,6 +119,37 @@ mod cube {
 
     pub fn is_plain<const D: usize>(t: &Tensor<D>) -> bool {
         cube(t).is_some()
+    }
+
+    /// `x · weight + bias` for [rows, d_in] by [d_in, d_out], four rows by four columns per invocation; `None`
+    /// where rows or d_out is not a multiple of four or there is no bias (the caller convolves instead).
+    pub fn linear(x: &Tensor<2>, weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<2>> {
+        let (x, w, b) = (into_contiguous(cube(x)?), into_contiguous(cube(weight)?), into_contiguous(cube(bias?)?));
+        let (rows, d_in) = (x.meta.shape()[0], x.meta.shape()[1]);
+        let d_out = w.meta.shape()[1];
+        if rows % TILE != 0 || d_out % TILE != 0 || w.meta.shape()[0] != d_in {
+            return None;
+        }
+        let shape = vec![rows, d_out];
+        let out = empty_device_dtype(x.client.clone(), x.device.clone(), shape.into(), x.dtype);
+        let invocations = (rows / TILE) * (d_out / TILE);
+        let client = x.client.clone();
+        let cube_dim = CubeDim::new(&client, invocations);
+        let cube_count = calculate_cube_count_elemwise(&client, invocations, cube_dim);
+        let dtype = dtype_to_storage_type(x.dtype);
+        linear_kernel::launch(
+            &client,
+            cube_count,
+            cube_dim,
+            x.into_tensor_arg(),
+            w.into_tensor_arg(),
+            b.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            d_in,
+            d_out,
+            dtype,
+        );
+        Some(Tensor::from_primitive::<Cube>(out))
     }
 
     pub fn attention(q: &Tensor<2>, k: &Tensor<2>, v: &Tensor<2>, tokens: usize, heads: usize) -> Option<Tensor<2>> {
@@ -174,6 +211,58 @@ mod cube {
 #[cfg(feature = "gpu")]
 mod fused {
     use cubecl::prelude::*;
+
+    /// Rows and columns of the output tile one invocation of [`linear_kernel`] computes.
+    pub(super) const TILE: usize = 4;
+
+    /// One invocation per 4×4 tile of the output: each step of the inner dimension loads four weights and four
+    /// inputs for sixteen multiply-adds, held in registers (the direct convolution loads about one value per
+    /// multiply-add).
+    #[cube(launch)]
+    pub(super) fn linear_kernel<F: Float>(
+        x: &Tensor<F>,
+        w: &Tensor<F>,
+        b: &Tensor<F>,
+        out: &mut Tensor<F>,
+        #[comptime] d_in: usize,
+        #[comptime] d_out: usize,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let column_tiles = d_out / TILE;
+        let pos = ABSOLUTE_POS;
+        if pos >= (x.shape(0) / TILE) * column_tiles {
+            terminate!();
+        }
+        let row = (pos / column_tiles) * TILE;
+        let column = (pos % column_tiles) * TILE;
+        let mut acc = Array::<F>::new(TILE * TILE);
+        #[unroll]
+        for i in 0..TILE * TILE {
+            acc[i] = F::new(0.0);
+        }
+        for k in 0..d_in {
+            let mut weights = Array::<F>::new(TILE);
+            #[unroll]
+            for j in 0..TILE {
+                weights[j] = w[k * d_out + column + j];
+            }
+            #[unroll]
+            for i in 0..TILE {
+                let input = x[(row + i) * d_in + k];
+                #[unroll]
+                for j in 0..TILE {
+                    acc[i * TILE + j] += input * weights[j];
+                }
+            }
+        }
+        #[unroll]
+        for i in 0..TILE {
+            #[unroll]
+            for j in 0..TILE {
+                out[(row + i) * d_out + column + j] = acc[i * TILE + j] + b[column + j];
+            }
+        }
+    }
 
     /// One invocation per (image, head, query token): scores against the image's `tokens` keys, a softmax in
     /// registers, and the weighted sum of the values, written where the query's row and head are.
