@@ -4,7 +4,9 @@
 //! matmul stages tiles through workgroup memory with barriers. A software WebGPU adapter (SwiftShader: the browser
 //! tests, and visitors without a usable GPU) emulates barriers, and there a token-wise layer ([8000, 32] by
 //! [32, 32]) takes about 50 ms. On GPU devices this module runs:
-//! - linear layers as 1-wide convolutions (cubecl's direct kernel, about 15 ms for that layer);
+//! - linear layers through a register-tiled kernel of this module (8×8 outputs per invocation), or, where the
+//!   shape does not fit it (the classifier head), as 1-wide convolutions (cubecl's direct kernel, about 15 ms for
+//!   that layer);
 //! - attention as one kernel of its own per (image, head, query), scores, softmax and weighted sum in registers,
 //!   instead of eight kernels and four copies (about 90 ms a block on 500 images before);
 //! - other products (the LoRA fold) through cubecl's naive matmul kernel.
@@ -105,7 +107,7 @@ mod cube {
     use cubecl::calculate_cube_count_elemwise;
     use cubecl::prelude::CubeDim;
 
-    use super::fused::{TILE, attention_kernel, linear_kernel};
+    use super::fused::{COLUMNS, ROWS, attention_kernel, linear_kernel};
     use burn_dispatch::backends::Cube;
     use cubek::matmul::definition::{MatmulElems, MatmulGlobalElems};
     use cubek::matmul::multi_level;
@@ -121,18 +123,18 @@ mod cube {
         cube(t).is_some()
     }
 
-    /// `x · weight + bias` for [rows, d_in] by [d_in, d_out], four rows by four columns per invocation; `None`
-    /// where rows or d_out is not a multiple of four or there is no bias (the caller convolves instead).
+    /// `x · weight + bias` for [rows, d_in] by [d_in, d_out], an 8×8 output tile per invocation; `None` where rows
+    /// or d_out is not a multiple of 8 or there is no bias (the caller convolves instead: the classifier head).
     pub fn linear(x: &Tensor<2>, weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<2>> {
         let (x, w, b) = (into_contiguous(cube(x)?), into_contiguous(cube(weight)?), into_contiguous(cube(bias?)?));
         let (rows, d_in) = (x.meta.shape()[0], x.meta.shape()[1]);
         let d_out = w.meta.shape()[1];
-        if rows % TILE != 0 || d_out % TILE != 0 || w.meta.shape()[0] != d_in {
+        if rows % ROWS != 0 || d_out % COLUMNS != 0 || w.meta.shape()[0] != d_in {
             return None;
         }
         let shape = vec![rows, d_out];
         let out = empty_device_dtype(x.client.clone(), x.device.clone(), shape.into(), x.dtype);
-        let invocations = (rows / TILE) * (d_out / TILE);
+        let invocations = (rows / ROWS) * (d_out / COLUMNS);
         let client = x.client.clone();
         let cube_dim = CubeDim::new(&client, invocations);
         let cube_count = calculate_cube_count_elemwise(&client, invocations, cube_dim);
@@ -213,11 +215,12 @@ mod fused {
     use cubecl::prelude::*;
 
     /// Rows and columns of the output tile one invocation of [`linear_kernel`] computes.
-    pub(super) const TILE: usize = 4;
+    pub(super) const ROWS: usize = 8;
+    pub(super) const COLUMNS: usize = 8;
 
-    /// One invocation per 4×4 tile of the output: each step of the inner dimension loads four weights and four
-    /// inputs for sixteen multiply-adds, held in registers (the direct convolution loads about one value per
-    /// multiply-add).
+    /// One invocation per 8×8 tile of the output: each step of the inner dimension loads eight weights and eight
+    /// inputs for 64 multiply-adds into registers (the direct convolution loads about one value per multiply-add).
+    /// On SwiftShader 8×8 beat 4×4 by a quarter; 16×8 ran a little faster warm but took longer to compile.
     #[cube(launch)]
     pub(super) fn linear_kernel<F: Float>(
         x: &Tensor<F>,
@@ -228,38 +231,38 @@ mod fused {
         #[comptime] d_out: usize,
         #[define(F)] _dtype: ElemType,
     ) {
-        let column_tiles = d_out / TILE;
+        let column_tiles = d_out / COLUMNS;
         let pos = ABSOLUTE_POS;
-        if pos >= (x.shape(0) / TILE) * column_tiles {
+        if pos >= (x.shape(0) / ROWS) * column_tiles {
             terminate!();
         }
-        let row = (pos / column_tiles) * TILE;
-        let column = (pos % column_tiles) * TILE;
-        let mut acc = Array::<F>::new(TILE * TILE);
+        let row = (pos / column_tiles) * ROWS;
+        let column = (pos % column_tiles) * COLUMNS;
+        let mut acc = Array::<F>::new(ROWS * COLUMNS);
         #[unroll]
-        for i in 0..TILE * TILE {
+        for i in 0..ROWS * COLUMNS {
             acc[i] = F::new(0.0);
         }
         for k in 0..d_in {
-            let mut weights = Array::<F>::new(TILE);
+            let mut weights = Array::<F>::new(COLUMNS);
             #[unroll]
-            for j in 0..TILE {
+            for j in 0..COLUMNS {
                 weights[j] = w[k * d_out + column + j];
             }
             #[unroll]
-            for i in 0..TILE {
+            for i in 0..ROWS {
                 let input = x[(row + i) * d_in + k];
                 #[unroll]
-                for j in 0..TILE {
-                    acc[i * TILE + j] += input * weights[j];
+                for j in 0..COLUMNS {
+                    acc[i * COLUMNS + j] += input * weights[j];
                 }
             }
         }
         #[unroll]
-        for i in 0..TILE {
+        for i in 0..ROWS {
             #[unroll]
-            for j in 0..TILE {
-                out[(row + i) * d_out + column + j] = acc[i * TILE + j] + b[column + j];
+            for j in 0..COLUMNS {
+                out[(row + i) * d_out + column + j] = acc[i * COLUMNS + j] + b[column + j];
             }
         }
     }
