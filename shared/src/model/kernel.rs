@@ -17,6 +17,7 @@
 //! training graph's order, so the CPU path, and with it every trained bundle, is unchanged bit for bit (a test
 //! bundle built before and after this module has the same manifest, every weight file's sha256 included).
 
+use burn::nn::LayerNorm;
 use burn::tensor::Tensor;
 #[cfg(feature = "gpu")]
 use burn::tensor::ops::ConvOptions;
@@ -76,6 +77,23 @@ fn convolve(x: Tensor<3>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<
     burn::tensor::module::conv1d(x.swap_dims(1, 2), kernel, bias, ConvOptions::new([1], [0], [1], 1)).swap_dims(1, 2)
 }
 
+/// The epsilon of every layer norm of the model: burn's `LayerNormConfig` default, which the GPU kernel repeats.
+pub const LAYER_NORM_EPSILON: f32 = 1e-5;
+
+/// A layer norm over the last dimension. On GPU devices one kernel per row (mean, variance, scale and shift),
+/// instead of nine kernels; elsewhere `LayerNorm::forward` itself.
+pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "gpu")]
+    if cube::is_plain(&x) {
+        let dims = x.dims();
+        let rows = dims[..D - 1].iter().product::<usize>();
+        if let Some(y) = cube::layer_norm(&x.clone().reshape([rows, dims[D - 1]]), norm) {
+            return y.reshape(dims);
+        }
+    }
+    norm.forward(x)
+}
+
 /// Scaled dot-product attention over token-major projections: `q`, `k`, `v` are [images·tokens, heads·head_dim]
 /// (the linear layers' own output) and so is the result, so no head is split or merged by a copy. On GPU devices one
 /// kernel computes each (image, head, query)'s scores, softmax and weighted sum in registers, which replaces eight
@@ -107,7 +125,8 @@ mod cube {
     use cubecl::calculate_cube_count_elemwise;
     use cubecl::prelude::CubeDim;
 
-    use super::fused::{COLUMNS, ROWS, attention_kernel, linear_kernel};
+    use super::fused::{COLUMNS, ROWS, attention_kernel, layer_norm_kernel, linear_kernel};
+    use burn::nn::LayerNorm;
     use burn_dispatch::backends::Cube;
     use cubek::matmul::definition::{MatmulElems, MatmulGlobalElems};
     use cubek::matmul::multi_level;
@@ -149,6 +168,31 @@ mod cube {
             out.clone().into_tensor_arg(),
             d_in,
             d_out,
+            dtype,
+        );
+        Some(Tensor::from_primitive::<Cube>(out))
+    }
+
+    pub fn layer_norm(x: &Tensor<2>, norm: &LayerNorm) -> Option<Tensor<2>> {
+        let beta = norm.beta.as_ref()?.val();
+        let (x, gamma, beta) =
+            (into_contiguous(cube(x)?), into_contiguous(cube(&norm.gamma.val())?), into_contiguous(cube(&beta)?));
+        let shape = x.meta.shape().clone();
+        let (rows, width) = (shape[0], shape[1]);
+        let out = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
+        let client = x.client.clone();
+        let cube_dim = CubeDim::new(&client, rows);
+        let cube_count = calculate_cube_count_elemwise(&client, rows, cube_dim);
+        let dtype = dtype_to_storage_type(x.dtype);
+        layer_norm_kernel::launch(
+            &client,
+            cube_count,
+            cube_dim,
+            x.into_tensor_arg(),
+            gamma.into_tensor_arg(),
+            beta.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            width,
             dtype,
         );
         Some(Tensor::from_primitive::<Cube>(out))
@@ -213,6 +257,41 @@ mod cube {
 #[cfg(feature = "gpu")]
 mod fused {
     use cubecl::prelude::*;
+
+    use super::LAYER_NORM_EPSILON;
+
+    /// One invocation per row: mean, variance, then `(x − mean) / sqrt(variance + ε) · γ + β`, in the order of
+    /// burn's layer norm.
+    #[cube(launch)]
+    pub(super) fn layer_norm_kernel<F: Float>(
+        x: &Tensor<F>,
+        gamma: &Tensor<F>,
+        beta: &Tensor<F>,
+        out: &mut Tensor<F>,
+        #[comptime] width: usize,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let row = ABSOLUTE_POS;
+        if row >= x.shape(0) {
+            terminate!();
+        }
+        let base = row * width;
+        let count = F::cast_from(width as u32);
+        let mut sum = F::new(0.0);
+        for c in 0..width {
+            sum += x[base + c];
+        }
+        let mean = sum / count;
+        let mut squares = F::new(0.0);
+        for c in 0..width {
+            let centred = x[base + c] - mean;
+            squares += centred * centred;
+        }
+        let denominator = F::sqrt(squares / count + F::new(LAYER_NORM_EPSILON));
+        for c in 0..width {
+            out[base + c] = (x[base + c] - mean) / denominator * gamma[c] + beta[c];
+        }
+    }
 
     /// Rows and columns of the output tile one invocation of [`linear_kernel`] computes.
     pub(super) const ROWS: usize = 8;

@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::adapter::{BlockAdapter, GroupAdapter};
 use super::config::{ModelConfig, VitConfig};
-use super::kernel::{attention, linear, token_linear};
+use super::kernel::{attention, layer_norm, linear, token_linear};
 
 /// One pre-norm transformer block. The query and value projections take an optional LoRA update.
 #[derive(Module, Debug)]
@@ -63,7 +63,7 @@ impl Block {
         let x = x.reshape([b * n, d]);
         // The order of the operations is the training graph's: autodiff sums gradients in that order, so a reordering
         // would change every trained weight in its last bits (bundles are reproducible bit for bit).
-        let xn = self.norm1.forward(x.clone());
+        let xn = layer_norm(&self.norm1, x.clone());
         pause().await;
         let (wq, wv) = match adapter {
             Some(a) => (a.query_weight(self.query.weight.val()), a.value_weight(self.value.weight.val())),
@@ -80,7 +80,7 @@ impl Block {
         pause().await;
         let x = x + per_token(&self.output, context, n);
         pause().await;
-        let hidden = gelu(per_token(&self.fc1, self.norm2.forward(x.clone()), n));
+        let hidden = gelu(per_token(&self.fc1, layer_norm(&self.norm2, x.clone()), n));
         pause().await;
         let y = (x + per_token(&self.fc2, hidden, n)).reshape([b, n, d]);
         pause().await;
@@ -187,7 +187,7 @@ impl Backbone {
 
     /// Final norm and mean pooling over tokens.
     pub fn pool(&self, x: Tensor<3>) -> Tensor<2> {
-        self.norm.forward(x).mean_dim(1).squeeze_dim(1)
+        layer_norm(&self.norm, x).mean_dim(1).squeeze_dim(1)
     }
 
     pub fn depth(&self) -> usize {
