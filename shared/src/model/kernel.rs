@@ -37,7 +37,7 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tens
     if cube::is_plain(&x) {
         let dims = x.dims();
         let rows = dims[..D - 1].iter().product::<usize>();
-        if let Some(y) = cube::linear(&x.clone().reshape([rows, dims[D - 1]]), &weight, bias.as_ref()) {
+        if let Some(y) = cube::linear(&x.clone().reshape([rows, dims[D - 1]]), &weight, bias.as_ref(), false) {
             let mut out = dims;
             out[D - 1] = weight.dims()[1];
             return y.reshape(out);
@@ -67,6 +67,16 @@ pub fn token_linear(x: Tensor<2>, tokens: usize, weight: Tensor<2>, bias: Option
     }
     let _ = tokens;
     burn::tensor::module::linear(x, weight, bias)
+}
+
+/// `gelu(x · weight + bias)` for a block's first feed-forward layer, [images·tokens, d_in]: on GPU devices the
+/// activation is applied where the linear kernel writes its output (one pass fewer over the widest activations).
+pub fn token_linear_gelu(x: Tensor<2>, tokens: usize, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
+    #[cfg(feature = "gpu")]
+    if let Some(y) = cube::linear(&x, &weight, bias.as_ref(), true) {
+        return y;
+    }
+    burn::tensor::activation::gelu(token_linear(x, tokens, weight, bias))
 }
 
 /// A linear layer as a 1-wide convolution over [batch, length, d_in]: the kernel reads the channels-last layout,
@@ -144,7 +154,7 @@ mod cube {
 
     /// `x · weight + bias` for [rows, d_in] by [d_in, d_out], an 8×8 output tile per invocation; `None` where rows
     /// or d_out is not a multiple of 8 or there is no bias (the caller convolves instead: the classifier head).
-    pub fn linear(x: &Tensor<2>, weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<2>> {
+    pub fn linear(x: &Tensor<2>, weight: &Tensor<2>, bias: Option<&Tensor<1>>, gelu: bool) -> Option<Tensor<2>> {
         let (x, w, b) = (into_contiguous(cube(x)?), into_contiguous(cube(weight)?), into_contiguous(cube(bias?)?));
         let (rows, d_in) = (x.meta.shape()[0], x.meta.shape()[1]);
         let d_out = w.meta.shape()[1];
@@ -168,6 +178,7 @@ mod cube {
             out.clone().into_tensor_arg(),
             d_in,
             d_out,
+            gelu,
             dtype,
         );
         Some(Tensor::from_primitive::<Cube>(out))
@@ -308,6 +319,7 @@ mod fused {
         out: &mut Tensor<F>,
         #[comptime] d_in: usize,
         #[comptime] d_out: usize,
+        #[comptime] gelu: bool,
         #[define(F)] _dtype: ElemType,
     ) {
         let column_tiles = d_out / COLUMNS;
@@ -341,7 +353,14 @@ mod fused {
         for i in 0..ROWS {
             #[unroll]
             for j in 0..COLUMNS {
-                out[(row + i) * d_out + column + j] = acc[i * COLUMNS + j] + b[column + j];
+                let y = acc[i * COLUMNS + j] + b[column + j];
+                if gelu {
+                    // burn's GELU, in its order: y · (erf(y / √2) + 1) / 2.
+                    let g = F::erf(y / F::new(core::f32::consts::SQRT_2)) + F::new(1.0);
+                    out[(row + i) * d_out + column + j] = y * g / F::new(2.0);
+                } else {
+                    out[(row + i) * d_out + column + j] = y;
+                }
             }
         }
     }

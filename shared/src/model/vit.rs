@@ -5,12 +5,11 @@ use std::task::{Context, Poll, Waker};
 
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 
 use super::adapter::{BlockAdapter, GroupAdapter};
 use super::config::{ModelConfig, VitConfig};
-use super::kernel::{attention, layer_norm, linear, token_linear};
+use super::kernel::{attention, layer_norm, linear, token_linear, token_linear_gelu};
 
 /// One pre-norm transformer block. The query and value projections take an optional LoRA update.
 #[derive(Module, Debug)]
@@ -80,7 +79,8 @@ impl Block {
         pause().await;
         let x = x + per_token(&self.output, context, n);
         pause().await;
-        let hidden = gelu(per_token(&self.fc1, layer_norm(&self.norm2, x.clone()), n));
+        let xn = layer_norm(&self.norm2, x.clone());
+        let hidden = token_linear_gelu(xn, n, self.fc1.weight.val(), bias(&self.fc1));
         pause().await;
         let y = (x + per_token(&self.fc2, hidden, n)).reshape([b, n, d]);
         pause().await;
