@@ -176,8 +176,6 @@ mod cube {
             w.into_tensor_arg(),
             b.into_tensor_arg(),
             out.clone().into_tensor_arg(),
-            d_in,
-            d_out,
             gelu,
             dtype,
         );
@@ -317,11 +315,13 @@ mod fused {
         w: &Tensor<F>,
         b: &Tensor<F>,
         out: &mut Tensor<F>,
-        #[comptime] d_in: usize,
-        #[comptime] d_out: usize,
         #[comptime] gelu: bool,
         #[define(F)] _dtype: ElemType,
     ) {
+        // The widths are read at run time: one compiled kernel serves every layer (a software adapter spends
+        // about a tenth of a second compiling each).
+        let d_in = x.shape(1);
+        let d_out = w.shape(1);
         let column_tiles = d_out / COLUMNS;
         let pos = ABSOLUTE_POS;
         if pos >= (x.shape(0) / ROWS) * column_tiles {
