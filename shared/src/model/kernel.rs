@@ -37,7 +37,7 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tens
     if cube::is_plain(&x) {
         let dims = x.dims();
         let rows = dims[..D - 1].iter().product::<usize>();
-        if let Some(y) = cube::linear(&x.clone().reshape([rows, dims[D - 1]]), &weight, bias.as_ref(), false) {
+        if let Some(y) = cube::linear(&x.clone().reshape([rows, dims[D - 1]]), &weight, bias.as_ref()) {
             let mut out = dims;
             out[D - 1] = weight.dims()[1];
             return y.reshape(out);
@@ -69,14 +69,13 @@ pub fn token_linear(x: Tensor<2>, tokens: usize, weight: Tensor<2>, bias: Option
     burn::tensor::module::linear(x, weight, bias)
 }
 
-/// `gelu(x · weight + bias)` for a block's first feed-forward layer, [images·tokens, d_in]: on GPU devices the
-/// activation is applied where the linear kernel writes its output (one pass fewer over the widest activations).
-pub fn token_linear_gelu(x: Tensor<2>, tokens: usize, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
+/// GELU, burn's (`x · (erf(x / √2) + 1) / 2`): on GPU devices one pass of one kernel instead of five.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "gpu")]
-    if let Some(y) = cube::linear(&x, &weight, bias.as_ref(), true) {
+    if let Some(y) = cube::gelu(&x) {
         return y;
     }
-    burn::tensor::activation::gelu(token_linear(x, tokens, weight, bias))
+    burn::tensor::activation::gelu(x)
 }
 
 /// A linear layer as a 1-wide convolution over [batch, length, d_in]: the kernel reads the channels-last layout,
@@ -135,7 +134,7 @@ mod cube {
     use cubecl::calculate_cube_count_elemwise;
     use cubecl::prelude::CubeDim;
 
-    use super::fused::{COLUMNS, ROWS, attention_kernel, layer_norm_kernel, linear_kernel};
+    use super::fused::{COLUMNS, ROWS, attention_kernel, gelu_kernel, layer_norm_kernel, linear_kernel};
     use burn::nn::LayerNorm;
     use burn_dispatch::backends::Cube;
     use cubek::matmul::definition::{MatmulElems, MatmulGlobalElems};
@@ -154,7 +153,7 @@ mod cube {
 
     /// `x · weight + bias` for [rows, d_in] by [d_in, d_out], an 8×8 output tile per invocation; `None` where rows
     /// or d_out is not a multiple of 8 or there is no bias (the caller convolves instead: the classifier head).
-    pub fn linear(x: &Tensor<2>, weight: &Tensor<2>, bias: Option<&Tensor<1>>, gelu: bool) -> Option<Tensor<2>> {
+    pub fn linear(x: &Tensor<2>, weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<2>> {
         let (x, w, b) = (into_contiguous(cube(x)?), into_contiguous(cube(weight)?), into_contiguous(cube(bias?)?));
         let (rows, d_in) = (x.meta.shape()[0], x.meta.shape()[1]);
         let d_out = w.meta.shape()[1];
@@ -176,9 +175,21 @@ mod cube {
             w.into_tensor_arg(),
             b.into_tensor_arg(),
             out.clone().into_tensor_arg(),
-            gelu,
             dtype,
         );
+        Some(Tensor::from_primitive::<Cube>(out))
+    }
+
+    pub fn gelu<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
+        let x = into_contiguous(cube(x)?);
+        let shape = x.meta.shape().clone();
+        let count = shape.num_elements();
+        let out = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
+        let client = x.client.clone();
+        let cube_dim = CubeDim::new(&client, count);
+        let cube_count = calculate_cube_count_elemwise(&client, count, cube_dim);
+        let dtype = dtype_to_storage_type(x.dtype);
+        gelu_kernel::launch(&client, cube_count, cube_dim, x.into_tensor_arg(), out.clone().into_tensor_arg(), dtype);
         Some(Tensor::from_primitive::<Cube>(out))
     }
 
@@ -269,6 +280,17 @@ mod fused {
 
     use super::LAYER_NORM_EPSILON;
 
+    /// One invocation per element, in the order of burn's GELU.
+    #[cube(launch)]
+    pub(super) fn gelu_kernel<F: Float>(x: &Tensor<F>, out: &mut Tensor<F>, #[define(F)] _dtype: ElemType) {
+        let i = ABSOLUTE_POS;
+        if i >= x.len() {
+            terminate!();
+        }
+        let y = x[i];
+        out[i] = y * (F::erf(y / F::new(core::f32::consts::SQRT_2)) + F::new(1.0)) / F::new(2.0);
+    }
+
     /// One invocation per row: mean, variance, then `(x − mean) / sqrt(variance + ε) · γ + β`, in the order of
     /// burn's layer norm.
     #[cube(launch)]
@@ -315,7 +337,6 @@ mod fused {
         w: &Tensor<F>,
         b: &Tensor<F>,
         out: &mut Tensor<F>,
-        #[comptime] gelu: bool,
         #[define(F)] _dtype: ElemType,
     ) {
         // The widths are read at run time: one compiled kernel serves every layer (a software adapter spends
@@ -353,14 +374,7 @@ mod fused {
         for i in 0..ROWS {
             #[unroll]
             for j in 0..COLUMNS {
-                let y = acc[i * COLUMNS + j] + b[column + j];
-                if gelu {
-                    // burn's GELU, in its order: y · (erf(y / √2) + 1) / 2.
-                    let g = F::erf(y / F::new(core::f32::consts::SQRT_2)) + F::new(1.0);
-                    out[(row + i) * d_out + column + j] = y * g / F::new(2.0);
-                } else {
-                    out[(row + i) * d_out + column + j] = y;
-                }
+                out[(row + i) * d_out + column + j] = acc[i * COLUMNS + j] + b[column + j];
             }
         }
     }

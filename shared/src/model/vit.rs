@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::adapter::{BlockAdapter, GroupAdapter};
 use super::config::{ModelConfig, VitConfig};
-use super::kernel::{attention, layer_norm, linear, token_linear, token_linear_gelu};
+use super::kernel::{attention, gelu, layer_norm, linear, token_linear};
 
 /// One pre-norm transformer block. The query and value projections take an optional LoRA update.
 #[derive(Module, Debug)]
@@ -65,7 +65,11 @@ impl Block {
         let xn = layer_norm(&self.norm1, x.clone());
         pause().await;
         let (wq, wv) = match adapter {
-            Some(a) => (a.query_weight(self.query.weight.val()), a.value_weight(self.value.weight.val())),
+            Some(a) => {
+                let wq = a.query_weight(self.query.weight.val());
+                pause().await;
+                (wq, a.value_weight(self.value.weight.val()))
+            }
             None => (self.query.weight.val(), self.value.weight.val()),
         };
         pause().await;
@@ -80,7 +84,7 @@ impl Block {
         let x = x + per_token(&self.output, context, n);
         pause().await;
         let xn = layer_norm(&self.norm2, x.clone());
-        let hidden = token_linear_gelu(xn, n, self.fc1.weight.val(), bias(&self.fc1));
+        let hidden = gelu(per_token(&self.fc1, xn, n));
         pause().await;
         let y = (x + per_token(&self.fc2, hidden, n)).reshape([b, n, d]);
         pause().await;
