@@ -52,10 +52,10 @@ pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
 /// as soon as the page has nothing more urgent to do, otherwise a zero timeout (which browsers stretch to 4 ms once
 /// timeouts nest, as a paced evaluation's do).
 pub async fn yield_now() {
-    if let Some(promise) = scheduler_yield()
-        && JsFuture::from(promise).await.is_ok()
-    {
-        return;
+    if let Some(promise) = scheduler_yield() {
+        if JsFuture::from(promise).await.is_ok() {
+            return;
+        }
     }
     gloo_timers::future::TimeoutFuture::new(0).await;
 }
