@@ -48,22 +48,9 @@ pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     Ok(Uint8Array::new(&buffer).to_vec())
 }
 
-/// Gives the page a chance to render and handle input: `scheduler.yield()` where the browser has it, which resumes
-/// as soon as the page has nothing more urgent to do, otherwise a zero timeout (which browsers stretch to 4 ms once
-/// timeouts nest, as a paced evaluation's do).
+/// Gives the page a chance to render and handle input.
 pub async fn yield_now() {
-    if let Some(promise) = scheduler_yield() {
-        if JsFuture::from(promise).await.is_ok() {
-            return;
-        }
-    }
     gloo_timers::future::TimeoutFuture::new(0).await;
-}
-
-fn scheduler_yield() -> Option<js_sys::Promise> {
-    let scheduler = js_sys::Reflect::get(&js_sys::global(), &"scheduler".into()).ok()?;
-    let function: js_sys::Function = js_sys::Reflect::get(&scheduler, &"yield".into()).ok()?.dyn_into().ok()?;
-    function.call0(&scheduler).ok()?.dyn_into().ok()
 }
 
 /// Main-thread time heavy work may take between two yields to the page.
