@@ -129,13 +129,14 @@ pub fn attention(q: Tensor<2>, k: Tensor<2>, v: Tensor<2>, tokens: usize, heads:
 #[cfg(feature = "gpu")]
 mod cube {
     use burn::tensor::Tensor;
+    use burn_backend::Shape;
     use burn_backend::cubecl::dtype_to_storage_type;
     use burn_cubecl::kernel::into_contiguous;
     use burn_cubecl::kernel::matmul::init_matmul_output;
     use burn_cubecl::ops::numeric::empty_device_dtype;
     use burn_cubecl::tensor::CubeTensor;
     use cubecl::calculate_cube_count_elemwise;
-    use cubecl::prelude::CubeDim;
+    use cubecl::prelude::{CubeCount, CubeDim, ElemType};
 
     use super::fused::{COLUMNS, ROWS, attention_kernel, gelu_kernel, layer_norm_kernel, linear_kernel};
     use burn::nn::LayerNorm;
@@ -156,6 +157,15 @@ mod cube {
 
     /// `x · weight + bias` for [rows, d_in] by [d_in, d_out], an 8×8 output tile per invocation; `None` where rows
     /// or d_out is not a multiple of 8 or there is no bias (the caller convolves instead: the classifier head).
+    /// A kernel's output buffer (shaped `shape`, on `like`'s device and dtype) and its launch grid for
+    /// `invocations` independent invocations.
+    fn launch_setup(like: &CubeTensor, shape: Shape, invocations: usize) -> (CubeTensor, CubeCount, CubeDim, ElemType) {
+        let out = empty_device_dtype(like.client.clone(), like.device.clone(), shape, like.dtype);
+        let cube_dim = CubeDim::new(&like.client, invocations);
+        let cube_count = calculate_cube_count_elemwise(&like.client, invocations, cube_dim);
+        (out, cube_count, cube_dim, dtype_to_storage_type(like.dtype))
+    }
+
     pub fn linear(x: &Tensor<2>, weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<2>> {
         let (x, w, b) = (into_contiguous(cube(x)?), into_contiguous(cube(weight)?), into_contiguous(cube(bias?)?));
         let (rows, d_in) = (x.meta.shape()[0], x.meta.shape()[1]);
@@ -163,15 +173,10 @@ mod cube {
         if rows % ROWS != 0 || d_out % COLUMNS != 0 || w.meta.shape()[0] != d_in {
             return None;
         }
-        let shape = vec![rows, d_out];
-        let out = empty_device_dtype(x.client.clone(), x.device.clone(), shape.into(), x.dtype);
-        let invocations = (rows / ROWS) * (d_out / COLUMNS);
-        let client = x.client.clone();
-        let cube_dim = CubeDim::new(&client, invocations);
-        let cube_count = calculate_cube_count_elemwise(&client, invocations, cube_dim);
-        let dtype = dtype_to_storage_type(x.dtype);
+        let (out, cube_count, cube_dim, dtype) =
+            launch_setup(&x, vec![rows, d_out].into(), (rows / ROWS) * (d_out / COLUMNS));
         linear_kernel::launch(
-            &client,
+            &out.client,
             cube_count,
             cube_dim,
             x.into_tensor_arg(),
@@ -187,12 +192,15 @@ mod cube {
         let x = into_contiguous(cube(x)?);
         let shape = x.meta.shape().clone();
         let count = shape.num_elements();
-        let out = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
-        let client = x.client.clone();
-        let cube_dim = CubeDim::new(&client, count);
-        let cube_count = calculate_cube_count_elemwise(&client, count, cube_dim);
-        let dtype = dtype_to_storage_type(x.dtype);
-        gelu_kernel::launch(&client, cube_count, cube_dim, x.into_tensor_arg(), out.clone().into_tensor_arg(), dtype);
+        let (out, cube_count, cube_dim, dtype) = launch_setup(&x, shape, count);
+        gelu_kernel::launch(
+            &out.client,
+            cube_count,
+            cube_dim,
+            x.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            dtype,
+        );
         Some(Tensor::from_primitive::<Cube>(out))
     }
 
@@ -202,13 +210,9 @@ mod cube {
             (into_contiguous(cube(x)?), into_contiguous(cube(&norm.gamma.val())?), into_contiguous(cube(&beta)?));
         let shape = x.meta.shape().clone();
         let (rows, width) = (shape[0], shape[1]);
-        let out = empty_device_dtype(x.client.clone(), x.device.clone(), shape, x.dtype);
-        let client = x.client.clone();
-        let cube_dim = CubeDim::new(&client, rows);
-        let cube_count = calculate_cube_count_elemwise(&client, rows, cube_dim);
-        let dtype = dtype_to_storage_type(x.dtype);
+        let (out, cube_count, cube_dim, dtype) = launch_setup(&x, shape, rows);
         layer_norm_kernel::launch(
-            &client,
+            &out.client,
             cube_count,
             cube_dim,
             x.into_tensor_arg(),
@@ -228,14 +232,9 @@ mod cube {
         if tokens == 0 || heads == 0 || rows % tokens != 0 || width % heads != 0 {
             return None;
         }
-        let out = empty_device_dtype(q.client.clone(), q.device.clone(), shape, q.dtype);
-        let invocations = rows * heads;
-        let client = q.client.clone();
-        let cube_dim = CubeDim::new(&client, invocations);
-        let cube_count = calculate_cube_count_elemwise(&client, invocations, cube_dim);
-        let dtype = dtype_to_storage_type(q.dtype);
+        let (out, cube_count, cube_dim, dtype) = launch_setup(&q, shape, rows * heads);
         attention_kernel::launch(
-            &client,
+            &out.client,
             cube_count,
             cube_dim,
             q.into_tensor_arg(),
