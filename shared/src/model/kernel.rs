@@ -5,15 +5,18 @@
 //! tests, and visitors without a usable GPU) emulates barriers, and there a token-wise layer ([8000, 32] by
 //! [32, 32]) takes about 50 ms. burn also composes attention, layer norm and GELU from five to nine kernels each, a
 //! pass over memory apiece. On GPU devices this module runs:
-//! - linear layers through a register-tiled kernel (an 8×8 output tile per invocation), or, where the shape does
-//!   not fit it (the classifier head), as 1-wide convolutions (cubecl's direct kernel);
-//! - attention as one kernel per (image, head, query): scores, softmax and weighted sum in registers, over the
-//!   projections' own layout, so no head is split or merged by a copy;
-//! - layer norm as one kernel per row and GELU as one kernel per element;
+//! - linear layers through a register-tiled kernel (an 8×8 output tile per invocation, loaded and stored as vectors
+//!   of four), or, where the shape does not fit it (the classifier head), as 1-wide convolutions (cubecl's direct
+//!   kernel);
+//! - attention as one kernel per (image, head, four queries): scores, softmax and weighted sum in registers, over
+//!   the projections' own layout, so no head is split or merged by a copy;
+//! - layer norm as one kernel per row and GELU as one kernel per vector of four elements;
 //! - other products (the LoRA fold) through cubecl's naive matmul kernel.
 //!
-//! On SwiftShader a node of the browser tests' bundle went from 2.9 s to about 0.3 s. Each kernel loops over the
-//! inner dimension per output element, which also suits hardware GPUs at this model's widths.
+//! A software adapter's cost is mostly per load and per invocation, not per multiply-add, so the kernels load each
+//! value once into registers and use it for as many outputs as they can. On SwiftShader a node of the default demo
+//! bundle (width 64, 500 test images) takes about 0.55 s, against 3 s with burn's kernels. Each kernel loops over
+//! the inner dimension per output element, which also suits hardware GPUs at this model's widths.
 //!
 //! Tensors that are not plain GPU tensors (the CPU, or autodiff while training) take burn's own operations, in the
 //! training graph's order, so the CPU path, and with it every trained bundle, is unchanged bit for bit (a test
@@ -138,7 +141,9 @@ mod cube {
     use cubecl::calculate_cube_count_elemwise;
     use cubecl::prelude::{CubeCount, CubeDim, ElemType};
 
-    use super::fused::{COLUMNS, ROWS, attention_kernel, gelu_kernel, layer_norm_kernel, linear_kernel};
+    use super::fused::{
+        COLUMNS, LANES, QUERIES, ROWS, attention_kernel, gelu_kernel, layer_norm_kernel, linear_kernel,
+    };
     use burn::nn::LayerNorm;
     use burn_dispatch::backends::Cube;
     use cubek::matmul::definition::{MatmulElems, MatmulGlobalElems};
@@ -155,8 +160,6 @@ mod cube {
         cube(t).is_some()
     }
 
-    /// `x · weight + bias` for [rows, d_in] by [d_in, d_out], an 8×8 output tile per invocation; `None` where rows
-    /// or d_out is not a multiple of 8 or there is no bias (the caller convolves instead: the classifier head).
     /// A kernel's output buffer (shaped `shape`, on `like`'s device and dtype) and its launch grid for
     /// `invocations` independent invocations.
     fn launch_setup(like: &CubeTensor, shape: Shape, invocations: usize) -> (CubeTensor, CubeCount, CubeDim, ElemType) {
@@ -166,25 +169,32 @@ mod cube {
         (out, cube_count, cube_dim, dtype_to_storage_type(like.dtype))
     }
 
+    /// `x · weight + bias` for [rows, d_in] by [d_in, d_out], an 8×8 output tile per invocation; `None` where rows
+    /// or d_out is not a multiple of 8, d_in not one of 4, or there is no bias (the caller convolves instead: the
+    /// classifier head).
     pub fn linear(x: &Tensor<2>, weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<2>> {
         let (x, w, b) = (into_contiguous(cube(x)?), into_contiguous(cube(weight)?), into_contiguous(cube(bias?)?));
         let (rows, d_in) = (x.meta.shape()[0], x.meta.shape()[1]);
         let d_out = w.meta.shape()[1];
-        if rows % ROWS != 0 || d_out % COLUMNS != 0 || w.meta.shape()[0] != d_in {
+        if rows % ROWS != 0 || d_out % COLUMNS != 0 || d_in % LANES != 0 || w.meta.shape()[0] != d_in {
             return None;
         }
         let (out, cube_count, cube_dim, dtype) =
             launch_setup(&x, vec![rows, d_out].into(), (rows / ROWS) * (d_out / COLUMNS));
-        linear_kernel::launch(
-            &out.client,
-            cube_count,
-            cube_dim,
-            x.into_tensor_arg(),
-            w.into_tensor_arg(),
-            b.into_tensor_arg(),
-            out.clone().into_tensor_arg(),
-            dtype,
-        );
+        // SAFETY: every index the kernel reads or writes is in bounds for invocations below the guard.
+        unsafe {
+            linear_kernel::launch_unchecked(
+                &out.client,
+                cube_count,
+                cube_dim,
+                LANES,
+                x.into_tensor_arg(),
+                w.into_tensor_arg(),
+                b.into_tensor_arg(),
+                out.clone().into_tensor_arg(),
+                dtype,
+            )
+        };
         Some(Tensor::from_primitive::<Cube>(out))
     }
 
@@ -192,11 +202,14 @@ mod cube {
         let x = into_contiguous(cube(x)?);
         let shape = x.meta.shape().clone();
         let count = shape.num_elements();
-        let (out, cube_count, cube_dim, dtype) = launch_setup(&x, shape, count);
+        // Four elements per invocation where the length allows: a software adapter's cost is per invocation.
+        let vector_size = if count.is_multiple_of(4) { 4 } else { 1 };
+        let (out, cube_count, cube_dim, dtype) = launch_setup(&x, shape, count / vector_size);
         gelu_kernel::launch(
             &out.client,
             cube_count,
             cube_dim,
+            vector_size,
             x.into_tensor_arg(),
             out.clone().into_tensor_arg(),
             dtype,
@@ -229,10 +242,10 @@ mod cube {
         let (q, k, v) = (into_contiguous(cube(q)?), into_contiguous(cube(k)?), into_contiguous(cube(v)?));
         let shape = q.meta.shape().clone();
         let (rows, width) = (shape[0], shape[1]);
-        if tokens == 0 || heads == 0 || rows % tokens != 0 || width % heads != 0 {
+        if tokens == 0 || !tokens.is_multiple_of(QUERIES) || heads == 0 || rows % tokens != 0 || width % heads != 0 {
             return None;
         }
-        let (out, cube_count, cube_dim, dtype) = launch_setup(&q, shape, rows * heads);
+        let (out, cube_count, cube_dim, dtype) = launch_setup(&q, shape, rows / QUERIES * heads);
         attention_kernel::launch(
             &out.client,
             cube_count,
@@ -282,15 +295,20 @@ mod fused {
 
     use super::LAYER_NORM_EPSILON;
 
-    /// One invocation per element, in the order of burn's GELU.
+    /// One invocation per vector of elements, in the order of burn's GELU.
     #[cube(launch)]
-    pub(super) fn gelu_kernel<F: Float>(x: &Tensor<F>, out: &mut Tensor<F>, #[define(F)] _dtype: ElemType) {
+    pub(super) fn gelu_kernel<F: Float, N: Size>(
+        x: &Tensor<Vector<F, N>>,
+        out: &mut Tensor<Vector<F, N>>,
+        #[define(F)] _dtype: ElemType,
+    ) {
         let i = ABSOLUTE_POS;
         if i >= x.len() {
             terminate!();
         }
         let y = x[i];
-        out[i] = y * (F::erf(y / F::new(core::f32::consts::SQRT_2)) + F::new(1.0)) / F::new(2.0);
+        let root = Vector::new(F::new(core::f32::consts::SQRT_2));
+        out[i] = y * (Vector::erf(y / root) + Vector::new(F::new(1.0))) / Vector::new(F::new(2.0));
     }
 
     /// One invocation per row: mean, variance, then `(x − mean) / sqrt(variance + ε) · γ + β`, in the order of
@@ -329,60 +347,80 @@ mod fused {
     /// Rows and columns of the output tile one invocation of [`linear_kernel`] computes.
     pub(super) const ROWS: usize = 8;
     pub(super) const COLUMNS: usize = 8;
+    /// Elements per vector [`linear_kernel`] loads and stores.
+    pub(super) const LANES: usize = 4;
 
-    /// One invocation per 8×8 tile of the output: each step of the inner dimension loads eight weights and eight
-    /// inputs for 64 multiply-adds into registers (the direct convolution loads about one value per multiply-add).
-    /// On SwiftShader 8×8 beat 4×4 by a quarter; 16×8 ran a little faster warm but took longer to compile.
-    #[cube(launch)]
-    pub(super) fn linear_kernel<F: Float>(
-        x: &Tensor<F>,
-        w: &Tensor<F>,
-        b: &Tensor<F>,
-        out: &mut Tensor<F>,
+    /// One invocation per 8×8 tile of the output, read and written as vectors of four: each step of four along the
+    /// inner dimension loads eight input vectors and eight weight vectors for 256 multiply-adds into registers. A
+    /// software adapter's cost is mostly per load, and a vector load costs about what a scalar one does (a third
+    /// of the time of scalar loads here). On SwiftShader 8×8 beat 4×4 by a quarter; 16×8 ran a little faster warm
+    /// but took longer to compile.
+    #[cube(launch_unchecked)]
+    pub(super) fn linear_kernel<F: Float, N: Size>(
+        x: &Tensor<Vector<F, N>>,
+        w: &Tensor<Vector<F, N>>,
+        b: &Tensor<Vector<F, N>>,
+        out: &mut Tensor<Vector<F, N>>,
         #[define(F)] _dtype: ElemType,
     ) {
         // The widths are read at run time: one compiled kernel serves every layer (a software adapter spends
         // about a tenth of a second compiling each).
-        let d_in = x.shape(1);
-        let d_out = w.shape(1);
-        let column_tiles = d_out / COLUMNS;
+        // N is LANES (the launcher's vector size).
+        let per_tile = comptime!(COLUMNS / LANES);
+        let in_vectors = x.shape(1) / LANES;
+        let out_vectors = w.shape(1) / LANES;
+        let tiles = w.shape(1) / COLUMNS;
         let pos = ABSOLUTE_POS;
-        if pos >= (x.shape(0) / ROWS) * column_tiles {
+        if pos >= (x.shape(0) / ROWS) * tiles {
             terminate!();
         }
-        let row = (pos / column_tiles) * ROWS;
-        let column = (pos % column_tiles) * COLUMNS;
-        let mut acc = Array::<F>::new(ROWS * COLUMNS);
+        let row = (pos / tiles) * ROWS;
+        let column = (pos % tiles) * per_tile;
+        let mut acc = Array::<Vector<F, N>>::new(ROWS * per_tile);
         #[unroll]
-        for i in 0..ROWS * COLUMNS {
-            acc[i] = F::new(0.0);
+        for i in 0..ROWS * per_tile {
+            acc[i] = Vector::new(F::new(0.0));
         }
-        for k in 0..d_in {
-            let mut weights = Array::<F>::new(COLUMNS);
-            #[unroll]
-            for j in 0..COLUMNS {
-                weights[j] = w[k * d_out + column + j];
-            }
+        for kv in 0..in_vectors {
+            let mut inputs = Array::<Vector<F, N>>::new(ROWS);
             #[unroll]
             for i in 0..ROWS {
-                let input = x[(row + i) * d_in + k];
+                inputs[i] = x[(row + i) * in_vectors + kv];
+            }
+            #[unroll]
+            for e in 0..LANES {
+                let k = kv * LANES + e;
+                let mut weights = Array::<Vector<F, N>>::new(per_tile);
                 #[unroll]
-                for j in 0..COLUMNS {
-                    acc[i * COLUMNS + j] += input * weights[j];
+                for j in 0..per_tile {
+                    weights[j] = w[k * out_vectors + column + j];
+                }
+                #[unroll]
+                for i in 0..ROWS {
+                    let input = Vector::new(inputs[i].extract(e));
+                    #[unroll]
+                    for j in 0..per_tile {
+                        acc[i * per_tile + j] += input * weights[j];
+                    }
                 }
             }
         }
         #[unroll]
         for i in 0..ROWS {
             #[unroll]
-            for j in 0..COLUMNS {
-                out[(row + i) * d_out + column + j] = acc[i * COLUMNS + j] + b[column + j];
+            for j in 0..per_tile {
+                out[(row + i) * out_vectors + column + j] = acc[i * per_tile + j] + b[column + j];
             }
         }
     }
 
-    /// One invocation per (image, head, query token): scores against the image's `tokens` keys, a softmax in
-    /// registers, and the weighted sum of the values, written where the query's row and head are.
+    /// Query tokens one invocation of [`attention_kernel`] attends for.
+    pub(super) const QUERIES: usize = 4;
+
+    /// One invocation per (image, head, four query tokens): scores against the image's `tokens` keys, a softmax, and
+    /// the weighted sum of the values, written where the queries' rows and head are. Each key and value is loaded
+    /// once for the four queries, and the queries and sums stay in registers: loads, not arithmetic, bound a
+    /// software adapter (four queries per invocation took a third of the time of one).
     #[cube(launch)]
     pub(super) fn attention_kernel<F: Float>(
         q: &Tensor<F>,
@@ -395,44 +433,91 @@ mod fused {
         #[define(F)] _dtype: ElemType,
     ) {
         let width = heads * head_dim;
-        let total = q.shape(0) * heads;
+        let groups = tokens / QUERIES;
         let pos = ABSOLUTE_POS;
-        if pos >= total {
+        if pos >= q.shape(0) / QUERIES * heads {
             terminate!();
         }
-        let token = pos % tokens;
-        let head = (pos / tokens) % heads;
-        let first = (pos / (tokens * heads)) * tokens;
+        let token = (pos % groups) * QUERIES;
+        let head = (pos / groups) % heads;
+        let first = (pos / (groups * heads)) * tokens;
         let column = head * head_dim;
-        let query = (first + token) * width + column;
         let root = F::sqrt(F::cast_from(head_dim as u32));
-        let mut scores = Array::<F>::new(tokens);
-        let mut max = F::new(0.0);
-        for j in 0..tokens {
-            let key = (first + j) * width + column;
-            let mut dot = F::new(0.0);
+        let mut queries = Array::<F>::new(QUERIES * head_dim);
+        #[unroll]
+        for i in 0..QUERIES {
             #[unroll]
             for c in 0..head_dim {
-                dot += q[query + c] * k[key + c];
-            }
-            let score = dot / root;
-            scores[j] = score;
-            if j == 0 || score > max {
-                max = score;
+                queries[i * head_dim + c] = q[(first + token + i) * width + column + c];
             }
         }
-        let mut sum = F::new(0.0);
+        // Scores, then the softmax's weights, of query i against key j at [j · QUERIES + i].
+        let mut scores = Array::<F>::new(tokens * QUERIES);
+        let mut max = Array::<F>::new(QUERIES);
         for j in 0..tokens {
-            let e = F::exp(scores[j] - max);
-            scores[j] = e;
-            sum += e;
-        }
-        for c in 0..head_dim {
-            let mut acc = F::new(0.0);
-            for j in 0..tokens {
-                acc += scores[j] / sum * v[(first + j) * width + column + c];
+            let key = (first + j) * width + column;
+            let mut dots = Array::<F>::new(QUERIES);
+            #[unroll]
+            for i in 0..QUERIES {
+                dots[i] = F::new(0.0);
             }
-            out[query + c] = acc;
+            #[unroll]
+            for c in 0..head_dim {
+                let kc = k[key + c];
+                #[unroll]
+                for i in 0..QUERIES {
+                    dots[i] += queries[i * head_dim + c] * kc;
+                }
+            }
+            #[unroll]
+            for i in 0..QUERIES {
+                let score = dots[i] / root;
+                scores[j * QUERIES + i] = score;
+                if j == 0 || score > max[i] {
+                    max[i] = score;
+                }
+            }
+        }
+        let mut sum = Array::<F>::new(QUERIES);
+        #[unroll]
+        for i in 0..QUERIES {
+            sum[i] = F::new(0.0);
+        }
+        for j in 0..tokens {
+            #[unroll]
+            for i in 0..QUERIES {
+                let e = F::exp(scores[j * QUERIES + i] - max[i]);
+                scores[j * QUERIES + i] = e;
+                sum[i] += e;
+            }
+        }
+        let mut acc = Array::<F>::new(QUERIES * head_dim);
+        #[unroll]
+        for i in 0..QUERIES * head_dim {
+            acc[i] = F::new(0.0);
+        }
+        for j in 0..tokens {
+            let value = (first + j) * width + column;
+            let mut weights = Array::<F>::new(QUERIES);
+            #[unroll]
+            for i in 0..QUERIES {
+                weights[i] = scores[j * QUERIES + i] / sum[i];
+            }
+            #[unroll]
+            for c in 0..head_dim {
+                let vc = v[value + c];
+                #[unroll]
+                for i in 0..QUERIES {
+                    acc[i * head_dim + c] += weights[i] * vc;
+                }
+            }
+        }
+        #[unroll]
+        for i in 0..QUERIES {
+            #[unroll]
+            for c in 0..head_dim {
+                out[(first + token + i) * width + column + c] = acc[i * head_dim + c];
+            }
         }
     }
 }
