@@ -77,7 +77,14 @@ pub fn step(name: &str, mut cmd: Command) -> Result<(), String> {
 fn test(extra: &[String]) -> Result<(), String> {
     tools::rust_components()?;
     step("format", run("cargo", &["fmt", "--all", "--check"]))?;
-    step("clippy (host)", run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // `trainer/gpu-tests` adds the GPU kernel tests to the targets clippy checks (they run in `browser_tests`).
+    step(
+        "clippy (host)",
+        run(
+            "cargo",
+            &["clippy", "--workspace", "--all-targets", "--features", "trainer/gpu-tests", "--", "-D", "warnings"],
+        ),
+    )?;
     step(
         "clippy (wasm32)",
         run(
@@ -111,6 +118,9 @@ fn test(extra: &[String]) -> Result<(), String> {
 fn browser_tests() -> Result<(), String> {
     tools::web_tools()?;
     tools::browser_tools(&root())?;
+    let mut kernels = run("cargo", &["test", "-p", "trainer", "--features", "gpu-tests", "--test", "gpu_kernels"]);
+    tools::software_vulkan(&mut kernels)?;
+    step("GPU kernels against the CPU (software Vulkan)", kernels)?;
     step("build the trainer", run("cargo", &["build", "-p", "trainer"]))?;
     let trainer = target_dir().join("debug").join("trainer");
     let bundle = target_dir().join("browser-test-bundle");

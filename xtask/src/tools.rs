@@ -10,6 +10,23 @@ pub const TRUNK_VERSION: &str = "0.21.14";
 /// Must equal the `wasm-bindgen` version in Cargo.lock (trunk checks it).
 pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
 pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// Where Debian's Chromium keeps its software Vulkan driver (SwiftShader) and the Vulkan loader it ships with.
+const CHROMIUM_LIB: &str = "/usr/lib/chromium";
+
+/// Points wgpu in `cmd` at Chromium's software Vulkan adapter, the one the browser tests' WebGPU runs on, so the
+/// GPU kernel tests run the same way on every machine, with or without a GPU.
+pub fn software_vulkan(cmd: &mut Command) -> Result<(), String> {
+    let icd = Path::new(CHROMIUM_LIB).join("vk_swiftshader_icd.json");
+    if !icd.is_file() {
+        return Err(format!("{}: missing (Chromium's software Vulkan driver)", icd.display()));
+    }
+    let libraries = match std::env::var("LD_LIBRARY_PATH") {
+        Ok(path) if !path.is_empty() => format!("{CHROMIUM_LIB}:{path}"),
+        _ => CHROMIUM_LIB.to_string(),
+    };
+    cmd.env("VK_ICD_FILENAMES", &icd).env("VK_DRIVER_FILES", &icd).env("LD_LIBRARY_PATH", libraries);
+    Ok(())
+}
 
 fn output(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
