@@ -20,8 +20,9 @@
 //!
 //! Tensors that are not plain GPU tensors (the CPU, or autodiff while training) take burn's own operations, in the
 //! training graph's order, so the CPU path, and with it every trained bundle, is unchanged bit for bit (a test
-//! bundle built before and after this module has the same manifest, every weight file's sha256 included). The
-//! browser tests check that the page's accuracy on WebGPU equals `trainer eval`'s on the CPU.
+//! bundle built before and after this module has the same manifest, every weight file's sha256 included).
+//! `trainer/tests/gpu_kernels.rs` compares every kernel and whole components with the CPU on a software Vulkan
+//! adapter, and the browser tests check that the page's accuracy on WebGPU equals `trainer eval`'s on the CPU.
 
 use burn::nn::LayerNorm;
 use burn::tensor::Tensor;
