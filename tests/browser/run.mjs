@@ -5,8 +5,10 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
-import { chromium } from 'playwright-core';
+import {
+  accuracyAfter, clickToAccuracy, launch, longestTask, recordBodies, settled, TIMEOUT, transferred, watchClicks,
+  watchLongTasks,
+} from './page.mjs';
 
 const { BASE_URL, BUNDLE_DIR, TRAINER, CHROMIUM, ARTIFACTS } = process.env;
 for (const [k, v] of Object.entries({ BASE_URL, BUNDLE_DIR, TRAINER, CHROMIUM, ARTIFACTS })) {
@@ -14,68 +16,6 @@ for (const [k, v] of Object.entries({ BASE_URL, BUNDLE_DIR, TRAINER, CHROMIUM, A
 }
 mkdirSync(ARTIFACTS, { recursive: true });
 const metrics = {};
-const TIMEOUT = 120_000;
-
-/// Records the page's long main-thread tasks (> 50 ms), so the tests can report the longest freeze.
-async function watchLongTasks(page) {
-  await page.addInitScript(() => {
-    window.__longTasks = [];
-    new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) window.__longTasks.push(Math.round(e.duration));
-    }).observe({ type: 'longtask', buffered: true });
-  });
-}
-
-const longestTask = (page) => page.evaluate(() => Math.max(0, ...window.__longTasks));
-
-/// Times, inside the page, each click until the next frame after the accuracy element changes its `data-deleted`
-/// (the click's event time to the first frame that can show the new figure), without the test harness's own
-/// latency (its click round trip and polling).
-async function watchClicks(page) {
-  await page.addInitScript(() => {
-    window.__click = null;
-    window.__clickToAccuracy = null;
-    addEventListener('click', (e) => { window.__click = e.timeStamp; window.__clickToAccuracy = null; }, true);
-    new MutationObserver((records) => {
-      const changed = records.some((r) => r.target.dataset && r.target.dataset.testid === 'accuracy');
-      if (!changed || window.__click === null) return;
-      const clicked = window.__click;
-      window.__click = null;
-      requestAnimationFrame(() => { window.__clickToAccuracy = performance.now() - clicked; });
-    }).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-deleted'] });
-  });
-}
-
-/// The in-page click-to-accuracy time of the last click (see `watchClicks`).
-async function clickToAccuracy(page) {
-  await page.waitForFunction(() => window.__clickToAccuracy !== null, null, { timeout: TIMEOUT });
-  return Math.round(await page.evaluate(() => window.__clickToAccuracy));
-}
-
-async function launch(webgpu) {
-  const args = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--no-first-run', '--disable-dev-shm-usage'];
-  if (webgpu) args.push('--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader');
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args });
-}
-
-/// Waits until the page shows an accuracy for `deleted` deletions; returns its value.
-async function accuracyAfter(page, deleted) {
-  const el = page.getByTestId('accuracy');
-  await page.waitForFunction((n) => {
-    const e = document.querySelector('[data-testid="accuracy"]');
-    return e && e.dataset.deleted === String(n) && e.dataset.value !== undefined;
-  }, deleted, { timeout: TIMEOUT });
-  return { value: Number(await el.getAttribute('data-value')), millis: Number(await el.getAttribute('data-millis')) };
-}
-
-/// Waits until the page also shows SISA's accuracy for `deleted` deletions (it follows S3T's), so the page is idle.
-async function settled(page, deleted) {
-  await page.waitForFunction((n) => {
-    const e = document.querySelector('[data-testid="sisa-accuracy"]');
-    return e && e.dataset.deleted === String(n);
-  }, deleted, { timeout: TIMEOUT });
-}
 
 /// The trainer's view of the same deletions, on a copy of the bundle: served components and ensemble accuracy.
 function trainerAfter(ids) {
@@ -126,24 +66,15 @@ async function test(name, body) {
 }
 
 // WebGPU runs on the software adapter here (slow), so the backend-independent checks run on the CPU backend.
-const webgpu = await launch(true);
-const cpu = await launch(false);
+const webgpu = await launch(CHROMIUM, true);
+const cpu = await launch(CHROMIUM, false);
 
 await test('loads on WebGPU, shows accuracy, saves a screenshot', async () => {
   const context = await webgpu.newContext({ viewport: { width: 1280, height: 1600 } });
   const page = await context.newPage();
   await watchLongTasks(page);
   page.on('console', (m) => { if (m.text().startsWith('s3t timing')) console.log(`  webgpu ${m.text()}`); });
-  // Every response body, the wasm module included: Chromium compiles it while streaming, and then the protocol has
-  // no body to give, so it is fetched again here. They are compressed after the timings, which they would slow.
-  const bodies = [];
-  page.on('response', async (r) => {
-    try {
-      bodies.push(await r.body());
-    } catch {
-      try { bodies.push(Buffer.from(await (await fetch(r.url())).arrayBuffer())); } catch { /* redirects */ }
-    }
-  });
+  const bodies = recordBodies(page);
   const started = Date.now();
   await page.goto(BASE_URL);
   const first = await accuracyAfter(page, 0);
@@ -153,8 +84,7 @@ await test('loads on WebGPU, shows accuracy, saves a screenshot', async () => {
   const expected = trainerAfter([]).evaluation; // no deletions: the bundle as built
   await settled(page, 0);
   metrics.webgpu_longest_task_ms = await longestTask(page);
-  metrics.transferred_bytes = bodies.reduce((n, b) => n + b.length, 0);
-  metrics.transferred_gzip_bytes = bodies.reduce((n, b) => n + gzipSync(b, { level: 9 }).length, 0);
+  Object.assign(metrics, transferred(bodies));
   await page.screenshot({ path: join(ARTIFACTS, 'main.png'), fullPage: true });
   assert.ok(Math.abs(first.value - expected.accuracy) <= 0.001, `page ${first.value} vs trainer ${expected.accuracy}`);
   await context.close();

@@ -4,7 +4,7 @@
 //!   Chromium, npm packages), then runs every check: formatting, clippy (host and wasm32), the Rust test suite, the
 //!   web build and the headless-Chromium tests.
 //! - `cargo xtask demo`: builds the default bundle if it is missing, builds the web app and serves it on
-//!   127.0.0.1.
+//!   127.0.0.1; with `--measure`, times the page on that bundle in headless Chromium instead of serving on.
 
 mod serve;
 mod tools;
@@ -43,6 +43,7 @@ fn print_help() {
          build and the browser tests; ARGS go to `cargo test` (e.g. `-- --ignored` for the long runs)\n  \
          browser          only the web build and the browser tests\n  \
          demo [--port N]  build the default bundle if missing and the web app, serve on 127.0.0.1 (default 8080)\n  \
+         demo --measure   the same, then time the page on the demo bundle in headless Chromium (software WebGPU)\n  \
          bench [ARGS]     run the criterion benchmarks (`cargo bench -p s3t ARGS`)"
     );
 }
@@ -179,10 +180,13 @@ fn web_data(mut trainer: Command, bundle: &Path) -> Result<(), String> {
 }
 
 fn demo(args: &[String]) -> Result<(), String> {
-    let port = match args {
-        [] => 8080,
-        [flag, value] if flag == "--port" => value.parse().map_err(|_| format!("--port {value:?} is not a port"))?,
-        _ => return Err("usage: cargo xtask demo [--port N]".into()),
+    let (port, measure) = match args {
+        [] => (8080, false),
+        [flag] if flag == "--measure" => (0, true),
+        [flag, value] if flag == "--port" => {
+            (value.parse().map_err(|_| format!("--port {value:?} is not a port"))?, false)
+        }
+        _ => return Err("usage: cargo xtask demo [--port N | --measure]".into()),
     };
     tools::rust_components()?;
     tools::web_tools()?;
@@ -199,6 +203,16 @@ fn demo(args: &[String]) -> Result<(), String> {
     web_data(run("cargo", &["run", "-q", "-p", "trainer", "--"]), &bundle)?;
     step("build the web app", run("trunk", &["build"]))?;
     let server = serve::start(root().join("web/dist"), bundle, port)?;
+    if measure {
+        // The page's speed on the software WebGPU adapter, as the browser tests measure it, on the demo bundle.
+        tools::browser_tools(&root())?;
+        let mut cmd = run("node", &["speed.mjs"]);
+        cmd.current_dir(root().join("tests/browser"))
+            .env("BASE_URL", format!("http://127.0.0.1:{}/", server.port))
+            .env("CHROMIUM", tools::CHROMIUM)
+            .env("OUT", root().join("tests/browser/artifacts/demo-speed.json"));
+        return step("measure the demo (headless Chromium, software WebGPU)", cmd);
+    }
     println!("xtask: serving the S3T demo at http://127.0.0.1:{}/ (Ctrl-C to stop)", server.port);
     loop {
         std::thread::park();

@@ -1,0 +1,89 @@
+// What the browser tests (`run.mjs`) and the demo's speed measurement (`speed.mjs`) do with a page of the S3T web app.
+import { gzipSync } from 'node:zlib';
+import { chromium } from 'playwright-core';
+
+export const TIMEOUT = 120_000;
+
+/// Records the page's long main-thread tasks (> 50 ms), so the tests can report the longest freeze.
+export async function watchLongTasks(page) {
+  await page.addInitScript(() => {
+    window.__longTasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__longTasks.push(Math.round(e.duration));
+    }).observe({ type: 'longtask', buffered: true });
+  });
+}
+
+export const longestTask = (page) => page.evaluate(() => Math.max(0, ...window.__longTasks));
+
+/// Times, inside the page, each click until the next frame after the accuracy element changes its `data-deleted`
+/// (the click's event time to the first frame that can show the new figure), without the test harness's own
+/// latency (its click round trip and polling).
+export async function watchClicks(page) {
+  await page.addInitScript(() => {
+    window.__click = null;
+    window.__clickToAccuracy = null;
+    addEventListener('click', (e) => { window.__click = e.timeStamp; window.__clickToAccuracy = null; }, true);
+    new MutationObserver((records) => {
+      const changed = records.some((r) => r.target.dataset && r.target.dataset.testid === 'accuracy');
+      if (!changed || window.__click === null) return;
+      const clicked = window.__click;
+      window.__click = null;
+      requestAnimationFrame(() => { window.__clickToAccuracy = performance.now() - clicked; });
+    }).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-deleted'] });
+  });
+}
+
+/// The in-page click-to-accuracy time of the last click (see `watchClicks`).
+export async function clickToAccuracy(page) {
+  await page.waitForFunction(() => window.__clickToAccuracy !== null, null, { timeout: TIMEOUT });
+  return Math.round(await page.evaluate(() => window.__clickToAccuracy));
+}
+
+/// Headless Chromium, with WebGPU on the software adapter (SwiftShader) when `webgpu` is set.
+export async function launch(executablePath, webgpu) {
+  const args = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--no-first-run', '--disable-dev-shm-usage'];
+  if (webgpu) args.push('--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader');
+  return chromium.launch({ executablePath, headless: true, args });
+}
+
+/// Waits until the page shows an accuracy for `deleted` deletions; returns its value.
+export async function accuracyAfter(page, deleted) {
+  const el = page.getByTestId('accuracy');
+  await page.waitForFunction((n) => {
+    const e = document.querySelector('[data-testid="accuracy"]');
+    return e && e.dataset.deleted === String(n) && e.dataset.value !== undefined;
+  }, deleted, { timeout: TIMEOUT });
+  return { value: Number(await el.getAttribute('data-value')), millis: Number(await el.getAttribute('data-millis')) };
+}
+
+/// Waits until the page also shows SISA's accuracy for `deleted` deletions (it follows S3T's), so the page is idle.
+export async function settled(page, deleted) {
+  await page.waitForFunction((n) => {
+    const e = document.querySelector('[data-testid="sisa-accuracy"]');
+    return e && e.dataset.deleted === String(n);
+  }, deleted, { timeout: TIMEOUT });
+}
+
+/// Collects every response body, the wasm module included: Chromium compiles it while streaming, and then the
+/// protocol has no body to give, so it is fetched again here.
+export function recordBodies(page) {
+  const bodies = [];
+  page.on('response', async (r) => {
+    try {
+      bodies.push(await r.body());
+    } catch {
+      try { bodies.push(Buffer.from(await (await fetch(r.url())).arrayBuffer())); } catch { /* redirects */ }
+    }
+  });
+  return bodies;
+}
+
+/// Bytes transferred, as served and gzipped (level 9). Call it after the timings: compressing slows the page.
+export function transferred(bodies) {
+  return {
+    transferred_bytes: bodies.reduce((n, b) => n + b.length, 0),
+    transferred_gzip_bytes: bodies.reduce((n, b) => n + gzipSync(b, { level: 9 }).length, 0),
+  };
+}

@@ -1,0 +1,69 @@
+// Measures the web app's speed on a served bundle in headless Chromium on the software WebGPU adapter: first
+// accuracy after navigation, a deletion that needs one new prefix node, the same deletion with every node memoised,
+// the longest main-thread task, and the bytes transferred. `cargo xtask demo --measure` runs it on the default demo
+// bundle with BASE_URL and CHROMIUM set; OUT, when set, names a JSON file for the figures.
+import { writeFileSync } from 'node:fs';
+import {
+  accuracyAfter, clickToAccuracy, launch, longestTask, recordBodies, settled, transferred, watchClicks,
+  watchLongTasks,
+} from './page.mjs';
+
+const { BASE_URL, CHROMIUM, OUT } = process.env;
+for (const [k, v] of Object.entries({ BASE_URL, CHROMIUM })) {
+  if (!v) throw new Error(`${k} is not set (run through \`cargo xtask demo --measure\`)`);
+}
+
+const browser = await launch(CHROMIUM, true);
+const context = await browser.newContext({ viewport: { width: 1280, height: 1600 } });
+const page = await context.newPage();
+await watchLongTasks(page);
+await watchClicks(page);
+page.on('console', (m) => { if (m.text().startsWith('s3t timing')) console.log(`  ${m.text()}`); });
+const bodies = recordBodies(page);
+const figures = {};
+
+const started = Date.now();
+await page.goto(BASE_URL);
+figures.first_accuracy_ms = (await accuracyAfter(page, 0), Date.now() - started);
+figures.backend = await page.getByTestId('backend').innerText();
+await settled(page, 0);
+
+// The first sample of the grid: a deletion that needs new prefix nodes (nothing shorter is evaluated yet).
+await page.getByTestId('filter-class').selectOption('');
+const sample = page.locator('[data-testid^="sample-"]').first();
+const t0 = Date.now();
+await sample.click();
+const fresh = await accuracyAfter(page, 1);
+figures.delete_to_accuracy_ms_new_node = Date.now() - t0;
+figures.delete_click_to_accuracy_in_page_ms_new_node = await clickToAccuracy(page);
+figures.delete_to_accuracy_page_ms_new_node = fresh.millis;
+await settled(page, 1);
+
+// Reset, then the same deletion: every node it needs is memoised.
+await page.getByTestId('reset').click();
+await accuracyAfter(page, 0);
+await settled(page, 0);
+const t1 = Date.now();
+await sample.click();
+const memo = await accuracyAfter(page, 1);
+figures.delete_to_accuracy_ms_memoised = Date.now() - t1;
+figures.delete_click_to_accuracy_in_page_ms_memoised = await clickToAccuracy(page);
+figures.delete_to_accuracy_page_ms_memoised = memo.millis;
+figures.longest_task_ms = await longestTask(page);
+await context.close();
+await browser.close();
+Object.assign(figures, transferred(bodies));
+
+// The web app's speed goals, against the figures measured inside the page.
+const goals = [
+  ['first accuracy after navigation', figures.first_accuracy_ms, 5000, 'ms'],
+  ['deletion that needs one new node, click to frame', figures.delete_click_to_accuracy_in_page_ms_new_node, 1000, 'ms'],
+  ['deletion whose nodes are memoised, click to frame', figures.delete_click_to_accuracy_in_page_ms_memoised, 100, 'ms'],
+  ['longest main-thread task', figures.longest_task_ms, 200, 'ms'],
+  ['transferred, gzipped', figures.transferred_gzip_bytes, 8_000_000, 'bytes'],
+];
+console.log(JSON.stringify(figures, null, 2));
+for (const [what, value, limit, unit] of goals) {
+  console.log(`${value <= limit ? 'meets' : 'MISSES'} ${what}: ${value} ${unit} (goal ${limit} ${unit})`);
+}
+if (OUT) writeFileSync(OUT, JSON.stringify(figures, null, 2));
