@@ -8,8 +8,8 @@
 //! - linear layers through a register-tiled kernel (an 8×8 output tile per invocation, loaded and stored as vectors
 //!   of four), or, where the shape does not fit it (the classifier head), as 1-wide convolutions (cubecl's direct
 //!   kernel);
-//! - attention as one kernel per (image, head, four queries): scores, softmax and weighted sum in registers, over
-//!   the projections' own layout, so no head is split or merged by a copy;
+//! - attention as one kernel per (image, head, four queries), reading vectors of four: scores, softmax and weighted
+//!   sum in registers, over the projections' own layout, so no head is split or merged by a copy;
 //! - layer norm as one kernel per row and GELU as one kernel per vector of four elements;
 //! - other products (the LoRA fold) through cubecl's naive matmul kernel.
 //!
@@ -243,7 +243,13 @@ mod cube {
         let (q, k, v) = (into_contiguous(cube(q)?), into_contiguous(cube(k)?), into_contiguous(cube(v)?));
         let shape = q.meta.shape().clone();
         let (rows, width) = (shape[0], shape[1]);
-        if tokens == 0 || !tokens.is_multiple_of(QUERIES) || heads == 0 || rows % tokens != 0 || width % heads != 0 {
+        if tokens == 0
+            || !tokens.is_multiple_of(QUERIES)
+            || heads == 0
+            || rows % tokens != 0
+            || width % heads != 0
+            || !(width / heads).is_multiple_of(LANES)
+        {
             return None;
         }
         let (out, cube_count, cube_dim, dtype) = launch_setup(&q, shape, rows / QUERIES * heads);
@@ -251,6 +257,7 @@ mod cube {
             &out.client,
             cube_count,
             cube_dim,
+            LANES,
             q.into_tensor_arg(),
             k.into_tensor_arg(),
             v.into_tensor_arg(),
@@ -420,20 +427,23 @@ mod fused {
 
     /// One invocation per (image, head, four query tokens): scores against the image's `tokens` keys, a softmax, and
     /// the weighted sum of the values, written where the queries' rows and head are. Each key and value is loaded
-    /// once for the four queries, and the queries and sums stay in registers: loads, not arithmetic, bound a
-    /// software adapter (four queries per invocation took a third of the time of one).
+    /// once for the four queries, as vectors of four, and the queries and sums stay in registers: loads, not
+    /// arithmetic, bound a software adapter (this took a quarter of the time of one scalar query per invocation).
+    /// Vectors also keep the unrolled body small, and with it the compilation on the page's main thread.
     #[cube(launch)]
-    pub(super) fn attention_kernel<F: Float>(
-        q: &Tensor<F>,
-        k: &Tensor<F>,
-        v: &Tensor<F>,
-        out: &mut Tensor<F>,
+    pub(super) fn attention_kernel<F: Float, N: Size>(
+        q: &Tensor<Vector<F, N>>,
+        k: &Tensor<Vector<F, N>>,
+        v: &Tensor<Vector<F, N>>,
+        out: &mut Tensor<Vector<F, N>>,
         #[comptime] tokens: usize,
         #[comptime] heads: usize,
         #[comptime] head_dim: usize,
         #[define(F)] _dtype: ElemType,
     ) {
-        let width = heads * head_dim;
+        // N is LANES (the launcher's vector size); widths below count vectors.
+        let per_head = comptime!(head_dim / LANES);
+        let width = heads * per_head;
         let groups = tokens / QUERIES;
         let pos = ABSOLUTE_POS;
         if pos >= q.shape(0) / QUERIES * heads {
@@ -442,14 +452,14 @@ mod fused {
         let token = (pos % groups) * QUERIES;
         let head = (pos / groups) % heads;
         let first = (pos / (groups * heads)) * tokens;
-        let column = head * head_dim;
+        let column = head * per_head;
         let root = F::sqrt(F::cast_from(head_dim as u32));
-        let mut queries = Array::<F>::new(QUERIES * head_dim);
+        let mut queries = Array::<Vector<F, N>>::new(QUERIES * per_head);
         #[unroll]
         for i in 0..QUERIES {
             #[unroll]
-            for c in 0..head_dim {
-                queries[i * head_dim + c] = q[(first + token + i) * width + column + c];
+            for c in 0..per_head {
+                queries[i * per_head + c] = q[(first + token + i) * width + column + c];
             }
         }
         // Scores, then the softmax's weights, of query i against key j at [j · QUERIES + i].
@@ -457,22 +467,27 @@ mod fused {
         let mut max = Array::<F>::new(QUERIES);
         for j in 0..tokens {
             let key = (first + j) * width + column;
-            let mut dots = Array::<F>::new(QUERIES);
+            let mut partial = Array::<Vector<F, N>>::new(QUERIES);
             #[unroll]
             for i in 0..QUERIES {
-                dots[i] = F::new(0.0);
+                partial[i] = Vector::new(F::new(0.0));
             }
             #[unroll]
-            for c in 0..head_dim {
+            for c in 0..per_head {
                 let kc = k[key + c];
                 #[unroll]
                 for i in 0..QUERIES {
-                    dots[i] += queries[i * head_dim + c] * kc;
+                    partial[i] += queries[i * per_head + c] * kc;
                 }
             }
             #[unroll]
             for i in 0..QUERIES {
-                let score = dots[i] / root;
+                let mut dot = F::new(0.0);
+                #[unroll]
+                for l in 0..LANES {
+                    dot += partial[i].extract(l);
+                }
+                let score = dot / root;
                 scores[j * QUERIES + i] = score;
                 if j == 0 || score > max[i] {
                     max[i] = score;
@@ -492,32 +507,32 @@ mod fused {
                 sum[i] += e;
             }
         }
-        let mut acc = Array::<F>::new(QUERIES * head_dim);
+        let mut acc = Array::<Vector<F, N>>::new(QUERIES * per_head);
         #[unroll]
-        for i in 0..QUERIES * head_dim {
-            acc[i] = F::new(0.0);
+        for i in 0..QUERIES * per_head {
+            acc[i] = Vector::new(F::new(0.0));
         }
         for j in 0..tokens {
             let value = (first + j) * width + column;
-            let mut weights = Array::<F>::new(QUERIES);
+            let mut weights = Array::<Vector<F, N>>::new(QUERIES);
             #[unroll]
             for i in 0..QUERIES {
-                weights[i] = scores[j * QUERIES + i] / sum[i];
+                weights[i] = Vector::new(scores[j * QUERIES + i] / sum[i]);
             }
             #[unroll]
-            for c in 0..head_dim {
+            for c in 0..per_head {
                 let vc = v[value + c];
                 #[unroll]
                 for i in 0..QUERIES {
-                    acc[i * head_dim + c] += weights[i] * vc;
+                    acc[i * per_head + c] += weights[i] * vc;
                 }
             }
         }
         #[unroll]
         for i in 0..QUERIES {
             #[unroll]
-            for c in 0..head_dim {
-                out[(first + token + i) * width + column + c] = acc[i * head_dim + c];
+            for c in 0..per_head {
+                out[(first + token + i) * width + column + c] = acc[i * per_head + c];
             }
         }
     }
