@@ -234,3 +234,15 @@ fn invalid_arguments_give_one_error_line() {
         assert_one_line_error(args, needle);
     }
 }
+
+#[test]
+fn bench_json_reports_throughput_and_the_deletion_cost_of_both_methods() {
+    let v = json_of(&["bench", "--samples", "128", "--device", "cpu", "--json"]);
+    assert!(v["device"].as_str().is_some_and(|d| d.starts_with("cpu")), "{v}");
+    for key in ["train_samples_per_s", "node_train_samples_per_s", "s3t_delete_to_serve_s", "sisa_retrain_s"] {
+        assert!(f64_of(&v, key) > 0.0, "{key} in {v}");
+    }
+    // Both times come from the same run, and the ratio is theirs.
+    let expected = f64_of(&v, "sisa_retrain_s") / f64_of(&v, "s3t_delete_to_serve_s");
+    assert!((f64_of(&v, "sisa_over_s3t") - expected).abs() <= 1e-9 * expected, "{v}");
+}
