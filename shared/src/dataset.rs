@@ -18,6 +18,12 @@ use thiserror::Error;
 const IDX_IMAGES_MAGIC: u32 = 0x0000_0803;
 const IDX_LABELS_MAGIC: u32 = 0x0000_0801;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// Largest decompressed gzip input accepted (bytes). The data sets here are tens of MB; a stream that inflates to
+/// more is damage or a decompression bomb, and must not exhaust memory (the browser has 4 GiB at most).
+pub const MAX_DECOMPRESSED_BYTES: u64 = 512 << 20;
+/// Largest image accepted (pixels, 4096 × 4096): far above the 28 × 28 images the model reads, and low enough that
+/// `count × pixels` of any IDX header fits in u64.
+pub const MAX_IMAGE_PIXELS: u64 = 1 << 24;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DataError {
@@ -25,6 +31,15 @@ pub enum DataError {
     Io { file: String, reason: String },
     #[error("{file}: not a gzip stream that decompresses: {reason}")]
     Gzip { file: String, reason: String },
+    #[error("{file}: decompresses to more than {limit} bytes, the limit for a data file")]
+    Decompressed { file: String, limit: u64 },
+    #[error(
+        "{file}: images of {rows}×{cols} pixels are not supported (each side at least 1, at most {MAX_IMAGE_PIXELS} \
+         pixels per image)"
+    )]
+    ImageShape { file: String, rows: u32, cols: u32 },
+    #[error("{file}: the IDX header declares {count} images of {rows}×{cols} pixels, more than this platform can hold")]
+    TooLarge { file: String, count: u64, rows: u32, cols: u32 },
     #[error("{file}: bad IDX magic {found:#010x}, expected {expected:#010x} ({kind})")]
     BadMagic { file: String, found: u32, expected: u32, kind: &'static str },
     #[error("{file}: truncated: {what} needs {expected} bytes but the file has {found}")]
@@ -65,7 +80,8 @@ impl Dataset {
     }
 
     pub fn pixels_per_image(&self) -> usize {
-        (self.rows * self.cols) as usize
+        // In usize: `rows * cols` in u32 would overflow for shapes the parsers refuse but a caller could build.
+        (self.rows as usize).saturating_mul(self.cols as usize)
     }
 
     pub fn image(&self, index: usize) -> &[u8] {
@@ -132,26 +148,52 @@ impl Splits {
     }
 }
 
-/// Decompresses gzip input (recognised by its magic bytes); other input is returned as is.
+/// Decompresses gzip input (recognised by its magic bytes) of at most [`MAX_DECOMPRESSED_BYTES`]; other input is
+/// returned as is.
 pub fn maybe_gunzip(file: &str, bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
-    if bytes.len() < 2 || bytes[..2] != GZIP_MAGIC {
+    gunzip_limited(file, bytes, MAX_DECOMPRESSED_BYTES)
+}
+
+fn gunzip_limited(file: &str, bytes: Vec<u8>, limit: u64) -> Result<Vec<u8>, DataError> {
+    if !bytes.starts_with(&GZIP_MAGIC) {
         return Ok(bytes);
     }
     let mut out = Vec::new();
+    // One byte past the limit tells "exactly at the limit" from "over it" without inflating the rest.
     GzDecoder::new(&bytes[..])
+        .take(limit.saturating_add(1))
         .read_to_end(&mut out)
-        .map_err(|e| DataError::Gzip { file: file.to_owned(), reason: e.to_string() })?;
+        .map_err(|e| DataError::Gzip { file: file.to_owned(), reason: one_line(&e.to_string()) })?;
+    if out.len() as u64 > limit {
+        return Err(DataError::Decompressed { file: file.to_owned(), limit });
+    }
     Ok(out)
 }
 
+/// Error messages are one line (the trainer prints `error: …`, the page shows one line): a library's message with
+/// line breaks is joined.
+fn one_line(text: &str) -> String {
+    text.split(['\n', '\r']).filter(|part| !part.trim().is_empty()).collect::<Vec<_>>().join("; ")
+}
+
+/// Pixels per image of a `rows × cols` shape, if it is one the loaders accept.
+fn image_pixels(file: &str, rows: u32, cols: u32) -> Result<u64, DataError> {
+    let pixels = u64::from(rows) * u64::from(cols);
+    if pixels == 0 || pixels > MAX_IMAGE_PIXELS {
+        return Err(DataError::ImageShape { file: file.to_owned(), rows, cols });
+    }
+    Ok(pixels)
+}
+
 fn be_u32(file: &str, bytes: &[u8], at: usize, what: &'static str) -> Result<u32, DataError> {
-    let slice = bytes.get(at..at + 4).ok_or(DataError::Truncated {
+    let word: Option<[u8; 4]> = bytes.get(at..at.saturating_add(4)).and_then(|s| s.try_into().ok());
+    let word = word.ok_or_else(|| DataError::Truncated {
         file: file.to_owned(),
         what,
-        expected: (at + 4) as u64,
+        expected: at as u64 + 4,
         found: bytes.len() as u64,
     })?;
-    Ok(u32::from_be_bytes([slice[0], slice[1], slice[2], slice[3]]))
+    Ok(u32::from_be_bytes(word))
 }
 
 /// Parses IDX images (already decompressed): `(count, rows, cols, pixels)`.
@@ -168,9 +210,15 @@ pub fn parse_idx_images(file: &str, bytes: &[u8]) -> Result<(u64, u32, u32, Vec<
     let count = u64::from(be_u32(file, bytes, 4, "the IDX header")?);
     let rows = be_u32(file, bytes, 8, "the IDX header")?;
     let cols = be_u32(file, bytes, 12, "the IDX header")?;
-    let expected = 16 + count * u64::from(rows) * u64::from(cols);
+    let pixels = image_pixels(file, rows, cols)?;
+    // Both factors are bounded (count < 2³², pixels ≤ 2²⁴), but checked anyway: a header is untrusted input.
+    let expected = count
+        .checked_mul(pixels)
+        .and_then(|n| n.checked_add(16))
+        .filter(|&n| usize::try_from(n).is_ok())
+        .ok_or_else(|| DataError::TooLarge { file: file.to_owned(), count, rows, cols })?;
     check_size(file, bytes.len() as u64, expected, count, "the images the header declares")?;
-    Ok((count, rows, cols, bytes[16..].to_vec()))
+    Ok((count, rows, cols, bytes.get(16..).unwrap_or_default().to_vec()))
 }
 
 /// Parses IDX labels (already decompressed).
@@ -186,7 +234,7 @@ pub fn parse_idx_labels(file: &str, bytes: &[u8]) -> Result<Vec<u8>, DataError> 
     }
     let count = u64::from(be_u32(file, bytes, 4, "the IDX header")?);
     check_size(file, bytes.len() as u64, 8 + count, count, "the labels the header declares")?;
-    Ok(bytes[8..].to_vec())
+    Ok(bytes.get(8..).unwrap_or_default().to_vec())
 }
 
 fn check_size(file: &str, found: u64, expected: u64, count: u64, what: &'static str) -> Result<(), DataError> {
@@ -258,13 +306,20 @@ fn check_labels(file: &str, labels: &[u8], classes: u8) -> Result<(), DataError>
 /// Parses CSV text: `label,p0,…,p{rows·cols−1}` per line, an optional header line (its first field not a number).
 pub fn from_csv(file: &str, text: &[u8], rows: u32, cols: u32, classes: u8) -> Result<Dataset, DataError> {
     let text = maybe_gunzip(file, text.to_vec())?;
-    let per_image = (rows * cols) as usize;
+    let per_image = usize::try_from(image_pixels(file, rows, cols)?).map_err(|_| DataError::ImageShape {
+        file: file.to_owned(),
+        rows,
+        cols,
+    })?;
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&text[..]);
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for (i, record) in reader.records().enumerate() {
-        let record =
-            record.map_err(|e| DataError::Csv { file: file.to_owned(), line: i as u64 + 1, reason: e.to_string() })?;
+        let record = record.map_err(|e| DataError::Csv {
+            file: file.to_owned(),
+            line: i as u64 + 1,
+            reason: one_line(&e.to_string()),
+        })?;
         let line = record.position().map_or(i as u64 + 1, |p| p.line());
         let csv_error = |reason: String| DataError::Csv { file: file.to_owned(), line, reason };
         let first = record.get(0).unwrap_or("").trim();
@@ -286,7 +341,8 @@ pub fn from_csv(file: &str, text: &[u8], rows: u32, cols: u32, classes: u8) -> R
             let value: f64 =
                 field.trim().parse().map_err(|_| csv_error(format!("pixel {k} = {field:?} is not a number")))?;
             if !(0.0..=255.0).contains(&value) || value.fract() != 0.0 {
-                return Err(csv_error(format!("pixel {k} = {field} is not an integer in 0..=255")));
+                // Debug-quoted: a quoted CSV field may hold a line break, and an error message is one line.
+                return Err(csv_error(format!("pixel {k} = {field:?} is not an integer in 0..=255")));
             }
             pixels.push(value as u8);
         }
@@ -404,6 +460,105 @@ mod tests {
         let e = from_csv("x.csv", b"3,0,1,x,3\n", 2, 2, 10).unwrap_err();
         assert!(e.to_string().contains("pixel 2"), "{e}");
         assert!(matches!(from_csv("x.csv", b"", 2, 2, 10), Err(DataError::Empty { .. })));
+    }
+
+    /// Every error of a loader is one line naming the file.
+    fn assert_one_line(e: &DataError, file: &str) {
+        let message = e.to_string();
+        assert!(!message.contains('\n') && message.contains(file), "{message:?}");
+    }
+
+    fn header(magic: u32, dims: &[u32]) -> Vec<u8> {
+        std::iter::once(magic).chain(dims.iter().copied()).flat_map(u32::to_be_bytes).collect()
+    }
+
+    #[test]
+    fn idx_headers_whose_sizes_overflow_are_errors() {
+        // n·rows·cols overflows u64 (and u32 per image): refused on the image shape, before any multiplication.
+        let e = parse_idx_images("big.idx", &header(IDX_IMAGES_MAGIC, &[u32::MAX; 3])).unwrap_err();
+        assert_eq!(e, DataError::ImageShape { file: "big.idx".into(), rows: u32::MAX, cols: u32::MAX });
+        assert_one_line(&e, "big.idx");
+        // The largest accepted shape with the largest count: a size that fits u64, so the file is merely short.
+        let e = parse_idx_images("big.idx", &header(IDX_IMAGES_MAGIC, &[u32::MAX, 4096, 4096])).unwrap_err();
+        assert!(matches!(e, DataError::Truncated { found: 16, .. } | DataError::TooLarge { .. }), "{e}");
+        assert_one_line(&e, "big.idx");
+        for (rows, cols) in [(0, 5), (5, 0), (0, 0), (4097, 4096)] {
+            let e = parse_idx_images("z.idx", &header(IDX_IMAGES_MAGIC, &[1, rows, cols])).unwrap_err();
+            assert_eq!(e, DataError::ImageShape { file: "z.idx".into(), rows, cols });
+        }
+        // Through from_idx too, with a huge label count.
+        let e = from_idx(
+            "i.idx",
+            header(IDX_IMAGES_MAGIC, &[u32::MAX, 1, 1]),
+            "l.idx",
+            header(IDX_LABELS_MAGIC, &[u32::MAX]),
+            10,
+        )
+        .unwrap_err();
+        assert_one_line(&e, "i.idx");
+    }
+
+    #[test]
+    fn idx_headers_shorter_than_a_word_are_truncated() {
+        for len in 0..16 {
+            let bytes = &idx_images(1, 1, 1)[..len];
+            let e = parse_idx_images("s.idx", bytes).unwrap_err();
+            assert!(matches!(e, DataError::Truncated { .. } | DataError::BadMagic { .. }), "{len}: {e}");
+            assert_one_line(&e, "s.idx");
+        }
+        for len in 0..8 {
+            let e = parse_idx_labels("s.idx", &idx_labels(&[1])[..len]).unwrap_err();
+            assert_one_line(&e, "s.idx");
+        }
+    }
+
+    #[test]
+    fn gzip_input_is_capped() {
+        let zeros = gzip(&[0; 1000]);
+        assert_eq!(gunzip_limited("z.gz", zeros.clone(), 1000).unwrap().len(), 1000);
+        let e = gunzip_limited("z.gz", zeros, 999).unwrap_err();
+        assert_eq!(e, DataError::Decompressed { file: "z.gz".into(), limit: 999 });
+        assert_one_line(&e, "z.gz");
+        // A real bomb is cut at the limit rather than inflated: 64 MiB of zeros compress to about 64 KB.
+        let bomb = gzip(&vec![0; 64 << 20]);
+        assert!(matches!(gunzip_limited("bomb.gz", bomb, 1 << 20), Err(DataError::Decompressed { .. })));
+        assert_eq!(MAX_DECOMPRESSED_BYTES, 512 << 20);
+    }
+
+    #[test]
+    fn damaged_gzip_is_a_one_line_error() {
+        let good = gzip(&idx_labels(&[1, 2, 3]));
+        for cut in [2, 5, 10, good.len() - 1] {
+            let e = maybe_gunzip("d.gz", good[..cut].to_vec()).unwrap_err();
+            assert!(matches!(e, DataError::Gzip { .. }), "{cut}: {e}");
+            assert_one_line(&e, "d.gz");
+        }
+        // Only the magic decides: one byte is returned as it is.
+        assert_eq!(maybe_gunzip("d.gz", vec![0x1f]).unwrap(), vec![0x1f]);
+    }
+
+    #[test]
+    fn csv_shapes_that_overflow_are_errors() {
+        for (rows, cols) in [(65536, 65536), (u32::MAX, u32::MAX), (0, 28), (28, 0)] {
+            let e = from_csv("x.csv", b"1,2\n", rows, cols, 10).unwrap_err();
+            assert_eq!(e, DataError::ImageShape { file: "x.csv".into(), rows, cols });
+            assert_one_line(&e, "x.csv");
+        }
+    }
+
+    #[test]
+    fn csv_errors_are_one_line() {
+        // A quoted field may hold a line break; the message quotes it.
+        let e = from_csv("x.csv", b"3,0,1,2,\"300\n\"\n", 2, 2, 10).unwrap_err();
+        assert_one_line(&e, "x.csv");
+        let e = from_csv("x.csv", b"3,0,1,2,\"x\ny\"\n", 2, 2, 10).unwrap_err();
+        assert_one_line(&e, "x.csv");
+        let e = from_csv("x.csv", b"3,0,1,2,\xff\n", 2, 2, 10).unwrap_err();
+        assert!(matches!(e, DataError::Csv { line: 1, .. }), "{e}");
+        assert_one_line(&e, "x.csv");
+        let e = from_csv("x.csv", &gzip(b"3,0,1,2,3\n")[..12], 2, 2, 10).unwrap_err();
+        assert_one_line(&e, "x.csv");
+        assert_eq!(one_line("a\n\nb\r\nc"), "a; b; c");
     }
 
     #[test]
