@@ -200,6 +200,13 @@ impl Ledger {
         Ok((scan.records, scan.recovery))
     }
 
+    /// Verifies ledger bytes that arrived some other way (the browser fetches the bundle's ledger): the intact
+    /// records and what [`Ledger::open`] would repair. `name` names the source in errors.
+    pub fn parse(name: &str, bytes: &[u8]) -> Result<(Vec<Action>, Recovery), LedgerError> {
+        let scan = scan(Path::new(name), bytes)?;
+        Ok((scan.records, scan.recovery))
+    }
+
     fn load(path: &Path, mut file: File) -> Result<(Self, Recovery), LedgerError> {
         lock(path, &file)?;
         let data = read_file(path, &mut file)?;

@@ -8,11 +8,14 @@
 //! digest read big-endian.
 //!
 //! Two modes:
-//! - [`PartitionMode::Hash`]: the cell depends on the id alone (`shard = h mod m`, `slice = (h div m) mod L`), so
-//!   adding samples never moves existing ones; sizes are balanced only in expectation.
-//! - [`PartitionMode::Balanced`]: ids are sorted by `(hash, id)` and dealt round-robin, so shard sizes differ by at
-//!   most one and, within a shard, slice sizes differ by at most one. The cell depends on the whole id set, which
-//!   is fixed when a model is trained.
+//! - [`PartitionMode::Hash`] (the default): the cell is a pure function of (key, id) (`shard = h mod m`,
+//!   `slice = (h div m) mod L`), so adding or removing samples never moves the others. This is what exact
+//!   unlearning needs: the model retrained without a sample is the model the same algorithm builds from the data
+//!   without it, partition included. Sizes are balanced only in expectation (binomial spread).
+//! - [`PartitionMode::Balanced`] (opt-in): ids are sorted by `(hash, id)` and dealt round-robin, so shard and slice
+//!   sizes differ by at most one. It gives up that purity: the cell of every sample depends on the whole id set,
+//!   so a build from scratch on the data without a deleted sample would deal the others differently, and the
+//!   unlearned model is exact only relative to the id set fixed at training time.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -94,10 +97,10 @@ pub struct Cell {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PartitionMode {
-    /// Cell from the id's hash alone.
-    Hash,
-    /// Sorted by hash and dealt round-robin: sizes differ by at most one.
+    /// Cell from the id's hash alone: a pure function of (key, id).
     #[default]
+    Hash,
+    /// Sorted by hash and dealt round-robin: sizes differ by at most one, but cells depend on the whole id set.
     Balanced,
 }
 
@@ -339,6 +342,27 @@ mod tests {
             assert_eq!(large.cell(id), Some(cell));
             assert_eq!(p.hashed_cell(id), cell);
         }
+    }
+
+    #[test]
+    fn default_mode_keeps_every_other_sample_in_its_cell_when_one_is_removed() {
+        let p = Partition::new(4, 4, PartitionMode::default()).unwrap();
+        let all = p.assign(ids(600)).unwrap();
+        for removed in [0u64, 17, 299, 599] {
+            let without = p.assign(ids(600).into_iter().filter(|id| *id != SampleId::Int(removed))).unwrap();
+            assert_eq!(without.len(), 599);
+            for (id, cell) in without.iter() {
+                assert_eq!(all.cell(id), Some(cell), "sample {id} moved when {removed} was removed");
+            }
+        }
+    }
+
+    #[test]
+    fn balanced_mode_is_not_pure_which_is_why_it_is_opt_in() {
+        let p = Partition::new(4, 4, PartitionMode::Balanced).unwrap();
+        let all = p.assign(ids(600)).unwrap();
+        let without = p.assign(ids(600).into_iter().filter(|id| *id != SampleId::Int(17))).unwrap();
+        assert!(without.iter().any(|(id, cell)| all.cell(id) != Some(cell)));
     }
 
     #[test]

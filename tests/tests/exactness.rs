@@ -12,7 +12,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use s3t::bundle::manifest::{BackboneEntry, DataInfo, FORMAT, Manifest, NodeEntry, VERSION, WeightFile};
+use s3t::bundle::manifest::{Backend, BackboneEntry, DataInfo, FORMAT, Manifest, NodeEntry, VERSION, WeightFile};
+use s3t::bundle::guard::Guard;
 use s3t::bundle::store::{read_weights, write_weights};
 use s3t::dataset::{Dataset, Splits};
 use s3t::model::build::{BuildContext, ShardPart, build_shard};
@@ -136,11 +137,52 @@ impl Fixture {
         let pretrained = pretrain(&config, &train, &splits.public, SEED, &cpu.device, &mut |_| {});
         let features = Features::new(&config, &pretrained.backbone, &splits.deletable, &cpu.device);
         let validation = Features::new(&config, &pretrained.backbone, &splits.validation, &cpu.device);
-        let partition = Partition::new(1, GROUPS as u16, PartitionMode::Balanced).expect("partition");
+        let partition = Partition::new(1, GROUPS as u16, PartitionMode::default()).expect("partition");
         let ids = (0..splits.deletable.len() as u64).map(SampleId::Int);
         let assignment = partition.assign(ids).expect("assignment");
         let plan = Plan::new(1, GROUPS as u16, 1, &Strategy::Cyclic).expect("plan");
         Self { config, train, cpu, splits, pretrained, features, validation, partition, assignment, plan }
+    }
+
+    /// The same fixture (same backbone, partition and plan) over another deletable split: the cached activations
+    /// are recomputed from it.
+    fn with_deletable(&self, deletable: Dataset) -> Self {
+        let mut splits = self.splits.clone();
+        splits.deletable = deletable;
+        let features = Features::new(&self.config, &self.pretrained.backbone, &splits.deletable, &self.cpu.device);
+        let validation = Features::new(&self.config, &self.pretrained.backbone, &splits.validation, &self.cpu.device);
+        Self {
+            config: self.config.clone(),
+            train: self.train.clone(),
+            cpu: self.cpu.clone(),
+            splits,
+            pretrained: self.pretrained.clone(),
+            features,
+            validation,
+            partition: self.partition.clone(),
+            assignment: self.assignment.clone(),
+            plan: self.plan.clone(),
+        }
+    }
+
+    /// The first sample of a slice.
+    fn member(&self, slice: u16) -> u64 {
+        match self.assignment.members(Cell { shard: 0, slice })[0] {
+            SampleId::Int(i) => i,
+            ref other => panic!("unexpected id {other}"),
+        }
+    }
+
+    /// The deletable split with sample `i`'s pixels inverted and its label moved to another class.
+    fn perturbed(&self, i: u64) -> Dataset {
+        let mut data = self.splits.deletable.clone();
+        let n = data.pixels_per_image();
+        let i = i as usize;
+        for p in &mut data.pixels[i * n..(i + 1) * n] {
+            *p = 255 - *p;
+        }
+        data.labels[i] = (data.labels[i] + 1) % 10;
+        data
     }
 
     /// Prefixes of the chain of sequence 0: [a], [a, b], [a, b, c].
@@ -227,6 +269,7 @@ impl Fixture {
             pretrain: self.train.clone(),
             train: self.train.clone(),
             seed: SEED,
+            backend: Backend::new(false, "cpu (flex)"),
             data: DataInfo {
                 source: "synthetic".into(),
                 rows: 28,
@@ -237,6 +280,7 @@ impl Fixture {
                 validation: s.validation.len(),
                 test: s.test.len(),
                 deletable_sha256: String::new(),
+                deletable_digests_sha256: String::new(),
             },
             partition: self.partition.clone(),
             strategy: Strategy::Cyclic,
@@ -400,13 +444,14 @@ fn e3_served_prefix_uses_the_head_of_its_step() {
     let dir = tempfile::tempdir().expect("tempdir");
     let part = fx.build(dir.path(), &[], &[]);
     let manifest = fx.manifest(dir.path(), part.clone());
-    let model = Model::load(manifest, &fx.cpu.device, |w| read_weights(dir.path(), w)).expect("load bundle");
+    let model =
+        Model::load(manifest, &fx.cpu.device, |_, _| true, |w| read_weights(dir.path(), w)).expect("load bundle");
     // The same steps trained outside the bundle code: the snapshot at the end of each step.
     let steps = fx.chain();
     let chain = &fx.plan.shards[0].chains[0];
 
     for k in 1..=GROUPS {
-        let (groups, head) = model.component(0, Served { sequence: 0, prefix: k as u16 });
+        let (groups, head) = model.component(0, Served { sequence: 0, prefix: k as u16 }).expect("component");
         assert_eq!(groups.len(), k, "prefix {k} serves {} groups", groups.len());
         for (i, group) in groups.iter().enumerate() {
             assert_eq!(group.group, i + 1);
@@ -567,9 +612,10 @@ fn e6_retrain_after_deletion_equals_training_without_the_sample() {
     let original = fx.build(dir.path(), &[], &[]);
     let read = |entry: &NodeEntry| tensors(&read_weights(dir.path(), &entry.weights).expect("node file"));
     let original_files: Vec<Tensors> = original.nodes.iter().map(read).collect();
-    let reuse: Vec<Option<NodeEntry>> =
-        original.nodes.iter().map(|n| (!n.prefix.contains(&slice)).then(|| n.clone())).collect();
+    // The reuse decision `trainer retrain` and `build --resume` make: the guard's, from the recorded lineage.
+    let reuse = Guard::new(&fx.assignment, [SampleId::Int(gone)]).reusable(&original.nodes);
     assert_eq!(reuse.iter().filter(|r| r.is_some()).count(), 1, "only the first node is clean");
+    assert!(reuse[0].is_some(), "the node of the first slice never saw the deleted sample");
     let retrained = fx.build(dir.path(), &reuse, &[gone]);
 
     for (i, (got, want)) in retrained.nodes.iter().zip(&reference.nodes).enumerate() {
@@ -582,4 +628,51 @@ fn e6_retrain_after_deletion_equals_training_without_the_sample() {
         let clean = reuse[i].is_some();
         assert_eq!(read(entry) == *before, clean, "node {i} (clean: {clean}) changed iff it saw the deleted sample");
     }
+}
+
+/// The tensors of every node of a built shard.
+fn node_tensors(dir: &Path, part: &ShardPart) -> Vec<Tensors> {
+    part.nodes.iter().map(|n| tensors(&read_weights(dir, &n.weights).expect("node file"))).collect()
+}
+
+/// Forgetting reaches every node: once a sample is deleted, its pixels and label change nothing a build trains
+/// (every node bit-identical); the same change to a sample that is not deleted changes the nodes that saw it.
+#[test]
+fn a_deleted_samples_pixels_and_label_reach_no_node() {
+    let _guard = lock();
+    let fx = Fixture::new();
+    let prefixes = fx.prefixes();
+    let x = fx.member(prefixes[1][1]);
+    let other = fx.with_deletable(fx.perturbed(x));
+    let (one, two) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let a = fx.build(one.path(), &[], &[x]);
+    let b = other.build(two.path(), &[], &[x]);
+    assert_eq!(node_tensors(one.path(), &a), node_tensors(two.path(), &b), "a deleted sample reached a node");
+    assert_eq!(a.nodes.iter().map(|n| &n.lineage).collect::<Vec<_>>(), b.nodes.iter().map(|n| &n.lineage).collect::<Vec<_>>());
+
+    // Negative control: not deleted, the same change reaches exactly the nodes whose prefix holds its slice.
+    let (three, four) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let c = fx.build(three.path(), &[], &[]);
+    let d = other.build(four.path(), &[], &[]);
+    for (i, (p, q)) in node_tensors(three.path(), &c).iter().zip(node_tensors(four.path(), &d)).enumerate() {
+        let saw = c.nodes[i].prefix.contains(&prefixes[1][1]);
+        assert_eq!(*p != q, saw, "node {i} (prefix {:?}) changed iff its prefix holds the sample", c.nodes[i].prefix);
+    }
+}
+
+/// A node is a function of its prefix's samples only: changing a sample of a slice outside the prefix leaves it
+/// bit-identical (and changes the node whose prefix holds it).
+#[test]
+fn a_sample_outside_a_nodes_prefix_does_not_reach_it() {
+    let _guard = lock();
+    let fx = Fixture::new();
+    let prefixes = fx.prefixes();
+    let last = prefixes[2][2];
+    let y = fx.member(last);
+    let other = fx.with_deletable(fx.perturbed(y));
+    let (one, two) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let a = node_tensors(one.path(), &fx.build(one.path(), &[], &[]));
+    let b = node_tensors(two.path(), &other.build(two.path(), &[], &[]));
+    assert_eq!(a[..2], b[..2], "a sample of slice {last} reached the nodes of prefixes without it");
+    assert_ne!(a[2], b[2], "negative control: the node whose prefix holds the sample must change");
 }

@@ -1,12 +1,17 @@
-//! Opening a bundle directory: manifest, weights (checksummed), ledger and routing state.
+//! Opening a bundle directory: manifest, weights (checksummed), ledger, routing state, and the serving guard.
+//!
+//! Every command that serves goes through [`Bundle::serving`]: it replays the ledger, builds the guard from the
+//! deleted ids and refuses a served component whose lineage meets them, before any weight is read. Commands that
+//! change the bundle open it with [`Bundle::open_locked`], which takes the bundle's lock before the manifest is read.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use burn::tensor::Device;
 use s3t::bundle::Manifest;
+use s3t::bundle::guard::Guard;
 use s3t::bundle::manifest::LEDGER_FILE;
-use s3t::bundle::store::{read_manifest, read_weights};
+use s3t::bundle::store::{BundleLock, read_manifest, read_weights};
 use s3t::ledger::Ledger;
 use s3t::model::serve::Model;
 use s3t::{Action, Router, State};
@@ -19,9 +24,27 @@ pub struct Bundle {
     pub sisa_router: Router,
 }
 
+/// What a bundle may serve after its ledger: the routing states and the guard they were checked with.
+pub struct Serving {
+    pub actions: Vec<Action>,
+    pub state: State,
+    pub sisa_state: State,
+    pub guard: Guard,
+}
+
 impl Bundle {
     pub fn open(dir: &Path) -> Result<Self> {
         let manifest = read_manifest(dir).map_err(|e| anyhow!(e))?;
+        Self::from_manifest(dir, manifest)
+    }
+
+    /// Takes the bundle's lock (waiting for another writer to finish), then opens it.
+    pub fn open_locked(dir: &Path) -> Result<(BundleLock, Self)> {
+        let lock = BundleLock::acquire(dir).map_err(|e| anyhow!(e))?;
+        Ok((lock, Self::open(dir)?))
+    }
+
+    pub fn from_manifest(dir: &Path, manifest: Manifest) -> Result<Self> {
         let assignment = manifest.assignment().map_err(|e| anyhow!("{}: partition: {e}", dir.display()))?;
         let plan = manifest.plan().map_err(|e| anyhow!("{}: {e}", dir.display()))?;
         let sisa_plan = manifest.sisa_plan().map_err(|e| anyhow!("{}: {e}", dir.display()))?;
@@ -61,10 +84,45 @@ impl Bundle {
         self.sisa_router.replay(deletes).with_context(|| format!("replaying {}", self.ledger_path().display()))
     }
 
-    /// Loads every weight file, verifying sha256.
-    pub fn load_model(&self, device: &Device) -> Result<Model> {
+    /// The guard of a routing state: the clean lineage of every slice without its deleted ids.
+    pub fn guard(&self, state: &State) -> Guard {
+        Guard::new(self.router.assignment(), state.deleted().cloned())
+    }
+
+    /// The states after `actions`, checked: every served component's lineage must exclude every deleted id.
+    pub fn serving_after(&self, actions: Vec<Action>) -> Result<Serving> {
+        let state = self.state(&actions)?;
+        let sisa_state = self.sisa_state(&actions)?;
+        let guard = self.guard(&state);
+        let plan = self.manifest.plan().map_err(|e| anyhow!("{e}"))?;
+        guard
+            .check_served(&self.manifest, &plan, &state, Some(&sisa_state))
+            .map_err(|e| anyhow!("{}: {e}", self.dir.display()))?;
+        Ok(Serving { actions, state, sisa_state, guard })
+    }
+
+    /// [`Bundle::serving_after`] the bundle's own ledger.
+    pub fn serving(&self) -> Result<Serving> {
+        self.serving_after(self.actions()?)
+    }
+
+    /// Verifies the checksum of every file the bundle may serve under `guard` (the backbone and every component
+    /// the guard allows); the files of the others are gone once their deletion is durable.
+    pub fn verify_servable(&self, guard: &Guard) -> Result<()> {
+        let m = &self.manifest;
+        let nodes = m.nodes.iter().flatten().filter(|e| guard.check_node(e).is_ok()).map(|e| &e.weights);
+        let sisa = m.sisa.iter().flatten().filter(|e| guard.check_sisa(e).is_ok()).map(|e| &e.weights);
+        for file in std::iter::once(&m.backbone.weights).chain(nodes).chain(sisa) {
+            read_weights(&self.dir, file).map_err(|e| anyhow!(e))?;
+        }
+        Ok(())
+    }
+
+    /// Loads the backbone and the components the guard allows (verifying sha256); nothing else is read.
+    pub fn load_model(&self, device: &Device, guard: &Guard) -> Result<Model> {
         let dir = self.dir.clone();
-        Model::load(self.manifest.clone(), device, |file| read_weights(&dir, file)).map_err(|e| anyhow!(e))
+        Model::load(self.manifest.clone(), device, |m, c| guard.servable(m, c), |file| read_weights(&dir, file))
+            .map_err(|e| anyhow!(e))
     }
 }
 
@@ -73,16 +131,17 @@ pub fn load_pretrained(dir: &Path, device: &Device) -> Result<(s3t::bundle::Pret
     use s3t::bundle::manifest::PRETRAIN_FILE;
     use s3t::model::{Backbone, Head, Pretrained};
     let path = dir.join(PRETRAIN_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let record: s3t::bundle::PretrainRecord =
-        serde_json::from_str(&text).with_context(|| format!("{}: not a pretraining record", path.display()))?;
-    if record.format != s3t::bundle::manifest::FORMAT || record.version != s3t::bundle::manifest::VERSION {
-        anyhow::bail!("{}: format {} version {} is not supported", path.display(), record.format, record.version);
-    }
+    let record = read_pretrain_record(&path)?;
     let vit = &record.model.vit;
     let skeleton = Pretrained { backbone: Backbone::new(vit, device), head: Head::new(vit, device) };
     let bytes = read_weights(dir, &record.backbone.weights).map_err(|e| anyhow!(e))?;
     let pretrained = s3t::model::weights::load_safetensors(skeleton, bytes, &record.backbone.weights.path)
         .map_err(|e| anyhow!(e))?;
     Ok((record, pretrained))
+}
+
+/// Parses and checks `pretrain.json` (format, version, a valid model configuration) without loading weights.
+pub fn read_pretrain_record(path: &Path) -> Result<s3t::bundle::PretrainRecord> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    s3t::bundle::manifest::PretrainRecord::from_json(&path.display().to_string(), &text).map_err(|e| anyhow!(e))
 }

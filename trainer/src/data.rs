@@ -89,6 +89,8 @@ impl Source {
             validation: splits.validation.len(),
             test: splits.test.len(),
             deletable_sha256: sha256_hex(&bytes),
+            // Set by `pretrain`, which salts the commitments (see `s3t::bundle::samples`).
+            deletable_digests_sha256: String::new(),
         }
     }
 }

@@ -10,8 +10,16 @@ use crate::sequence::{Sequence, Strategy};
 
 pub const FORMAT: &str = "s3t-bundle";
 /// Bumped on any incompatible change of the manifest, the weight layout or the training recipe (2: every training
-/// run takes about the same number of steps, [`crate::model::TrainConfig::for_slices`]).
-pub const VERSION: u32 = 2;
+/// run takes about the same number of steps, [`crate::model::TrainConfig::for_slices`]; 3: the default partition
+/// is a pure function of the id, per-sample digests of the deletable split, the training backend is recorded).
+pub const VERSION: u32 = 3;
+/// Largest manifest accepted (bytes): the default bundle's is about 100 KB; more is damage, not data.
+pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
+/// Largest configuration a manifest may describe (shards, slices, sequences per shard): beyond these a manifest
+/// would make a reader allocate without bound before any weight file is checked.
+pub const MAX_SHARDS: u16 = 4096;
+pub const MAX_SLICES: u16 = 64;
+pub const MAX_BUDGET: usize = 4096;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const PRETRAIN_FILE: &str = "pretrain.json";
 pub const BUILD_FILE: &str = "build.json";
@@ -84,6 +92,18 @@ pub struct DataInfo {
     pub test: usize,
     /// sha256 of the deletable split's pixels and labels, so a bundle is never served against other data.
     pub deletable_sha256: String,
+    /// sha256 of the per-sample salted commitments of the deletable split ([`crate::bundle::samples`]): a copy of
+    /// the split whose deleted samples were purged is still verifiable sample by sample.
+    pub deletable_digests_sha256: String,
+}
+
+impl DataInfo {
+    /// Whether two records describe the same data: everything but the commitments, which are salted at random when
+    /// a backbone is pretrained (the same data pretrained twice gets other salts).
+    pub fn same_data(&self, other: &DataInfo) -> bool {
+        let strip = |d: &DataInfo| DataInfo { deletable_digests_sha256: String::new(), ..d.clone() };
+        strip(self) == strip(other)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -94,6 +114,8 @@ pub struct Manifest {
     pub pretrain: TrainConfig,
     pub train: TrainConfig,
     pub seed: u64,
+    /// The backend the nodes were trained on ([`Backend`]): a retrain elsewhere does not reproduce them bit for bit.
+    pub backend: Backend,
     pub data: DataInfo,
     pub partition: Partition,
     pub strategy: Strategy,
@@ -126,6 +148,45 @@ pub struct PretrainRecord {
     pub backbone: BackboneEntry,
 }
 
+impl PretrainRecord {
+    /// Parses and checks a pretraining record (`file` names it in errors).
+    pub fn from_json(file: &str, text: &str) -> Result<Self, String> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            return Err(format!("{file}: {} bytes is larger than a pretraining record can be", text.len()));
+        }
+        let record: Self = serde_json::from_str(text).map_err(|e| format!("{file}: not a pretraining record: {e}"))?;
+        if record.format != FORMAT || record.version != VERSION {
+            return Err(format!(
+                "{file}: format {:?} version {} is not supported (this build reads {FORMAT:?} version {VERSION}; \
+                 pretrain again)",
+                record.format, record.version
+            ));
+        }
+        record.model.validate().map_err(|e| format!("{file}: model: {e}"))?;
+        Ok(record)
+    }
+}
+
+impl ShardPart {
+    /// Parses a shard's progress record (`file` names it in errors).
+    pub fn from_json(file: &str, text: &str) -> Result<Self, String> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            return Err(format!("{file}: {} bytes is larger than a shard part can be", text.len()));
+        }
+        let part: Self = serde_json::from_str(text).map_err(|e| format!("{file}: not a shard part: {e}"))?;
+        if part.shard >= MAX_SHARDS {
+            return Err(format!("{file}: shard {} is out of range", part.shard));
+        }
+        if let Some(e) = part.nodes.iter().find(|e| e.shard != part.shard) {
+            return Err(format!("{file}: node {} names shard {} in a part of shard {}", e.id, e.shard, part.shard));
+        }
+        if let Some(e) = part.sisa.iter().find(|e| e.shard != part.shard) {
+            return Err(format!("{file}: SISA checkpoint {} names shard {}", e.checkpoint, e.shard));
+        }
+        Ok(part)
+    }
+}
+
 /// The S3T configuration of a build, fixed by its first run so that partial builds on several machines agree.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BuildSpec {
@@ -140,6 +201,22 @@ pub struct BuildSpec {
     pub sisa: bool,
     /// The pretraining record's backbone checksum: every part must build on the same backbone.
     pub backbone_sha256: String,
+    pub backend: Backend,
+}
+
+/// The arithmetic a bundle was trained with. Weights are bit-for-bit reproducible only on the same backend.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    /// `cpu-flex` or `wgpu`.
+    pub kind: String,
+    /// The device as it was selected (informative: "cpu (flex)", "gpu (wgpu: …)").
+    pub device: String,
+}
+
+impl Backend {
+    pub fn new(is_gpu: bool, device: &str) -> Self {
+        Self { kind: if is_gpu { "wgpu" } else { "cpu-flex" }.to_owned(), device: device.to_owned() }
+    }
 }
 
 impl Manifest {
@@ -179,6 +256,7 @@ impl Manifest {
             pretrain: pretrain.pretrain,
             train: spec.train,
             seed: spec.seed,
+            backend: spec.backend,
             data: pretrain.data,
             partition: spec.partition,
             strategy: spec.strategy,
@@ -194,6 +272,9 @@ impl Manifest {
 
     /// Parses and checks the format, version and internal consistency (`file` names the source in errors).
     pub fn from_json(file: &str, text: &str) -> Result<Self, String> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            return Err(format!("{file}: {} bytes is larger than a manifest can be ({MAX_MANIFEST_BYTES})", text.len()));
+        }
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("{file}: not valid JSON: {e}"))?;
         match value.get("format").and_then(|f| f.as_str()) {
@@ -221,6 +302,18 @@ impl Manifest {
 
     fn check(&self, file: &str) -> Result<(), String> {
         self.model.validate().map_err(|e| format!("{file}: model: {e}"))?;
+        if self.partition.shards == 0 || self.partition.shards > MAX_SHARDS {
+            return Err(format!("{file}: partition.shards = {} (1..={MAX_SHARDS})", self.partition.shards));
+        }
+        if self.partition.slices == 0 || self.partition.slices > MAX_SLICES {
+            return Err(format!("{file}: partition.slices = {} (1..={MAX_SLICES})", self.partition.slices));
+        }
+        if self.budget == 0 || self.budget > MAX_BUDGET || self.sequences.iter().any(|s| s.len() > MAX_BUDGET) {
+            return Err(format!("{file}: budget = {} (1..={MAX_BUDGET} sequences per shard)", self.budget));
+        }
+        if self.data.deletable > u32::MAX as usize {
+            return Err(format!("{file}: data.deletable = {} is too large", self.data.deletable));
+        }
         let m = usize::from(self.partition.shards);
         let l = usize::from(self.partition.slices);
         if self.model.groups != l {
@@ -243,13 +336,24 @@ impl Manifest {
                 ));
             }
             for (node, entry) in plan.nodes.iter().zip(nodes) {
-                if entry.id != node.id || entry.prefix != node.prefix || entry.parent != node.parent {
+                if entry.shard as usize != shard
+                    || entry.id != node.id
+                    || entry.prefix != node.prefix
+                    || entry.parent != node.parent
+                {
                     return Err(format!("{file}: shard {shard} node {} does not match the plan", entry.id));
                 }
             }
         }
         if !self.sisa.is_empty() && (self.sisa.len() != m || self.sisa.iter().any(|s| s.len() != l)) {
             return Err(format!("{file}: SISA needs {l} checkpoints for each of {m} shards"));
+        }
+        for (shard, checkpoints) in self.sisa.iter().enumerate() {
+            for (k, entry) in checkpoints.iter().enumerate() {
+                if entry.shard as usize != shard || usize::from(entry.checkpoint) != k + 1 {
+                    return Err(format!("{file}: SISA entry {k} of shard {shard} is not checkpoint {}", k + 1));
+                }
+            }
         }
         Ok(())
     }

@@ -14,11 +14,13 @@
 //! version, then every file's sha256, and reports the first mismatch.
 
 pub mod audit;
+pub mod guard;
 pub mod manifest;
+pub mod samples;
 #[cfg(not(target_family = "wasm"))]
 pub mod store;
 
 pub use manifest::{
-    BackboneEntry, BuildSpec, DataInfo, Manifest, NodeEntry, PretrainRecord, ShardPart, SisaEntry, SliceLineage,
+    Backend, BackboneEntry, BuildSpec, DataInfo, Manifest, NodeEntry, PretrainRecord, ShardPart, SisaEntry, SliceLineage,
     WeightFile,
 };

@@ -70,6 +70,10 @@ pub fn safe_join(bundle: &Path, relative: &str) -> Result<PathBuf, String> {
 /// Loads and checks a bundle's manifest.
 pub fn read_manifest(bundle: &Path) -> Result<Manifest, String> {
     let path = bundle.join(MANIFEST_FILE);
+    let size = fs::metadata(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?.len();
+    if size > super::manifest::MAX_MANIFEST_BYTES as u64 {
+        return Err(format!("{}: {size} bytes is larger than a manifest can be", path.display()));
+    }
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     Manifest::from_json(&path.display().to_string(), &text)
 }
@@ -85,4 +89,47 @@ pub fn verify(bundle: &Path, manifest: &Manifest) -> Result<(), String> {
         read_weights(bundle, file)?;
     }
     Ok(())
+}
+
+/// The bundle's lock file: every command that changes a bundle holds it, from before it reads the manifest until
+/// its last write, so two writers never act on each other's stale view.
+pub const LOCK_FILE: &str = "bundle.lock";
+
+/// An exclusive, blocking advisory lock on a bundle directory (released when dropped or when the process dies).
+#[derive(Debug)]
+pub struct BundleLock {
+    _file: File,
+}
+
+impl BundleLock {
+    /// Waits until no other process holds the bundle, then holds it.
+    pub fn acquire(bundle: &Path) -> Result<Self, String> {
+        fs::create_dir_all(bundle).map_err(|e| format!("{}: cannot create the directory: {e}", bundle.display()))?;
+        let path = bundle.join(LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
+        file.lock().map_err(|e| format!("{}: cannot lock: {e}", path.display()))?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// Removes a file the bundle no longer keeps and makes the removal durable; a file already gone is fine.
+pub fn remove_durably(path: &Path) -> Result<bool, String> {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            #[cfg(unix)]
+            if let Some(dir) = path.parent() {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| format!("{}: cannot fsync: {e}", dir.display()))?;
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(format!("{}: cannot remove: {e}", path.display())),
+    }
 }

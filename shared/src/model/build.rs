@@ -168,7 +168,10 @@ pub fn build_shard(
         save_part(ctx.bundle, &part)?;
     }
     if sisa {
-        build_sisa(ctx, shard, reuse_sisa, &mut part, events)?;
+        build_sisa(ctx, shard, reuse_sisa, deleted, &mut part, events)?;
+    } else {
+        // A retrain keeps the SISA baseline as it is (SISA "without retraining"); a `--no-sisa` build has none.
+        part.sisa = reuse_sisa.iter().flatten().cloned().collect();
     }
     part.complete = true;
     save_part(ctx.bundle, &part)?;
@@ -180,6 +183,7 @@ fn build_sisa(
     ctx: &BuildContext<'_>,
     shard: u16,
     reuse: &[Option<SisaEntry>],
+    deleted: &dyn Fn(&SampleId) -> bool,
     part: &mut ShardPart,
     events: &mut dyn FnMut(BuildEvent),
 ) -> Result<(), String> {
@@ -193,8 +197,9 @@ fn build_sisa(
             continue;
         }
         let slices: Vec<u16> = (0..k).collect();
-        let none = |_: &SampleId| false;
-        let samples = ctx.samples(shard, &slices, &none);
+        // Deleted samples are skipped here too: a checkpoint trained after a deletion (a resumed build) must not
+        // see them.
+        let samples = ctx.samples(shard, &slices, deleted);
         let seed = sisa_seed(ctx.seed, shard, k);
         let run = ctx.run_config(usize::from(k));
         events(BuildEvent::Start { shard, label: label.clone(), samples: samples.len() * run.epochs });
@@ -220,7 +225,7 @@ fn build_sisa(
             shard,
             checkpoint: k,
             seed,
-            lineage: lineage(ctx.assignment, shard, &slices, &none),
+            lineage: lineage(ctx.assignment, shard, &slices, deleted),
             samples: samples.len(),
             validation_accuracy,
             weights,
@@ -242,7 +247,8 @@ fn ancestors(plan: &Plan, shard: u16, node: usize) -> Vec<usize> {
     chain
 }
 
-fn save_part(bundle: &Path, part: &ShardPart) -> Result<(), String> {
+/// Writes a shard's progress record atomically.
+pub fn save_part(bundle: &Path, part: &ShardPart) -> Result<(), String> {
     let json = serde_json::to_string_pretty(part).map_err(|e| e.to_string())?;
     write_atomic(&bundle.join(part_path(part.shard)), json.as_bytes())
 }

@@ -72,6 +72,19 @@ impl VitConfig {
         if self.depth == 0 || self.classes < 2 || self.mlp_ratio == 0 {
             return Err("depth, mlp_ratio must be ≥ 1 and classes ≥ 2".into());
         }
+        // Bounds far above any model this project trains: a record from a file must not make a reader allocate
+        // without limit.
+        for (field, value, max) in [
+            ("image_size", self.image_size, 1024),
+            ("d_model", self.d_model, 8192),
+            ("depth", self.depth, 256),
+            ("mlp_ratio", self.mlp_ratio, 16),
+            ("classes", self.classes, 256),
+        ] {
+            if value > max {
+                return Err(format!("{field} {value} is larger than {max}"));
+            }
+        }
         Ok(())
     }
 }
@@ -82,8 +95,11 @@ impl ModelConfig {
         if self.groups == 0 || self.groups > self.vit.depth {
             return Err(format!("groups {} must be between 1 and depth {}", self.groups, self.vit.depth));
         }
-        if self.lora.rank == 0 {
-            return Err("lora.rank must be ≥ 1".into());
+        if self.lora.rank == 0 || self.lora.rank > self.vit.d_model {
+            return Err(format!("lora.rank {} must be between 1 and d_model {}", self.lora.rank, self.vit.d_model));
+        }
+        if !self.lora.alpha.is_finite() {
+            return Err(format!("lora.alpha {} is not a finite number", self.lora.alpha));
         }
         Ok(())
     }

@@ -12,29 +12,34 @@ use super::features::{EVAL_BATCH, Features, logits_all, logits_all_async};
 use super::parts::{NodeParams, Pretrained, SisaParams};
 use super::vit::{Backbone, Component, Head, unpaced};
 use super::weights::load_safetensors;
+use crate::bundle::guard::Component as GuardComponent;
 use crate::bundle::{Manifest, WeightFile};
 use crate::dataset::Dataset;
 use crate::plan::Plan;
 use crate::route::{Served, State};
 
-/// A bundle's weights, loaded onto a device.
+/// A bundle's weights, loaded onto a device: the backbone and the components the guard allowed (the others, those
+/// whose lineage meets the ledger, are never read, so their files may be gone).
 pub struct Model {
     pub manifest: Manifest,
     pub plan: Plan,
     pub sisa_plan: Plan,
     pub pretrained: Pretrained,
-    /// `nodes[shard][node id]`
-    pub nodes: Vec<Vec<NodeParams>>,
-    /// `sisa[shard][checkpoint - 1]`; empty without SISA.
-    pub sisa: Vec<Vec<SisaParams>>,
+    /// `nodes[shard][node id]`; `None` for a node that may not be served.
+    pub nodes: Vec<Vec<Option<NodeParams>>>,
+    /// `sisa[shard][checkpoint - 1]`; empty without SISA; `None` for a checkpoint that may not be served.
+    pub sisa: Vec<Vec<Option<SisaParams>>>,
     pub device: Device,
 }
 
 impl Model {
-    /// Loads every weight file through `read` (a native file reader that checks sha256, or the browser's fetch).
+    /// Loads the backbone and every component `servable` allows through `read` (a native file reader that checks
+    /// sha256, or the browser's fetch). Pass [`crate::bundle::guard::Guard::servable`] so that nothing trained on a
+    /// deleted sample is even read.
     pub fn load(
         manifest: Manifest,
         device: &Device,
+        servable: impl Fn(&Manifest, GuardComponent) -> bool,
         mut read: impl FnMut(&WeightFile) -> Result<Vec<u8>, String>,
     ) -> Result<Self, String> {
         let config = manifest.model.clone();
@@ -48,8 +53,12 @@ impl Model {
         for shard in &manifest.nodes {
             let mut loaded = Vec::with_capacity(shard.len());
             for entry in shard {
+                if !servable(&manifest, GuardComponent::Node { shard: entry.shard, id: entry.id }) {
+                    loaded.push(None);
+                    continue;
+                }
                 let skeleton = node_skeleton(&config, entry.prefix.len(), device);
-                loaded.push(load_safetensors(skeleton, read(&entry.weights)?, &entry.weights.path)?);
+                loaded.push(Some(load_safetensors(skeleton, read(&entry.weights)?, &entry.weights.path)?));
             }
             nodes.push(loaded);
         }
@@ -57,8 +66,12 @@ impl Model {
         for shard in &manifest.sisa {
             let mut loaded = Vec::with_capacity(shard.len());
             for entry in shard {
+                if !servable(&manifest, GuardComponent::Sisa { shard: entry.shard, checkpoint: entry.checkpoint }) {
+                    loaded.push(None);
+                    continue;
+                }
                 let skeleton = sisa_skeleton(&config, device);
-                loaded.push(load_safetensors(skeleton, read(&entry.weights)?, &entry.weights.path)?);
+                loaded.push(Some(load_safetensors(skeleton, read(&entry.weights)?, &entry.weights.path)?));
             }
             sisa.push(loaded);
         }
@@ -69,13 +82,42 @@ impl Model {
         &self.manifest.model
     }
 
-    /// The adapter groups 1..k of a served component and its head snapshot (rule E3: the head of node k).
-    pub fn component(&self, shard: u16, served: Served) -> (Vec<&GroupAdapter>, &Head) {
+    /// Whether the bundle has a SISA baseline.
+    pub fn has_sisa(&self) -> bool {
+        !self.sisa.is_empty()
+    }
+
+    /// The adapter groups 1..k of a served component and its head snapshot (rule E3: the head of node k); an error
+    /// when a node of its chain was not loaded (the guard refused it).
+    pub fn component(&self, shard: u16, served: Served) -> Result<(Vec<&GroupAdapter>, &Head), String> {
         let s = usize::from(shard);
-        let chain = &self.plan.shards[s].chains[served.sequence][..usize::from(served.prefix)];
-        let groups = chain.iter().map(|&id| &self.nodes[s][id].adapter).collect();
-        let head = &self.nodes[s][*chain.last().expect("a served prefix is non-empty")].head;
-        (groups, head)
+        let chain = self
+            .plan
+            .shards
+            .get(s)
+            .and_then(|p| p.chains.get(served.sequence))
+            .and_then(|c| c.get(..usize::from(served.prefix)))
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| format!("shard {shard}: no sequence {} prefix {}", served.sequence, served.prefix))?;
+        let mut groups = Vec::with_capacity(chain.len());
+        let mut head = None;
+        for &id in chain {
+            let node = self.nodes.get(s).and_then(|n| n.get(id)).and_then(Option::as_ref).ok_or_else(|| {
+                format!("shard {shard} node {id} is not loaded: its lineage meets the ledger, so it is never served")
+            })?;
+            groups.push(&node.adapter);
+            head = Some(&node.head);
+        }
+        Ok((groups, head.ok_or_else(|| format!("shard {shard}: empty prefix"))?))
+    }
+
+    /// SISA checkpoint k (1-based) of a shard, when loaded.
+    pub fn sisa_checkpoint(&self, shard: u16, checkpoint: u16) -> Result<&SisaParams, String> {
+        self.sisa
+            .get(usize::from(shard))
+            .and_then(|s| s.get(usize::from(checkpoint).wrapping_sub(1)))
+            .and_then(Option::as_ref)
+            .ok_or_else(|| format!("shard {shard} SISA checkpoint {checkpoint} is not loaded"))
     }
 }
 
@@ -136,18 +178,18 @@ impl Evaluator {
     }
 
     /// Class probabilities [n, classes] of a shard's served S3T component (memoised per node).
-    pub fn served_probabilities(&mut self, model: &Model, shard: u16, served: Served) -> &[f32] {
+    pub fn served_probabilities(&mut self, model: &Model, shard: u16, served: Served) -> Result<&[f32], String> {
         let node = model.plan.shards[usize::from(shard)].chains[served.sequence][usize::from(served.prefix) - 1];
+        let (groups, head) = model.component(shard, served)?;
         let backbone = &model.pretrained.backbone;
         unpaced(self.features.extend_paced(model.config(), backbone, usize::from(served.prefix), &async || {}));
         let features = &self.features;
         let classes = self.classes;
-        self.memo.entry((shard, node)).or_insert_with(|| {
-            let (groups, head) = model.component(shard, served);
+        Ok(self.memo.entry((shard, node)).or_insert_with(|| {
             let logits =
                 logits_all(model.config(), &model.pretrained.backbone, Component { groups: &groups, head }, features);
             softmax_rows(&logits, classes)
-        })
+        }))
     }
 
     /// Whether the probabilities of a served component are memoised already.
@@ -172,7 +214,7 @@ impl Evaluator {
         }
         let backbone = &model.pretrained.backbone;
         self.features.extend_paced(model.config(), backbone, usize::from(served.prefix), &pause).await;
-        let (groups, head) = model.component(shard, served);
+        let (groups, head) = model.component(shard, served)?;
         let probabilities = self.probabilities_async(model, Component { groups: &groups, head }, &pause).await?;
         self.memo.insert((shard, node), probabilities);
         Ok(())
@@ -195,7 +237,7 @@ impl Evaluator {
         if self.sisa_memo.contains_key(&(shard, checkpoint)) {
             return Ok(());
         }
-        let params = &model.sisa[usize::from(shard)][usize::from(checkpoint) - 1];
+        let params = model.sisa_checkpoint(shard, checkpoint)?;
         let groups: Vec<&GroupAdapter> = params.adapters.iter().collect();
         let component = Component { groups: &groups, head: &params.head };
         let probabilities = self.probabilities_async(model, component, &pause).await?;
@@ -216,40 +258,45 @@ impl Evaluator {
     }
 
     /// Class probabilities of SISA checkpoint k (1-based) of a shard (memoised).
-    pub fn sisa_probabilities(&mut self, model: &Model, shard: u16, checkpoint: u16) -> &[f32] {
+    pub fn sisa_probabilities(&mut self, model: &Model, shard: u16, checkpoint: u16) -> Result<&[f32], String> {
+        let params = model.sisa_checkpoint(shard, checkpoint)?;
         let features = &self.features;
         let classes = self.classes;
-        self.sisa_memo.entry((shard, checkpoint)).or_insert_with(|| {
-            let params = &model.sisa[usize::from(shard)][usize::from(checkpoint) - 1];
+        Ok(self.sisa_memo.entry((shard, checkpoint)).or_insert_with(|| {
             let groups: Vec<&GroupAdapter> = params.adapters.iter().collect();
             let component = Component { groups: &groups, head: &params.head };
             let logits = logits_all(model.config(), &model.pretrained.backbone, component, features);
             softmax_rows(&logits, classes)
-        })
+        }))
     }
 
-    /// Ensemble (mean of softmax over live shards) and per-shard accuracy of an S3T routing state.
-    pub fn evaluate(&mut self, model: &Model, state: &State) -> Evaluation {
-        self.evaluate_with(state, |this, shard, served| this.served_probabilities(model, shard, served).to_vec())
+    /// Ensemble (mean of softmax over live shards) and per-shard accuracy of an S3T routing state; an error when a
+    /// served component was not loaded (the guard refused it).
+    pub fn evaluate(&mut self, model: &Model, state: &State) -> Result<Evaluation, String> {
+        self.evaluate_with(state, |this, shard, served| {
+            this.served_probabilities(model, shard, served).map(<[f32]>::to_vec)
+        })
     }
 
     /// The same for SISA without retraining: `state` routes over the SISA plan (one identity sequence per
     /// shard), so the served prefix k is checkpoint k.
-    pub fn evaluate_sisa(&mut self, model: &Model, state: &State) -> Evaluation {
-        self.evaluate_with(state, |this, shard, served| this.sisa_probabilities(model, shard, served.prefix).to_vec())
+    pub fn evaluate_sisa(&mut self, model: &Model, state: &State) -> Result<Evaluation, String> {
+        self.evaluate_with(state, |this, shard, served| {
+            this.sisa_probabilities(model, shard, served.prefix).map(<[f32]>::to_vec)
+        })
     }
 
     fn evaluate_with(
         &mut self,
         state: &State,
-        mut probs: impl FnMut(&mut Self, u16, Served) -> Vec<f32>,
-    ) -> Evaluation {
+        mut probs: impl FnMut(&mut Self, u16, Served) -> Result<Vec<f32>, String>,
+    ) -> Result<Evaluation, String> {
         let mut tables = Vec::new();
         let mut per_shard = Vec::new();
         for shard in 0..state.shards() {
             match state.served(shard) {
                 Some(served) => {
-                    let p = probs(self, shard, served);
+                    let p = probs(self, shard, served)?;
                     per_shard.push(Some(accuracy(&p, self.classes, &self.labels)));
                     tables.push(p);
                 }
@@ -258,6 +305,6 @@ impl Evaluator {
         }
         let refs: Vec<&[f32]> = tables.iter().map(Vec::as_slice).collect();
         let accuracy = mean_probabilities(&refs).map(|p| accuracy(&p, self.classes, &self.labels));
-        Evaluation { accuracy, per_shard, live_shards: tables.len() }
+        Ok(Evaluation { accuracy, per_shard, live_shards: tables.len() })
     }
 }

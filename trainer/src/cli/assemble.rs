@@ -13,6 +13,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    let _lock = s3t::bundle::store::BundleLock::acquire(&args.bundle).map_err(|e| anyhow::anyhow!(e))?;
     let manifest = crate::cli::build::assemble(&args.bundle)?;
     output::print(&format!(
         "assembled {}: {} shards, {} nodes\n",

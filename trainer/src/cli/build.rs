@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use s3t::bundle::manifest::{BUILD_FILE, FORMAT, MANIFEST_FILE, PRETRAIN_FILE, VERSION};
-use s3t::bundle::store::{read_weights, write_atomic, write_manifest};
-use s3t::bundle::{BuildSpec, Manifest, NodeEntry, ShardPart, SisaEntry};
+use s3t::bundle::guard::Guard;
+use s3t::bundle::manifest::{BUILD_FILE, FORMAT, LEDGER_FILE, MANIFEST_FILE, PRETRAIN_FILE, VERSION};
+use s3t::bundle::store::{BundleLock, read_weights, write_atomic, write_manifest};
+use s3t::bundle::{Backend, BuildSpec, Manifest, NodeEntry, PretrainRecord, ShardPart, SisaEntry};
+use s3t::ledger::Ledger;
+use s3t::Action;
 use s3t::model::build::{BuildContext, build_shard, part_path};
 use s3t::model::features::Features;
 use s3t::model::{LoraConfig, TrainConfig};
@@ -15,7 +18,7 @@ use s3t::partition::{Partition, PartitionMode, SampleId};
 use s3t::{Plan, Prior};
 
 use crate::args::StrategyArg;
-use crate::bundle_dir::load_pretrained;
+use crate::bundle_dir::{Bundle, load_pretrained};
 use crate::cli::pretrain::{PretrainOptions, run_pretrain};
 use crate::data::Source;
 use crate::device::{RunOptions, choose};
@@ -64,6 +67,12 @@ pub struct Args {
     /// LoRA scale numerator: updates are multiplied by alpha / r.
     #[arg(long, default_value_t = 16.0)]
     pub lora_alpha: f64,
+    /// How sample ids are dealt to shards and slices: `hash` (default) makes a sample's cell a pure function of its
+    /// id, so the unlearned model is the model this build makes from the data without the deleted samples;
+    /// `balanced` deals ids round-robin so sizes differ by at most one, but every cell then depends on the whole id
+    /// set (a build without a deleted sample would deal the others differently).
+    #[arg(long, value_enum, default_value_t = PartitionArg::Hash)]
+    pub partition: PartitionArg,
     /// Skip the SISA baseline (one sequence per shard, all adapters trainable, checkpoint per slice).
     #[arg(long)]
     pub no_sisa: bool,
@@ -77,6 +86,13 @@ pub struct Args {
     pub pretrain: PretrainOptions,
     #[command(flatten)]
     pub run: RunOptions,
+}
+
+/// `--partition`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PartitionArg {
+    Hash,
+    Balanced,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -100,6 +116,8 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(bad) = shards.iter().find(|&&s| s >= args.shards) {
         bail!("--shard {bad}: there are {} shards (0..{})", args.shards, args.shards - 1);
     }
+    // The bundle's lock before anything of it is read: a resume must not race a delete or a retrain.
+    let _lock = BundleLock::acquire(&args.out).map_err(|e| anyhow!(e))?;
     if args.out.join(MANIFEST_FILE).exists() && !args.resume {
         bail!("{} already holds a built bundle; use another --out, or --resume", args.out.display());
     }
@@ -113,7 +131,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let (record, pretrained) = load_pretrained(&args.out, &selected.device)?;
     let info = source.info(&splits);
-    if record.data != info {
+    if !record.data.same_data(&info) {
         bail!(
             "{}: the backbone was pretrained with data {:?} ({} deletable samples) but --data is {:?}",
             args.out.display(),
@@ -145,14 +163,22 @@ pub fn run(args: &Args) -> Result<()> {
             .with_learning_rate(args.learning_rate),
         lora: config.lora.clone(),
         seed: args.seed,
-        partition: Partition::new(args.shards, args.slices, PartitionMode::Balanced)?,
+        partition: Partition::new(args.shards, args.slices, match args.partition {
+            PartitionArg::Hash => PartitionMode::Hash,
+            PartitionArg::Balanced => PartitionMode::Balanced,
+        })?,
         strategy,
         budget,
         sisa: !args.no_sisa,
         backbone_sha256: record.backbone.weights.sha256.clone(),
+        backend: Backend::new(selected.is_gpu, &selected.name),
     };
     fix_spec(&args.out, &spec)?;
     let assignment = spec.partition.assign((0..splits.deletable.len() as u64).map(SampleId::Int))?;
+    // A resumed build respects the ledger exactly as `retrain` does: nodes are trained without the deleted samples,
+    // and a finished node is reused only when its lineage excludes them.
+    let guard = Guard::new(&assignment, ledger_deletions(&args.out)?);
+    let is_deleted = |id: &SampleId| guard.is_deleted(id);
     let features = Features::new(&config, &pretrained.backbone, &splits.deletable, &selected.device);
     let validation = Features::new(&config, &pretrained.backbone, &splits.validation, &selected.device);
     let ctx = BuildContext {
@@ -175,10 +201,12 @@ pub fn run(args: &Args) -> Result<()> {
     let mut progress = Progress::new(steps as u64, "build", quiet);
     let started = Instant::now();
     for &shard in &shards {
-        let (reuse, reuse_sisa) = if args.resume { resumable(&args.out, shard)? } else { (Vec::new(), Vec::new()) };
-        let none = |_: &SampleId| false;
-        build_shard(&ctx, shard, &reuse, &reuse_sisa, spec.sisa, 0, &none, &mut |e| progress.event(e))
-            .map_err(|e| anyhow!(e))?;
+        let (reuse, reuse_sisa, generation) =
+            if args.resume { resumable(&args.out, shard, &guard)? } else { (Vec::new(), Vec::new(), 0) };
+        build_shard(&ctx, shard, &reuse, &reuse_sisa, spec.sisa, generation, &is_deleted, &mut |e| {
+            progress.event(e)
+        })
+        .map_err(|e| anyhow!(e))?;
     }
     let (samples, per_second) = progress.finish();
     let seconds = started.elapsed().as_secs_f64();
@@ -229,8 +257,19 @@ fn fix_spec(out: &Path, spec: &BuildSpec) -> Result<()> {
     let path = out.join(BUILD_FILE);
     if path.exists() {
         let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let existing: BuildSpec =
+        let mut existing: BuildSpec =
             serde_json::from_str(&text).with_context(|| format!("{}: not a build specification", path.display()))?;
+        if existing.backend.kind != spec.backend.kind {
+            bail!(
+                "{} was started on the {} backend but this run uses {}: the nodes would not reproduce bit for bit; \
+                 pick the same --device or another --out",
+                path.display(),
+                existing.backend.kind,
+                spec.backend.kind
+            );
+        }
+        // Machines of one kind may name their device differently (a cluster's nodes): the kind is what matters.
+        existing.backend.device.clone_from(&spec.backend.device);
         if &existing != spec {
             bail!(
                 "{} was started with other settings (shards, slices, budget, strategy, seed, epochs or backbone); \
@@ -244,21 +283,45 @@ fn fix_spec(out: &Path, spec: &BuildSpec) -> Result<()> {
     write_atomic(&path, json.as_bytes()).map_err(|e| anyhow!(e))
 }
 
-/// The verified entries of an interrupted shard build.
-/// Entries that may be reused, indexed by node id and by SISA checkpoint − 1.
-type Reusable = (Vec<Option<NodeEntry>>, Vec<Option<SisaEntry>>);
+/// The ids deleted in the bundle's ledger (none when it has no ledger yet). Deletions are permanent: a retrain
+/// record does not bring a sample back.
+fn ledger_deletions(out: &Path) -> Result<Vec<SampleId>> {
+    let path = out.join(LEDGER_FILE);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let (actions, _) = Ledger::read(&path)?;
+    Ok(actions
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Delete(id) => Some(id),
+            Action::Retrained { .. } => None,
+        })
+        .collect())
+}
 
-fn resumable(out: &Path, shard: u16) -> Result<Reusable> {
+/// Entries that may be reused, indexed by node id and by SISA checkpoint − 1, and the generation of the nodes
+/// trained now.
+type Reusable = (Vec<Option<NodeEntry>>, Vec<Option<SisaEntry>>, u32);
+
+/// The verified entries of an interrupted or damaged shard build: a weight file that does not match is retrained
+/// rather than trusted, and so is an entry whose lineage meets the ledger.
+fn resumable(out: &Path, shard: u16, guard: &Guard) -> Result<Reusable> {
     let path = out.join(part_path(shard));
     if !path.exists() {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok((Vec::new(), Vec::new(), 0));
     }
     let part = read_part(&path)?;
+    // Nodes retrained after a deletion get a new generation, as `retrain` gives them.
+    let generation = part.nodes.iter().map(|e| e.generation).max().unwrap_or(0)
+        + u32::from(!guard.deleted().is_empty());
     let mut nodes = Vec::new();
     for entry in part.nodes {
-        // A weight file that does not match is retrained rather than trusted.
-        let ok = read_weights(out, &entry.weights).is_ok();
+        let ok = guard.check_node(&entry).is_ok() && read_weights(out, &entry.weights).is_ok();
         let id = entry.id;
+        if id >= 1 << 20 {
+            bail!("{}: node id {id} is out of range", path.display());
+        }
         if nodes.len() <= id {
             nodes.resize(id + 1, None);
         }
@@ -266,22 +329,28 @@ fn resumable(out: &Path, shard: u16) -> Result<Reusable> {
             nodes[id] = Some(entry);
         }
     }
-    let sisa = part.sisa.into_iter().map(|e| read_weights(out, &e.weights).is_ok().then_some(e)).collect();
-    Ok((nodes, sisa))
+    let sisa = part
+        .sisa
+        .into_iter()
+        .map(|e| (guard.check_sisa(&e).is_ok() && read_weights(out, &e.weights).is_ok()).then_some(e))
+        .collect();
+    Ok((nodes, sisa, generation))
 }
 
 fn read_part(path: &Path) -> Result<ShardPart> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not a shard part", path.display()))
+    ShardPart::from_json(&path.display().to_string(), &text).map_err(|e| anyhow!(e))
 }
 
-/// Merges `pretrain.json`, `build.json` and every shard's part into `manifest.json`.
+/// Merges `pretrain.json`, `build.json` and every shard's part into `manifest.json`. The caller holds the bundle's
+/// lock. The assembled bundle must pass the serving guard against the ledger (a part that saw a deleted sample is
+/// refused, naming shard, node and slice) and every file it may serve must match its checksum.
 pub fn assemble(out: &Path) -> Result<Manifest> {
     let read = |name: &str| -> Result<String> {
         let path = out.join(name);
         std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))
     };
-    let record = serde_json::from_str(&read(PRETRAIN_FILE)?).with_context(|| format!("{PRETRAIN_FILE}: invalid"))?;
+    let record = PretrainRecord::from_json(PRETRAIN_FILE, &read(PRETRAIN_FILE)?).map_err(|e| anyhow!(e))?;
     let spec: BuildSpec = serde_json::from_str(&read(BUILD_FILE)?).with_context(|| format!("{BUILD_FILE}: invalid"))?;
     let mut parts = Vec::new();
     for shard in 0..spec.partition.shards {
@@ -292,7 +361,9 @@ pub fn assemble(out: &Path) -> Result<Manifest> {
         parts.push(read_part(&path)?);
     }
     let manifest = Manifest::assemble(record, spec, parts).map_err(|e| anyhow!("{}: {e}", out.display()))?;
-    s3t::bundle::store::verify(out, &manifest).map_err(|e| anyhow!(e))?;
-    write_manifest(out, &manifest).map_err(|e| anyhow!(e))?;
-    Ok(manifest)
+    let bundle = Bundle::from_manifest(out, manifest)?;
+    let serving = bundle.serving()?;
+    bundle.verify_servable(&serving.guard)?;
+    write_manifest(out, &bundle.manifest).map_err(|e| anyhow!(e))?;
+    Ok(bundle.manifest)
 }

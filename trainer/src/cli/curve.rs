@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use plotters::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -10,13 +10,14 @@ use rand_chacha::ChaCha8Rng;
 use s3t::model::serve::Evaluator;
 use s3t::{Action, SampleId};
 
-use crate::bundle_dir::Bundle;
+use crate::bundle_dir::{Bundle, Serving};
 use crate::cli::EvalOptions;
 use crate::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The bundle directory (its ledger is not touched: the curve starts from a freshly built model).
+    /// The bundle directory (its ledger is not touched: the curve starts from the state after the ledger's
+    /// deletions and retrains, and draws further deletions among the samples not deleted yet).
     pub bundle: PathBuf,
     /// Deletion counts to report: `0,100,200`, or `0..1000:100` (from..to inclusive, step).
     #[arg(long, default_value = "0..400:25")]
@@ -79,9 +80,10 @@ pub fn run(args: &Args) -> Result<()> {
         bundle.manifest.data.deletable
     );
     let (splits, device) = args.eval.prepare(&bundle)?;
-    let model = bundle.load_model(&device.device)?;
+    let serving = bundle.serving()?;
+    let model = bundle.load_model(&device.device, &serving.guard)?;
     let mut evaluator = Evaluator::new(&model, &splits.test);
-    let points = compute(&bundle, &model, &mut evaluator, &points_at, args.seed)?;
+    let points = compute(&bundle, &serving, &model, &mut evaluator, &points_at, args.seed)?;
     if let Some(path) = &args.svg {
         draw(path, &points)?;
         output::note(&format!("wrote {}", path.display()));
@@ -105,9 +107,11 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// Accuracy of S3T and of SISA without retraining after each count of `points_at` random deletions, drawn from
-/// one seeded stream and applied to both.
+/// one seeded stream and applied to both, on top of the ledger's state (`start`, checked by the guard; further
+/// deletions only shorten prefixes, so every component served later was allowed then).
 pub fn compute(
     bundle: &Bundle,
+    start: &Serving,
     model: &s3t::model::serve::Model,
     evaluator: &mut Evaluator,
     points_at: &[usize],
@@ -115,8 +119,9 @@ pub fn compute(
 ) -> Result<Vec<Point>> {
     let mut ids: Vec<u64> = (0..bundle.manifest.data.deletable as u64).collect();
     ids.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    let mut s3t = bundle.router.initial();
-    let mut sisa = bundle.sisa_router.initial();
+    ids.retain(|&id| !start.guard.is_deleted(&SampleId::Int(id)));
+    let mut s3t = start.state.clone();
+    let mut sisa = start.sisa_state.clone();
     let mut done = 0usize;
     let mut points = Vec::new();
     let mean_prefix = |state: &s3t::State| {
@@ -130,8 +135,8 @@ pub fn compute(
             bundle.sisa_router.apply_in_place(&mut sisa, &action)?;
             done += 1;
         }
-        let a = evaluator.evaluate(model, &s3t);
-        let b = evaluator.evaluate_sisa(model, &sisa);
+        let a = evaluator.evaluate(model, &s3t).map_err(|e| anyhow!(e))?;
+        let b = evaluator.evaluate_sisa(model, &sisa).map_err(|e| anyhow!(e))?;
         points.push(Point {
             deletions: r,
             s3t_accuracy: a.accuracy,

@@ -1,9 +1,12 @@
-//! `trainer delete`: forget samples. Each deletion is on disk in the bundle's ledger before it is reported.
+//! `trainer delete`: forget samples. Each deletion is on disk in the bundle's ledger before it is reported; then
+//! every file the bundle keeps that was computed from a deleted sample is removed (the weights of every node and
+//! SISA checkpoint whose lineage now meets the ledger) and the page's copy of the deletable split is purged.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use s3t::bundle::store::{remove_durably, safe_join};
 use s3t::ledger::Ledger;
 use s3t::{Action, Event, SampleId};
 
@@ -26,7 +29,6 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let bundle = Bundle::open(&args.bundle)?;
     let mut ids = Vec::new();
     for text in &args.ids {
         ids.push(SampleId::parse(text).with_context(|| format!("--ids {text:?}"))?);
@@ -44,6 +46,8 @@ pub fn run(args: &Args) -> Result<()> {
     if ids.is_empty() {
         bail!("nothing to delete: give --ids or --ids-file");
     }
+    // The bundle's lock first: a concurrent retrain must not write back a manifest that names files removed here.
+    let (_lock, bundle) = Bundle::open_locked(&args.bundle)?;
     // Validate every id before the first append, so a typo cannot leave half a batch recorded.
     if let Some(unknown) = ids.iter().find(|id| bundle.router.assignment().cell(id).is_none()) {
         bail!(
@@ -72,6 +76,9 @@ pub fn run(args: &Args) -> Result<()> {
         state = next;
         events.extend(happened);
     }
+    // The records are durable: nothing routes to a component whose lineage meets them again (prefixes never grow
+    // between retrains, and a retrain trains new files), so their weights go now.
+    let removed = forget_files(&bundle, &state)?;
     let served: Vec<_> = (0..state.shards()).map(|s| state.served(s)).collect();
     if args.json {
         let json = serde_json::json!({
@@ -80,6 +87,7 @@ pub fn run(args: &Args) -> Result<()> {
             "live_shards": state.live_shards(),
             "offline_shards": state.offline_shards(),
             "deleted": state.deleted_count(),
+            "removed_files": removed,
         });
         return output::print(&format!("{}\n", serde_json::to_string_pretty(&json)?));
     }
@@ -100,12 +108,57 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     text.push_str(&format!(
-        "{} samples deleted in total; {} of {} shards live\n",
+        "{} samples deleted in total; {} of {} shards live; {} files computed from deleted samples removed\n",
         state.deleted_count(),
         state.live_shards(),
-        state.shards()
+        state.shards(),
+        removed.len()
     ));
     output::print(&text)
+}
+
+/// Removes the weight files of every component whose lineage meets the deletions of `state`, and purges the
+/// page's copy of the deletable split. Returns the removed files (relative to the bundle).
+fn forget_files(bundle: &Bundle, state: &s3t::State) -> Result<Vec<String>> {
+    let guard = bundle.guard(state);
+    let mut removed = Vec::new();
+    let nodes = bundle.manifest.nodes.iter().flatten().filter(|e| guard.check_node(e).is_err()).map(|e| &e.weights);
+    let sisa = bundle.manifest.sisa.iter().flatten().filter(|e| guard.check_sisa(e).is_err()).map(|e| &e.weights);
+    for file in nodes.chain(sisa) {
+        let path = safe_join(&bundle.dir, &file.path).map_err(|e| anyhow!(e))?;
+        if remove_durably(&path).map_err(|e| anyhow!(e))? {
+            removed.push(file.path.clone());
+        }
+    }
+    purge_data(bundle, &guard)?;
+    Ok(removed)
+}
+
+/// Rewrites the page's copy of the deletable split (when the bundle holds one) without the deleted samples.
+fn purge_data(bundle: &Bundle, guard: &s3t::bundle::guard::Guard) -> Result<()> {
+    use s3t::bundle::samples;
+    let deleted = crate::cli::deleted_indices(guard.deleted());
+    // The salts first: without its salt, a deleted sample's commitment no longer opens.
+    crate::cli::export::purge_digests(&bundle.dir, &deleted)?;
+    if !crate::cli::export::has_deletable(&bundle.dir) {
+        return Ok(());
+    }
+    let dir = bundle.dir.join(samples::DATA_DIR);
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display())).map(|b| (path, b))
+    };
+    let (images_path, images) = read("deletable-images-idx3-ubyte.gz")?;
+    let (labels_path, labels) = read("deletable-labels-idx1-ubyte.gz")?;
+    let data = s3t::dataset::from_idx(
+        &images_path.display().to_string(),
+        images,
+        &labels_path.display().to_string(),
+        labels,
+        bundle.manifest.data.classes,
+    )?;
+    // The copy is purged from itself, so no `--data` source is needed; samples deleted before stay purged.
+    crate::cli::export::write_deletable(&bundle.dir, data, &deleted)
 }
 
 fn describe(event: &Event) -> String {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use s3t::model::serve::Evaluator;
 
 use crate::bundle_dir::Bundle;
@@ -26,20 +26,24 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(n) = args.test_limit {
         splits.test = splits.test.head(n);
     }
-    let actions = bundle.actions()?;
-    let state = bundle.state(&actions)?;
-    let model = bundle.load_model(&device.device)?;
+    // The guard refuses, before any weight is read, a served component whose lineage meets the ledger.
+    let serving = bundle.serving()?;
+    let state = &serving.state;
+    let model = bundle.load_model(&device.device, &serving.guard)?;
     let mut evaluator = Evaluator::new(&model, &splits.test);
-    let s3t = evaluator.evaluate(&model, &state);
-    let sisa = (!model.sisa.is_empty()).then(|| {
-        evaluator.evaluate_sisa(&model, &bundle.sisa_state(&actions).unwrap_or_else(|_| bundle.sisa_router.initial()))
-    });
+    let s3t = evaluator.evaluate(&model, state).map_err(|e| anyhow!(e))?;
+    let sisa = if model.has_sisa() {
+        Some(evaluator.evaluate_sisa(&model, &serving.sisa_state).map_err(|e| anyhow!(e))?)
+    } else {
+        None
+    };
     if args.eval.json {
         let json = serde_json::json!({
             "accuracy": s3t.accuracy,
             "per_shard": s3t.per_shard,
             "live_shards": s3t.live_shards,
             "deleted": state.deleted_count(),
+            "ledger_records": serving.actions.len(),
             "served": (0..state.shards()).map(|s| state.served(s)).collect::<Vec<_>>(),
             "sisa_accuracy": sisa.as_ref().and_then(|e| e.accuracy),
             "sisa_live_shards": sisa.as_ref().map(|e| e.live_shards),

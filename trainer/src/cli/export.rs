@@ -7,17 +7,22 @@
 //! weights [in, out]).
 //!
 //! `--format web` writes what the web app shows next to a bundle: `OUT/data/{deletable,test}-{images-idx3,
-//! labels-idx1}-ubyte.gz`, the deletable split (checked against the bundle) and the first `--test-limit` test images.
+//! labels-idx1}-ubyte.gz`, the deletable split (checked against the bundle, every deleted sample purged) with its
+//! per-sample digests (`data/deletable-digests.bin`), and the first `--test-limit` test images.
+//!
+//! `--format safetensors` writes into a fresh directory next to `OUT` and then replaces `OUT` with it, so a reader
+//! sees the old export or the new one, never adapters of shards that are offline now.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
 use burn::module::Param;
 use burn::tensor::Tensor;
 use clap::ValueEnum;
 use s3t::bundle::store::write_atomic;
-use s3t::dataset::to_idx_gz;
+use s3t::bundle::samples;
+use s3t::dataset::{Dataset, to_idx_gz};
 use s3t::model::features::to_host;
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -79,29 +84,76 @@ pub fn run(args: &Args) -> Result<()> {
 fn web(args: &Args) -> Result<()> {
     let bundle = Bundle::open(&args.bundle)?;
     let splits = crate::cli::checked_data(&bundle, &args.data)?;
-    let dir = args.out.join("data");
-    for (name, data) in [("deletable", splits.deletable), ("test", splits.test.head(args.test_limit))] {
-        let (images, labels) = to_idx_gz(&data);
-        for (kind, bytes) in [("images-idx3", images), ("labels-idx1", labels)] {
-            write_atomic(&dir.join(format!("{name}-{kind}-ubyte.gz")), &bytes).map_err(|e| anyhow!(e))?;
-        }
-    }
+    let serving = bundle.serving()?;
+    let dir = args.out.join(samples::DATA_DIR);
+    let deleted = crate::cli::deleted_indices(serving.guard.deleted());
+    // The bundle's commitments (salted by `pretrain`), the deleted samples' salts already gone.
+    let digests_path = args.bundle.join(samples::DIGESTS_FILE);
+    let mut digests = std::fs::read(&digests_path).map_err(|e| anyhow!("{}: cannot read: {e}", digests_path.display()))?;
+    samples::purge_salts(&mut digests, &deleted);
+    let digests_file = digests_path.display().to_string();
+    samples::verify_digests(&digests_file, &digests, &bundle.manifest.data.deletable_digests_sha256, &HashSet::new())
+        .map_err(|e| anyhow!(e))?;
+    let mut purged = splits.deletable;
+    samples::purge(&mut purged, &deleted);
+    samples::verify(&digests_file, &purged, &digests, &bundle.manifest.data.deletable_digests_sha256, &deleted)
+        .map_err(|e| anyhow!(e))?;
+    write_atomic(&args.out.join(samples::DIGESTS_FILE), &digests).map_err(|e| anyhow!(e))?;
+    write_split(&dir, "deletable", &purged)?;
+    write_split(&dir, "test", &splits.test.head(args.test_limit))?;
     output::print(&format!("wrote the web app's data to {}\n", dir.display()))
+}
+
+/// Writes one split as gzip-compressed IDX files into `dir`.
+fn write_split(dir: &Path, name: &str, data: &Dataset) -> Result<()> {
+    let (images, labels) = to_idx_gz(data);
+    for (kind, bytes) in [("images-idx3", images), ("labels-idx1", labels)] {
+        write_atomic(&dir.join(format!("{name}-{kind}-ubyte.gz")), &bytes).map_err(|e| anyhow!(e))?;
+    }
+    Ok(())
+}
+
+/// Writes the page's copy of the deletable split into `out/data` with every deleted sample purged.
+pub fn write_deletable(out: &Path, mut deletable: Dataset, deleted: &HashSet<usize>) -> Result<()> {
+    samples::purge(&mut deletable, deleted);
+    write_split(&out.join(samples::DATA_DIR), "deletable", &deletable)
+}
+
+/// Zeroes the salts of the deleted samples in `out`'s digest file, when it has one.
+pub fn purge_digests(out: &Path, deleted: &HashSet<usize>) -> Result<()> {
+    let path = out.join(samples::DIGESTS_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut digests = std::fs::read(&path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+    let before = digests.clone();
+    samples::purge_salts(&mut digests, deleted);
+    if digests != before {
+        write_atomic(&path, &digests).map_err(|e| anyhow!(e))?;
+    }
+    Ok(())
+}
+
+/// Whether `out` holds the page's copy of the deletable split (written by `--format web`).
+pub fn has_deletable(out: &Path) -> bool {
+    out.join(samples::DATA_DIR).join("deletable-images-idx3-ubyte.gz").exists()
 }
 
 fn safetensors(args: &Args) -> Result<()> {
     let bundle = Bundle::open(&args.bundle)?;
-    let state = bundle.state(&bundle.actions()?)?;
+    let serving = bundle.serving()?;
+    let state = &serving.state;
     let device = burn::tensor::Device::flex();
-    let model = bundle.load_model(&device)?;
+    let model = bundle.load_model(&device, &serving.guard)?;
     let config = model.config().clone();
+    let fresh = FreshDir::new(&args.out)?;
     let mut written = 0;
     for shard in 0..state.shards() {
         let Some(served) = state.served(shard) else {
             output::note(&format!("shard {shard} is offline: nothing to export"));
             continue;
         };
-        let (groups, head) = model.component(shard, served);
+        let (groups, head) = model.component(shard, served).map_err(|e| anyhow!(e))?;
         let mut tensors: Vec<(String, HostTensor)> = Vec::new();
         for group in &groups {
             for (adapter, block) in group.blocks.iter().zip(config.blocks_of_group(group.group)) {
@@ -125,9 +177,18 @@ fn safetensors(args: &Args) -> Result<()> {
         let mut metadata = HashMap::new();
         metadata.insert("format".to_owned(), "pt".to_owned());
         let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| anyhow!("shard {shard}: {e}"))?;
-        let dir = args.out.join(format!("shard-{shard}"));
+        let dir = fresh.path.join(format!("shard-{shard}"));
         std::fs::create_dir_all(&dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
         s3t::bundle::store::write_atomic(&dir.join("adapter_model.safetensors"), &bytes).map_err(|e| anyhow!(e))?;
+        // What the audit of a bundle holding this export checks: the lineage of every node of the component.
+        let chain = &model.plan.shards[usize::from(shard)].chains[served.sequence][..usize::from(served.prefix)];
+        let lineage: Vec<_> = chain
+            .iter()
+            .map(|&id| {
+                let entry = &model.manifest.nodes[usize::from(shard)][id];
+                serde_json::json!({ "node": id, "lineage": entry.lineage, "weights_sha256": entry.weights.sha256 })
+            })
+            .collect();
         let adapter_config = serde_json::json!({
             "peft_type": "LORA",
             "r": config.lora.rank,
@@ -140,7 +201,8 @@ fn safetensors(args: &Args) -> Result<()> {
             "inference_mode": true,
             "base_model_name_or_path": "weights/backbone.safetensors",
             "s3t": { "shard": shard, "sequence": served.sequence, "prefix": served.prefix,
-                     "slices": model.plan.shards[usize::from(shard)].sequences[served.sequence].prefix(usize::from(served.prefix)) },
+                     "slices": model.plan.shards[usize::from(shard)].sequences[served.sequence].prefix(usize::from(served.prefix)),
+                     "nodes": lineage },
         });
         s3t::bundle::store::write_atomic(
             &dir.join("adapter_config.json"),
@@ -149,5 +211,57 @@ fn safetensors(args: &Args) -> Result<()> {
         .map_err(|e| anyhow!(e))?;
         written += 1;
     }
+    fresh.replace()?;
     output::print(&format!("exported {written} served components to {}\n", args.out.display()))
+}
+
+/// A new directory beside `out`; [`FreshDir::replace`] swaps it in for `out`. Dropped without `replace` (an error
+/// on the way), it is removed and `out` is untouched.
+struct FreshDir {
+    out: PathBuf,
+    path: PathBuf,
+    done: bool,
+}
+
+impl FreshDir {
+    fn new(out: &Path) -> Result<Self> {
+        let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "export".into());
+        std::fs::create_dir_all(parent).map_err(|e| anyhow!("{}: cannot create: {e}", parent.display()))?;
+        let path = parent.join(format!(".{name}.new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir(&path).map_err(|e| anyhow!("{}: cannot create: {e}", path.display()))?;
+        Ok(Self { out: out.to_owned(), path, done: false })
+    }
+
+    /// Moves the old directory aside, the new one into place, then removes the old one: `out` names a complete
+    /// export at every moment but between the two renames.
+    fn replace(mut self) -> Result<()> {
+        let parent = self.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let old = parent.join(format!(
+            ".{}.old-{}",
+            self.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            std::process::id()
+        ));
+        let had_old = self.out.exists();
+        if had_old {
+            std::fs::rename(&self.out, &old).map_err(|e| anyhow!("{}: cannot move aside: {e}", self.out.display()))?;
+        }
+        std::fs::rename(&self.path, &self.out).map_err(|e| anyhow!("{}: cannot replace: {e}", self.out.display()))?;
+        self.done = true;
+        #[cfg(unix)]
+        std::fs::File::open(&parent).and_then(|d| d.sync_all()).map_err(|e| anyhow!("{}: {e}", parent.display()))?;
+        if had_old {
+            std::fs::remove_dir_all(&old).map_err(|e| anyhow!("{}: cannot remove: {e}", old.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FreshDir {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }

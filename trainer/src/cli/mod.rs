@@ -38,13 +38,24 @@ impl EvalOptions {
     }
 }
 
+/// The deleted ids that are indices of the deletable split (ids of this project's data are indices).
+pub fn deleted_indices(deleted: &std::collections::HashSet<s3t::SampleId>) -> std::collections::HashSet<usize> {
+    deleted
+        .iter()
+        .filter_map(|id| match id {
+            s3t::SampleId::Int(i) => usize::try_from(*i).ok(),
+            s3t::SampleId::Str(_) => None,
+        })
+        .collect()
+}
+
 /// Loads `--data`, refusing data other than the data the bundle was built from (evaluating or retraining against
 /// other samples would be meaningless).
 pub fn checked_data(bundle: &Bundle, data: &str) -> Result<Splits> {
     let source = Source::parse(data)?;
     let splits = source.load()?;
     let info = source.info(&splits);
-    if info != bundle.manifest.data {
+    if !info.same_data(&bundle.manifest.data) {
         bail!(
             "{} was built from data {:?} but --data is {:?} (different samples)",
             bundle.dir.display(),

@@ -6,6 +6,7 @@ use anyhow::{Result, anyhow};
 use s3t::bundle::manifest::{FORMAT, PRETRAIN_FILE, VERSION};
 use s3t::bundle::store::write_atomic;
 use s3t::bundle::store::write_weights;
+use s3t::bundle::samples;
 use s3t::bundle::{BackboneEntry, PretrainRecord};
 use s3t::model::train::{backbone_accuracy, pretrain};
 use s3t::model::weights::to_safetensors;
@@ -97,12 +98,20 @@ pub fn run_pretrain(
     let test_accuracy = backbone_accuracy(&pretrained, &splits.test, &selected.device);
     let bytes = to_safetensors(&pretrained).map_err(|e| anyhow!(e))?;
     let weights = write_weights(out, "weights/backbone.safetensors", &bytes).map_err(|e| anyhow!(e))?;
+    // Salted commitments to every deletable sample, so that the page's copy of the split stays verifiable after a
+    // purge without keeping anything that opens a deleted sample (`s3t::bundle::samples`).
+    let mut salts = vec![0u8; splits.deletable.len() * samples::SALT_LEN];
+    getrandom::fill(&mut salts).map_err(|e| anyhow!("no randomness for the sample salts: {e}"))?;
+    let digests = samples::seal(&splits.deletable, &salts).map_err(|e| anyhow!(e))?;
+    write_atomic(&out.join(samples::DIGESTS_FILE), &digests).map_err(|e| anyhow!(e))?;
+    let mut data = source.info(&splits);
+    data.deletable_digests_sha256 = samples::digests_sha256(&digests);
     let record = PretrainRecord {
         format: FORMAT.to_owned(),
         version: VERSION,
         model: config,
         pretrain: train,
-        data: source.info(&splits),
+        data,
         backbone: BackboneEntry { seed: options.pretrain_seed, validation_accuracy, test_accuracy, weights },
     };
     let json = serde_json::to_string_pretty(&record)?;

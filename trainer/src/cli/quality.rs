@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use s3t::model::ensemble::{accuracy, softmax_rows};
 use s3t::model::features::{Features, logits_all};
 use s3t::model::serve::Evaluator;
@@ -38,14 +38,18 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("{} was built with --no-sisa: there is no SISA baseline to compare with", args.bundle.display());
     }
     let (splits, device) = args.eval.prepare(&bundle)?;
-    let model = bundle.load_model(&device.device)?;
+    // Figures after the ledger's deletions (none for a fresh bundle); the guard refuses a stale served component.
+    let serving = bundle.serving()?;
+    let model = bundle.load_model(&device.device, &serving.guard)?;
     let mut evaluator = Evaluator::new(&model, &splits.test);
-    let s3t = evaluator.evaluate(&model, &bundle.router.initial()).accuracy.unwrap_or(0.0);
-    let sisa = evaluator.evaluate_sisa(&model, &bundle.sisa_router.initial()).accuracy.unwrap_or(0.0);
+    let s3t = evaluator.evaluate(&model, &serving.state).map_err(|e| anyhow!(e))?.accuracy.unwrap_or(0.0);
+    let sisa = evaluator.evaluate_sisa(&model, &serving.sisa_state).map_err(|e| anyhow!(e))?.accuracy.unwrap_or(0.0);
 
-    // The reference: one LoRA fine-tune (every group and the head) of the same backbone on all deletable data.
+    // The reference: one LoRA fine-tune (every group and the head) of the same backbone on all deletable data that
+    // is not deleted.
     let config = model.config();
-    let all: Vec<usize> = (0..splits.deletable.len()).collect();
+    let all: Vec<usize> =
+        (0..splits.deletable.len()).filter(|&i| !serving.guard.is_deleted(&s3t::SampleId::Int(i as u64))).collect();
     let finetune = train_sisa(
         config,
         &bundle.manifest.train,
@@ -70,7 +74,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut curves = Vec::new();
     let mut holds = true;
     for &seed in &args.seeds {
-        let points = compute(&bundle, &model, &mut evaluator, &points_at, seed)?;
+        let points = compute(&bundle, &serving, &model, &mut evaluator, &points_at, seed)?;
         // Until half the shards are offline: S3T must do at least as well as SISA without retraining.
         let m = usize::from(bundle.manifest.partition.shards);
         let checked: Vec<_> = points.iter().take_while(|p| p.s3t_live_shards * 2 > m).collect();
