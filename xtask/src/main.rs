@@ -5,6 +5,7 @@
 //!   web build and the headless-Chromium tests.
 //! - `cargo xtask demo`: builds the default bundle if it is missing, builds the web app and serves it on
 //!   127.0.0.1; with `--measure`, times the page on that bundle in headless Chromium instead of serving on.
+//! - `cargo xtask fuzz`: the long fuzzing run of every parser of untrusted bytes (`tests/tests/fuzz.rs`).
 
 mod serve;
 mod tools;
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("browser") => browser_tests(),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print_help();
             Ok(())
@@ -44,7 +46,9 @@ fn print_help() {
          browser          only the web build and the browser tests\n  \
          demo [--port N]  build the default bundle if missing and the web app, serve on 127.0.0.1 (default 8080)\n  \
          demo --measure   the same, then time the page on the demo bundle in headless Chromium (software WebGPU)\n  \
-         bench [ARGS]     run the criterion benchmarks (`cargo bench -p s3t ARGS`)"
+         bench [ARGS]     run the criterion benchmarks (`cargo bench -p s3t ARGS`)\n  \
+         fuzz [FILTER]    fuzz every parser of untrusted bytes: FUZZ_CASES cases each (default 1,000,000), from a\n                   \
+         random seed (FUZZ_SEED replays one); FILTER picks parsers (e.g. `manifest`)"
     );
 }
 
@@ -119,10 +123,14 @@ fn test(extra: &[String]) -> Result<(), String> {
 fn browser_tests() -> Result<(), String> {
     tools::web_tools()?;
     tools::browser_tools(&root())?;
-    let mut kernels = run("cargo", &["test", "-p", "trainer", "--features", "gpu-tests", "--test", "gpu_kernels"]);
+    // `--workspace` everywhere: cargo resolves dependency features per invocation, and any other package selection
+    // (`-p trainer`) compiles the whole burn stack a second time with another feature set.
+    let mut kernels =
+        run("cargo", &["test", "--workspace", "--features", "trainer/gpu-tests", "--test", "gpu_kernels"]);
     tools::software_vulkan(&mut kernels)?;
     step("GPU kernels against the CPU (software Vulkan)", kernels)?;
-    step("build the trainer", run("cargo", &["build", "-p", "trainer"]))?;
+    // The test build also writes `debug/trainer`, with the dependencies the test run compiled already.
+    step("build the trainer", run("cargo", &["test", "--workspace", "--no-run"]))?;
     let trainer = target_dir().join("debug").join("trainer");
     let bundle = target_dir().join("browser-test-bundle");
     if !valid_bundle(Command::new(&trainer), &bundle) {
@@ -217,6 +225,18 @@ fn demo(args: &[String]) -> Result<(), String> {
     loop {
         std::thread::park();
     }
+}
+
+/// The ignored `long::*` fuzz tests. The dev profile (dependencies optimised, the parsers with their overflow
+/// checks) so that an arithmetic overflow is found as a panic rather than wrapping silently as in release.
+fn fuzz(extra: &[String]) -> Result<(), String> {
+    let filter = match extra {
+        [] => "long::".to_owned(),
+        [name] if !name.starts_with('-') => format!("long::{name}"),
+        _ => return Err("usage: cargo xtask fuzz [PARSER]".into()),
+    };
+    let args = ["test", "--workspace", "--test", "fuzz", "--", "--ignored", "--nocapture", &filter];
+    step("fuzz every parser of untrusted bytes", run("cargo", &args))
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {
