@@ -211,9 +211,10 @@ impl Fixture {
         let frozen: Vec<&GroupAdapter> = ancestors.iter().map(|n| &n.adapter).collect();
         let parent_head = ancestors.last().map_or(&self.pretrained.head, |n| &n.head);
         let samples = self.samples(prefix, deleted);
+        // The run settings `build_shard` uses for a prefix of this length.
         train_node(
             &self.config,
-            &self.train,
+            &self.train.for_slices(prefix.len(), GROUPS),
             &self.pretrained.backbone,
             &frozen,
             parent_head,
@@ -270,6 +271,7 @@ impl Fixture {
             train: self.train.clone(),
             seed: SEED,
             backend: Backend::new(false, "cpu (flex)"),
+            canaries: Default::default(),
             data: DataInfo {
                 source: "synthetic".into(),
                 rows: 28,

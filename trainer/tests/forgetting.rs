@@ -167,15 +167,20 @@ fn export_replaces_the_old_folder_so_offline_shards_leave_no_adapters() {
 }
 
 #[test]
-fn an_export_inside_the_bundle_is_audited_by_its_lineage() {
+fn an_export_inside_the_bundle_is_removed_with_its_nodes_and_audited_by_its_lineage() {
     let (_tmp, dir) = built_copy();
     stdout_of(&["export", s(&dir), "--format", "safetensors", "--out", s(&dir.join("peft"))]);
     strict_audit_ok(&dir);
+    let keep = scratch();
+    copy_dir(&dir.join("peft"), keep.path());
     stdout_of(&["delete", s(&dir), "--ids", &join(&offline_ids(&dir, 0))]);
+    assert!(!dir.join("peft/shard-0").exists(), "the export of a component that saw a deleted sample is kept");
+    assert!(dir.join("peft/shard-1/adapter_model.safetensors").exists());
+    strict_audit_ok(&dir);
+    // The old export put back is caught by its lineage.
+    copy_dir(keep.path(), &dir.join("peft"));
     let stderr = stderr_of_failure(&["audit", s(&dir), "--strict"]);
     assert!(stderr.contains("peft/shard-0/adapter_config.json: exported shard 0 node"), "{stderr}");
-    stdout_of(&["export", s(&dir), "--format", "safetensors", "--out", s(&dir.join("peft"))]);
-    strict_audit_ok(&dir);
 }
 
 #[test]

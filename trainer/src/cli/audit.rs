@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use s3t::bundle::audit::audit;
-use s3t::bundle::guard::{Component, Guard};
+use s3t::bundle::guard::Guard;
 use s3t::bundle::manifest::{BUILD_FILE, LEDGER_FILE, MANIFEST_FILE, PRETRAIN_FILE};
 use s3t::bundle::samples;
 use s3t::bundle::store::LOCK_FILE;
-use s3t::bundle::{NodeEntry, ShardPart, SisaEntry, SliceLineage};
+use s3t::bundle::{NodeEntry, ShardPart, SisaEntry};
 
 use crate::bundle_dir::Bundle;
 use crate::output;
@@ -166,7 +166,7 @@ fn strict(bundle: &Bundle, guard: &Guard) -> Result<Walk> {
             continue; // the test split is never deletable
         }
         if rel.ends_with("adapter_config.json") {
-            if let Err(e) = check_export(&path, &rel, m, guard) {
+            if let Err(e) = crate::cli::export::check_export(&path, &rel, m, guard) {
                 walk.violations.push(e);
             }
             continue;
@@ -213,30 +213,4 @@ fn check_data(bundle: &Bundle, deleted: &HashSet<usize>) -> Result<(), String> {
     let data = s3t::dataset::from_idx("data/deletable-images", images, "data/deletable-labels", labels, classes)
         .map_err(|e| e.to_string())?;
     samples::verify("data/deletable", &data, &digests, &bundle.manifest.data.deletable_digests_sha256, deleted)
-}
-
-/// An export inside the bundle: every node of the exported component must still be clean.
-fn check_export(path: &Path, rel: &str, m: &s3t::bundle::Manifest, guard: &Guard) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{rel}: cannot read: {e}"))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{rel}: not JSON: {e}"))?;
-    let s3t = value.get("s3t").ok_or_else(|| format!("{rel}: no s3t lineage record"))?;
-    let shard = s3t.get("shard").and_then(serde_json::Value::as_u64).ok_or_else(|| format!("{rel}: no shard"))?;
-    let nodes = s3t.get("nodes").and_then(serde_json::Value::as_array).ok_or_else(|| format!("{rel}: no nodes"))?;
-    let shard = u16::try_from(shard).map_err(|_| format!("{rel}: shard {shard} is out of range"))?;
-    for node in nodes {
-        let id = node.get("node").and_then(serde_json::Value::as_u64).ok_or_else(|| format!("{rel}: a node has no id"))?;
-        let lineage: Vec<SliceLineage> = node
-            .get("lineage")
-            .cloned()
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| format!("{rel}: node {id}: {e}"))?
-            .ok_or_else(|| format!("{rel}: node {id} has no lineage"))?;
-        let component = Component::Node { shard, id: id as usize };
-        guard.check(component, shard, &lineage).map_err(|stale| format!("{rel}: exported {stale}"))?;
-        if m.nodes.get(usize::from(shard)).and_then(|n| n.get(id as usize)).is_none() {
-            return Err(format!("{rel}: shard {shard} node {id} is not in the manifest"));
-        }
-    }
-    Ok(())
 }

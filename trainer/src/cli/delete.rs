@@ -130,6 +130,11 @@ fn forget_files(bundle: &Bundle, state: &s3t::State) -> Result<Vec<String>> {
             removed.push(file.path.clone());
         }
     }
+    // Exports kept inside the bundle (`export --out BUNDLE/…`) of components that saw a deleted sample.
+    for dir in crate::cli::export::stale_exports(&bundle.dir, &bundle.manifest, &guard) {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("{}: cannot remove", dir.display()))?;
+        removed.push(dir.strip_prefix(&bundle.dir).unwrap_or(&dir).display().to_string());
+    }
     purge_data(bundle, &guard)?;
     Ok(removed)
 }

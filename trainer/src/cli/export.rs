@@ -265,3 +265,54 @@ impl Drop for FreshDir {
         }
     }
 }
+
+/// An export inside the bundle: every node of the exported component must still be clean.
+pub fn check_export(path: &Path, rel: &str, m: &s3t::bundle::Manifest, guard: &s3t::bundle::guard::Guard) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{rel}: cannot read: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{rel}: not JSON: {e}"))?;
+    let s3t = value.get("s3t").ok_or_else(|| format!("{rel}: no s3t lineage record"))?;
+    let shard = s3t.get("shard").and_then(serde_json::Value::as_u64).ok_or_else(|| format!("{rel}: no shard"))?;
+    let nodes = s3t.get("nodes").and_then(serde_json::Value::as_array).ok_or_else(|| format!("{rel}: no nodes"))?;
+    let shard = u16::try_from(shard).map_err(|_| format!("{rel}: shard {shard} is out of range"))?;
+    for node in nodes {
+        let id = node.get("node").and_then(serde_json::Value::as_u64).ok_or_else(|| format!("{rel}: a node has no id"))?;
+        let lineage: Vec<s3t::bundle::SliceLineage> = node
+            .get("lineage")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| format!("{rel}: node {id}: {e}"))?
+            .ok_or_else(|| format!("{rel}: node {id} has no lineage"))?;
+        let component = s3t::bundle::guard::Component::Node { shard, id: id as usize };
+        guard.check(component, shard, &lineage).map_err(|stale| format!("{rel}: exported {stale}"))?;
+        if m.nodes.get(usize::from(shard)).and_then(|n| n.get(id as usize)).is_none() {
+            return Err(format!("{rel}: shard {shard} node {id} is not in the manifest"));
+        }
+    }
+    Ok(())
+}
+
+/// The folders of exports inside `bundle` (each `adapter_config.json` and its adapters) whose component saw a
+/// deleted sample: `delete` removes them with the weights they came from.
+pub fn stale_exports(bundle: &Path, m: &s3t::bundle::Manifest, guard: &s3t::bundle::guard::Guard) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&path, out);
+            } else if path.file_name().is_some_and(|n| n == "adapter_config.json") {
+                out.push(path);
+            }
+        }
+    }
+    let mut configs = Vec::new();
+    walk(bundle, &mut configs);
+    configs
+        .into_iter()
+        .filter(|config| {
+            let rel = config.strip_prefix(bundle).unwrap_or(config).display().to_string();
+            check_export(config, &rel, m, guard).is_err()
+        })
+        .filter_map(|config| config.parent().map(Path::to_path_buf))
+        .collect()
+}
