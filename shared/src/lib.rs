@@ -9,6 +9,7 @@
 //! - [`plan`]: the per-shard prefix trie of training nodes and their training order.
 //! - [`route`]: the pure deletion/routing state machine shared by the trainer and the browser.
 //! - [`ledger`]: the durable, checksummed, append-only deletion journal.
+//! - [`link`]: the web page's saved deletions (shareable link, local storage), parsed without trusting them.
 //! - [`simulate`]: closed form and Monte Carlo estimates of how many deletions a configuration survives.
 //!
 //! This crate has no heavy dependencies and compiles for `wasm32-unknown-unknown`.
@@ -18,6 +19,7 @@ pub mod assignment;
 pub mod bundle;
 pub mod dataset;
 pub mod ledger;
+pub mod link;
 #[cfg(feature = "model")]
 pub mod model;
 pub mod partition;
