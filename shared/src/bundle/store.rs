@@ -102,9 +102,12 @@ pub struct BundleLock {
 }
 
 impl BundleLock {
-    /// Waits until no other process holds the bundle, then holds it.
+    /// Waits until no other process holds the bundle, then holds it. The directory must exist (a typo in a path
+    /// must not create one).
     pub fn acquire(bundle: &Path) -> Result<Self, String> {
-        fs::create_dir_all(bundle).map_err(|e| format!("{}: cannot create the directory: {e}", bundle.display()))?;
+        if !bundle.is_dir() {
+            return Err(format!("{}: not a bundle directory", bundle.display()));
+        }
         let path = bundle.join(LOCK_FILE);
         let file = fs::OpenOptions::new()
             .create(true)
