@@ -4,6 +4,8 @@
 #[cfg(target_arch = "wasm32")]
 mod app;
 #[cfg(target_arch = "wasm32")]
+mod base;
+#[cfg(target_arch = "wasm32")]
 mod load;
 #[cfg(target_arch = "wasm32")]
 mod persist;

@@ -1,12 +1,15 @@
-//! Loading a bundle over HTTP: manifest, checksummed weights, the data the page shows, the device.
+//! Loading a bundle over HTTP: manifest, deletion ledger, the weights the serving guard allows (checksummed), the
+//! data the page shows (verified sample by sample), the device.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use js_sys::Uint8Array;
-use s3t::bundle::Manifest;
-use s3t::bundle::manifest::verify_bytes;
+use s3t::bundle::guard::{Component, Guard};
+use s3t::bundle::manifest::{LEDGER_FILE, MANIFEST_FILE, verify_bytes};
+use s3t::bundle::samples::{self, DATA_DIR, DIGESTS_FILE};
+use s3t::bundle::{Manifest, WeightFile};
 use s3t::dataset::{self, Dataset};
 use s3t::model::device::{DeviceChoice, select_async};
 use s3t::model::features::{EVAL_BATCH, Features};
@@ -15,14 +18,17 @@ use s3t::{Plan, Router};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::base::Base;
+
 /// Test samples evaluated in the browser (the same subset as `trainer eval --test-limit`).
 pub const TEST_SUBSET: usize = 500;
 
 /// Everything the session needs, loaded once.
 pub struct Loaded {
     pub model: Model,
-    pub router: Rc<Router>,
-    pub sisa_router: Rc<Router>,
+    pub routers: Routers,
+    /// The state after the bundle's ledger: where the session starts and where Reset returns.
+    pub base: Rc<Base>,
     pub plan: Plan,
     pub deletable: Dataset,
     pub test: Dataset,
@@ -39,13 +45,7 @@ pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     let window = web_sys::window().ok_or("no window")?;
     let response = JsFuture::from(window.fetch_with_str(url)).await.map_err(|e| format!("{url}: {e:?}"))?;
     let response: web_sys::Response = response.dyn_into().map_err(|_| format!("{url}: not a response"))?;
-    if !response.ok() {
-        return Err(format!("{url}: HTTP {}", response.status()));
-    }
-    let buffer = JsFuture::from(response.array_buffer().map_err(|e| format!("{url}: {e:?}"))?)
-        .await
-        .map_err(|e| format!("{url}: {e:?}"))?;
-    Ok(Uint8Array::new(&buffer).to_vec())
+    body(url, response).await
 }
 
 /// Gives the page a chance to render and handle input.
@@ -77,18 +77,46 @@ impl Pacer {
     }
 }
 
-async fn split(base: &str, name: &str) -> Result<Dataset, String> {
-    let images_url = format!("{base}/data/{name}-images-idx3-ubyte.gz");
-    let labels_url = format!("{base}/data/{name}-labels-idx1-ubyte.gz");
+/// Fetches and parses a split the bundle's export wrote (`data/NAME-{images-idx3,labels-idx1}-ubyte.gz`); its
+/// images must have the shape the model reads.
+async fn split(base: &str, name: &str, manifest: &Manifest) -> Result<Dataset, String> {
+    let images_url = format!("{base}/{DATA_DIR}/{name}-images-idx3-ubyte.gz");
+    let labels_url = format!("{base}/{DATA_DIR}/{name}-labels-idx1-ubyte.gz");
     let images = fetch_bytes(&images_url).await?;
     let labels = fetch_bytes(&labels_url).await?;
     // Decompressing a split is the longest piece of loading: a task of its own.
     yield_now().await;
-    let data = dataset::from_idx(&images_url, images, &labels_url, labels, 10).map_err(|e| e.to_string());
+    let classes = u8::try_from(manifest.model.vit.classes).unwrap_or(u8::MAX);
+    let data = dataset::from_idx(&images_url, images, &labels_url, labels, classes).map_err(|e| e.to_string());
     yield_now().await;
-    data
+    let data = data?;
+    let side = manifest.model.vit.image_size;
+    if data.rows as usize != side || data.cols as usize != side {
+        return Err(format!("{images_url}: {}×{} images, but the model reads {side}×{side}", data.rows, data.cols));
+    }
+    Ok(data)
 }
 
+/// Like [`fetch_bytes`], but `Ok(None)` when the server says the file does not exist (HTTP 404).
+async fn fetch_optional(url: &str) -> Result<Option<Vec<u8>>, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let response = JsFuture::from(window.fetch_with_str(url)).await.map_err(|e| format!("{url}: {e:?}"))?;
+    let response: web_sys::Response = response.dyn_into().map_err(|_| format!("{url}: not a response"))?;
+    if response.status() == 404 {
+        return Ok(None);
+    }
+    body(url, response).await.map(Some)
+}
+
+async fn body(url: &str, response: web_sys::Response) -> Result<Vec<u8>, String> {
+    if !response.ok() {
+        return Err(format!("{url}: HTTP {}", response.status()));
+    }
+    let buffer = JsFuture::from(response.array_buffer().map_err(|e| format!("{url}: {e:?}"))?)
+        .await
+        .map_err(|e| format!("{url}: {e:?}"))?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
 fn now() -> f64 {
     web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
 }
@@ -98,27 +126,93 @@ pub fn timing(what: &str, since: f64) {
     web_sys::console::log_1(&format!("s3t timing: {what} {:.0} ms", now() - since).into());
 }
 
-pub async fn load(base: &str, progress: impl Fn(&str)) -> Result<Loaded, String> {
+/// The bundle's ledger replayed (a missing ledger is an empty one), checked by the serving guard: every component
+/// the base state serves must have been trained without every deleted sample.
+async fn ledger_base(
+    base_url: &str,
+    manifest: &Manifest,
+    plan: &Plan,
+    routers: &Routers,
+) -> Result<(Base, Guard), String> {
+    let ledger_url = format!("{base_url}/{LEDGER_FILE}");
+    let base = match fetch_optional(&ledger_url).await? {
+        None => Base::empty(&routers.s3t, &routers.sisa),
+        Some(bytes) => Base::from_ledger(&ledger_url, &bytes, &routers.s3t, &routers.sisa)?,
+    };
+    let guard = Guard::new(routers.s3t.assignment(), base.deleted.iter().cloned());
+    guard.check_served(manifest, plan, &base.state, Some(&base.sisa)).map_err(|e| format!("{base_url}: {e}"))?;
+    Ok((base, guard))
+}
+
+/// The weight files the page may read: the backbone and the components the guard allows. The others saw a
+/// deleted sample; the bundle may have removed them, and the page must not fetch them anyway.
+fn allowed_files<'a>(manifest: &'a Manifest, guard: &Guard) -> Vec<&'a WeightFile> {
+    let nodes = manifest
+        .nodes
+        .iter()
+        .flatten()
+        .filter(|e| guard.servable(manifest, Component::Node { shard: e.shard, id: e.id }))
+        .map(|e| &e.weights);
+    let sisa = manifest
+        .sisa
+        .iter()
+        .flatten()
+        .filter(|e| guard.servable(manifest, Component::Sisa { shard: e.shard, checkpoint: e.checkpoint }))
+        .map(|e| &e.weights);
+    std::iter::once(&manifest.backbone.weights).chain(nodes).chain(sisa).collect()
+}
+
+/// The deletable split the page shows: each kept sample must be the one the bundle was trained on and each
+/// sample the ledger deleted must be purged (no copy of forgotten data is shown, or even accepted).
+async fn verified_deletable(base_url: &str, manifest: &Manifest, base: &Base) -> Result<Dataset, String> {
+    let data = split(base_url, "deletable", manifest).await?;
+    let digests_url = format!("{base_url}/{DIGESTS_FILE}");
+    let digests = fetch_bytes(&digests_url).await?;
+    let file = format!("{base_url}/{DATA_DIR}/deletable");
+    samples::verify(&file, &data, &digests, &manifest.data.deletable_digests_sha256, &base.deleted_indices())?;
+    yield_now().await;
+    Ok(data)
+}
+
+/// Both routers of a bundle (they never change during a session).
+pub struct Routers {
+    pub s3t: Rc<Router>,
+    pub sisa: Rc<Router>,
+}
+
+impl Routers {
+    fn new(manifest: &Manifest, plan: &Plan) -> Result<Self, String> {
+        let assignment = manifest.assignment().map_err(|e| e.to_string())?;
+        let sisa_plan = manifest.sisa_plan().map_err(|e| e.to_string())?;
+        let s3t = manifest.router(assignment.clone(), plan).map_err(|e| e.to_string())?;
+        let sisa = Router::new(assignment, &sisa_plan).map_err(|e| e.to_string())?;
+        Ok(Self { s3t: Rc::new(s3t), sisa: Rc::new(sisa) })
+    }
+}
+
+pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, String> {
     let t = now();
     progress("manifest");
-    let manifest_url = format!("{base}/manifest.json");
+    let manifest_url = format!("{base_url}/{MANIFEST_FILE}");
     let text = String::from_utf8(fetch_bytes(&manifest_url).await?).map_err(|e| format!("{manifest_url}: {e}"))?;
     let manifest = Manifest::from_json(&manifest_url, &text)?;
+    let plan = manifest.plan().map_err(|e| format!("{manifest_url}: {e}"))?;
+    let routers = Routers::new(&manifest, &plan).map_err(|e| format!("{manifest_url}: {e}"))?;
+    progress("deletion ledger");
+    let (base, guard) = ledger_base(base_url, &manifest, &plan, &routers).await?;
     progress("weights");
     let mut files: HashMap<String, Vec<u8>> = HashMap::new();
-    for file in manifest.weight_files() {
-        let bytes = fetch_bytes(&format!("{base}/{}", file.path)).await?;
+    for file in allowed_files(&manifest, &guard) {
+        if files.contains_key(&file.path) {
+            continue;
+        }
+        let bytes = fetch_bytes(&format!("{base_url}/{}", file.path)).await?;
         verify_bytes(file, &bytes)?;
         files.insert(file.path.clone(), bytes);
     }
     progress("data");
-    let deletable = split(base, "deletable").await?;
-    let test = split(base, "test").await?.head(TEST_SUBSET);
-    let mut bytes = deletable.pixels.clone();
-    bytes.extend_from_slice(&deletable.labels);
-    if s3t::partition::hex(&sha256(&bytes)) != manifest.data.deletable_sha256 {
-        return Err(format!("{base}/data: the deletable split is not the data the bundle was trained on"));
-    }
+    let deletable = verified_deletable(base_url, &manifest, &base).await?;
+    let test = split(base_url, "test", &manifest).await?.head(TEST_SUBSET);
     timing("fetch", t);
     let t = now();
     progress("device");
@@ -126,19 +220,18 @@ pub async fn load(base: &str, progress: impl Fn(&str)) -> Result<Loaded, String>
     let backend = if selected.is_gpu { "WebGPU".to_owned() } else { "CPU".to_owned() };
     progress("model");
     yield_now().await;
-    let model = Model::load(manifest, &selected.device, |file| {
-        files.remove(&file.path).ok_or_else(|| format!("{}: not fetched", file.path))
-    })?;
-    let plan = model.plan.clone();
-    let assignment = model.manifest.assignment().map_err(|e| e.to_string())?;
-    let router = model.manifest.router(assignment.clone(), &plan).map_err(|e| e.to_string())?;
-    let sisa_router = Router::new(assignment, &model.sisa_plan).map_err(|e| e.to_string())?;
+    let model = Model::load(
+        manifest,
+        &selected.device,
+        |m, c| guard.servable(m, c),
+        |file| files.remove(&file.path).ok_or_else(|| format!("{}: not fetched", file.path)),
+    )?;
     timing("device and weights", t);
     yield_now().await;
     let t = now();
     progress("features");
     if test.is_empty() {
-        return Err(format!("{base}/data: the test split is empty"));
+        return Err(format!("{base_url}/{DATA_DIR}: the test split is empty"));
     }
     let pacer = Pacer::new();
     let backbone = &model.pretrained.backbone;
@@ -148,8 +241,8 @@ pub async fn load(base: &str, progress: impl Fn(&str)) -> Result<Loaded, String>
     timing("test features", t);
     let evaluator = Evaluator::from_features(&model, features, test.labels.clone());
     Ok(Loaded {
-        router: Rc::new(router),
-        sisa_router: Rc::new(sisa_router),
+        routers,
+        base: Rc::new(base),
         plan,
         deletable,
         test,
@@ -160,8 +253,4 @@ pub async fn load(base: &str, progress: impl Fn(&str)) -> Result<Loaded, String>
         generation: Cell::new(0),
         model,
     })
-}
-
-fn sha256(bytes: &[u8]) -> Vec<u8> {
-    s3t::bundle::manifest::sha256(bytes)
 }

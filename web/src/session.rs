@@ -8,7 +8,7 @@ use yew::prelude::*;
 
 use crate::load::{Loaded, Pacer, yield_now};
 use crate::persist;
-use crate::state::{Session, SessionAction};
+use crate::state::{Fixed, Session, SessionAction};
 use crate::views::{Capacity, Chart, Explanation, Grid, Inspector, ShardPanel};
 
 /// One evaluation result, for the display and the accuracy chart.
@@ -75,11 +75,15 @@ async fn evaluate(
         }
         let mut scores = Scores {
             deleted: session.deleted.len(),
-            s3t: evaluator.evaluate(&loaded.model, &session.state),
+            s3t: evaluator.evaluate(&loaded.model, &session.state)?,
             sisa: None,
             millis: now() - started,
         };
         publish(scores.clone());
+        if !loaded.model.has_sisa() {
+            // A bundle built without the SISA baseline (`--no-sisa`): nothing to compare with.
+            return Ok(());
+        }
         // The activations shorter prefixes start from: ready before the visitor's first deletion needs them.
         evaluator.complete_features_async(&loaded.model, pause).await;
         for shard in 0..session.sisa.shards() {
@@ -91,7 +95,7 @@ async fn evaluate(
                 pause().await;
             }
         }
-        scores.sisa = Some(evaluator.evaluate_sisa(&loaded.model, &session.sisa));
+        scores.sisa = Some(evaluator.evaluate_sisa(&loaded.model, &session.sisa)?);
         publish(scores);
         Ok::<_, String>(())
     }
@@ -105,7 +109,14 @@ pub fn session_view(props: &Props) -> Html {
     let loaded = props.loaded.clone();
     let session = {
         let loaded = loaded.clone();
-        use_reducer(move || Session::new(loaded.router.clone(), loaded.sisa_router.clone()))
+        use_reducer(move || {
+            let routers = &loaded.routers;
+            Session::new(Rc::new(Fixed {
+                s3t: routers.s3t.clone(),
+                sisa: routers.sisa.clone(),
+                base: loaded.base.clone(),
+            }))
+        })
     };
     let scores = use_state(|| None::<Scores>);
     let history = use_state(Vec::<Scores>::new);
@@ -123,23 +134,31 @@ pub fn session_view(props: &Props) -> Html {
             } else {
                 (url, "link")
             };
-            match persist::decode(&text, &tag) {
+            match s3t::link::decode(&text, &tag) {
                 Ok(Some(ids)) => session.dispatch(SessionAction::Restore { ids, source }),
                 Ok(None) => {}
                 Err(why) => session.dispatch(SessionAction::Ignore { why, source }),
             }
         });
     }
-    // Persist and re-evaluate after every change.
+    // Save the visitor's changes (only theirs: see `Session::revision`).
+    {
+        let tag = bundle_tag.clone();
+        let deleted = session.deleted.clone();
+        use_effect_with(session.revision, move |&revision| {
+            if revision > 0 {
+                persist::save(&s3t::link::encode(&tag, &deleted));
+            }
+        });
+    }
+    // Re-evaluate after every change.
     {
         let loaded = loaded.clone();
         let scores = scores.clone();
         let history = history.clone();
         let failure = failure.clone();
-        let tag = bundle_tag.clone();
         let current = session.clone();
-        use_effect_with(session.deleted.clone(), move |deleted| {
-            persist::save(&persist::encode(&tag, deleted));
+        use_effect_with(session.deleted.clone(), move |_| {
             let started = now();
             let generation = loaded.generation.get() + 1;
             loaded.generation.set(generation);
@@ -181,6 +200,7 @@ pub fn session_view(props: &Props) -> Html {
                 <button onclick={on_reset} data-testid="reset">{ "Reset" }</button>
             </header>
             if let Some(note) = &session.note { <p class="note" role="status" data-testid="note">{ note.clone() }</p> }
+            if let Some(note) = &loaded.base.note { <p class="note" role="status" data-testid="ledger-note">{ note.clone() }</p> }
             if let Some(error) = &*failure { <p class="note" role="alert" data-testid="eval-error">{ error.clone() }</p> }
             <section class="scores" aria-live="polite">
                 <div class="score">
@@ -192,25 +212,33 @@ pub fn session_view(props: &Props) -> Html {
                         { scores.as_ref().map_or("computing…".to_owned(), |s| pct(s.s3t.accuracy)) }
                     </span>
                 </div>
+                if loaded.model.has_sisa() {
+                    <div class="score">
+                        <span class="label">{ "SISA without retraining" }</span>
+                        <span class="value" data-testid="sisa-accuracy"
+                            data-deleted={scores.as_ref().filter(|s| s.sisa.is_some()).map(|s| s.deleted.to_string()).unwrap_or_default()}>{ scores.as_ref().and_then(|s| s.sisa.as_ref()).map_or("computing…".to_owned(), |s| pct(s.accuracy)) }</span>
+                    </div>
+                }
                 <div class="score">
-                    <span class="label">{ "SISA without retraining" }</span>
-                    <span class="value" data-testid="sisa-accuracy"
-                        data-deleted={scores.as_ref().filter(|s| s.sisa.is_some()).map(|s| s.deleted.to_string()).unwrap_or_default()}>{ scores.as_ref().and_then(|s| s.sisa.as_ref()).map_or("computing…".to_owned(), |s| pct(s.accuracy)) }</span>
-                </div>
-                <div class="score">
-                    <span class="label">{ "deleted" }</span>
+                    <span class="label">{ "deleted by you" }</span>
                     <span class="value" data-testid="deleted-count">{ session.deleted.len() }</span>
                 </div>
+                if !loaded.base.deleted.is_empty() {
+                    <div class="score" title="deleted before the bundle was published; Reset keeps them deleted">
+                        <span class="label">{ "deleted in the bundle's ledger" }</span>
+                        <span class="value" data-testid="ledger-count">{ loaded.base.deleted.len() }</span>
+                    </div>
+                }
                 <div class="score">
                     <span class="label">{ "live shards" }</span>
                     <span class="value" data-testid="live-shards">{ format!("{} / {}", state.live_shards(), state.shards()) }</span>
                 </div>
                 <Capacity expected={capacity} />
             </section>
-            <Chart history={(*history).clone()} />
+            <Chart history={(*history).clone()} sisa={loaded.model.has_sisa()} />
             <section class="shards">
                 { for (0..state.shards()).map(|shard| html! {
-                    <ShardPanel shard={shard} sequences={loaded.plan.shards[usize::from(shard)].sequences.clone()}
+                    <ShardPanel shard={shard} sequences={loaded.plan.shards.get(usize::from(shard)).map(|p| p.sequences.clone()).unwrap_or_default()}
                         active={state.active(shard).to_vec()} served={state.served(shard)}
                         accuracy={scores.as_ref().and_then(|s| s.s3t.per_shard.get(usize::from(shard)).copied().flatten())} />
                 }) }

@@ -1,37 +1,45 @@
-//! The session reducer: the shared crate's route state machine behind yew's `use_reducer`. It holds no logic of
-//! its own beyond remembering the order of deletions (for the shareable URL) and the last events.
+//! The session reducer: the shared crate's route state machine behind yew's `use_reducer`. The bundle's ledger is
+//! the base state; the visitor's deletions go on top of it, in order (for the shareable link). It holds no logic of
+//! its own beyond that and the last events.
 
 use std::rc::Rc;
 
 use s3t::{Action, Event, Router, SampleId, State};
 use yew::Reducible;
 
+use crate::base::Base;
+
 #[derive(Clone, PartialEq)]
 pub struct Session {
-    pub router: Rc<RouterRef>,
+    pub fixed: Rc<Fixed>,
     pub state: State,
     /// SISA without retraining, driven by the same deletions.
     pub sisa: State,
-    /// Deleted ids in the order they were deleted.
+    /// The visitor's deleted ids in the order they were deleted (the ledger's are not among them).
     pub deleted: Vec<SampleId>,
     pub events: Vec<Event>,
     pub note: Option<String>,
+    /// Counts the changes to `deleted` that are to be saved (a deletion, a reset, a restored link). It stays 0 until
+    /// one happens, so a page that ignored a stale or invalid link never overwrites the saved state.
+    pub revision: u64,
 }
 
-/// Both routers; compared by identity (they never change during a session).
-pub struct RouterRef {
+/// What a session never changes: both routers and the ledger's base state; compared by identity.
+pub struct Fixed {
     pub s3t: Rc<Router>,
     pub sisa: Rc<Router>,
+    pub base: Rc<Base>,
 }
 
-impl PartialEq for RouterRef {
+impl PartialEq for Fixed {
     fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.s3t, &other.s3t)
+        Rc::ptr_eq(&self.s3t, &other.s3t) && Rc::ptr_eq(&self.base, &other.base)
     }
 }
 
 pub enum SessionAction {
     Delete(SampleId),
+    /// Back to the ledger's base state.
     Reset,
     /// Replays a stored list of deletions (from the URL or local storage); an invalid list is ignored with a note.
     Restore {
@@ -46,14 +54,15 @@ pub enum SessionAction {
 }
 
 impl Session {
-    pub fn new(s3t: Rc<Router>, sisa: Rc<Router>) -> Self {
+    pub fn new(fixed: Rc<Fixed>) -> Self {
         Self {
-            state: s3t.initial(),
-            sisa: sisa.initial(),
-            router: Rc::new(RouterRef { s3t, sisa }),
+            state: fixed.base.state.clone(),
+            sisa: fixed.base.sisa.clone(),
+            fixed,
             deleted: Vec::new(),
             events: Vec::new(),
             note: None,
+            revision: 0,
         }
     }
 }
@@ -62,17 +71,17 @@ impl Reducible for Session {
     type Action = SessionAction;
 
     fn reduce(self: Rc<Self>, action: SessionAction) -> Rc<Self> {
-        let routers = &self.router;
+        let fixed = &self.fixed;
         match action {
             SessionAction::Delete(id) => {
                 let delete = Action::Delete(id.clone());
-                match (routers.s3t.apply(&self.state, &delete), routers.sisa.apply(&self.sisa, &delete)) {
+                match (fixed.s3t.apply(&self.state, &delete), fixed.sisa.apply(&self.sisa, &delete)) {
+                    (Ok((_, events)), _) if matches!(events.as_slice(), [Event::AlreadyDeleted { .. }]) => self,
                     (Ok((state, events)), Ok((sisa, _))) => {
                         let mut deleted = self.deleted.clone();
-                        if !matches!(events.as_slice(), [Event::AlreadyDeleted { .. }]) {
-                            deleted.push(id);
-                        }
-                        Rc::new(Session { state, sisa, deleted, events, note: None, router: routers.clone() })
+                        deleted.push(id);
+                        let revision = self.revision + 1;
+                        Rc::new(Session { state, sisa, deleted, events, note: None, revision, fixed: fixed.clone() })
                     }
                     (Err(e), _) | (_, Err(e)) => {
                         Rc::new(Session { note: Some(e.to_string()), events: Vec::new(), ..(*self).clone() })
@@ -80,8 +89,9 @@ impl Reducible for Session {
                 }
             }
             SessionAction::Reset => {
-                let mut fresh = Session::new(routers.s3t.clone(), routers.sisa.clone());
-                fresh.router = routers.clone();
+                let mut fresh = Session::new(fixed.clone());
+                // Resetting nothing changes nothing: no save (it could overwrite a state a rejected link left alone).
+                fresh.revision = self.revision + u64::from(!self.deleted.is_empty());
                 Rc::new(fresh)
             }
             SessionAction::Ignore { why, source } => Rc::new(Session {
@@ -89,17 +99,19 @@ impl Reducible for Session {
                 ..(*self).clone()
             }),
             SessionAction::Restore { ids, source } => {
-                let actions: Vec<Action> = ids.iter().cloned().map(Action::Delete).collect();
-                match (routers.s3t.replay(&actions), routers.sisa.replay(&actions)) {
-                    (Ok(state), Ok(sisa)) => Rc::new(Session {
+                // The ledger's ids in a link are simply deleted already.
+                let ids: Vec<SampleId> = ids.into_iter().filter(|id| !fixed.base.deleted.contains(id)).collect();
+                match fixed.base.with(&fixed.s3t, &fixed.sisa, &ids) {
+                    Ok((state, sisa)) => Rc::new(Session {
                         state,
                         sisa,
                         deleted: ids,
                         events: Vec::new(),
                         note: None,
-                        router: routers.clone(),
+                        revision: self.revision + 1,
+                        fixed: fixed.clone(),
                     }),
-                    (Err(e), _) | (_, Err(e)) => Rc::new(Session {
+                    Err(e) => Rc::new(Session {
                         note: Some(format!("the saved state in the {source} was ignored: {e}")),
                         ..(*self).clone()
                     }),

@@ -15,6 +15,23 @@ const CLASS_NAMES: [&str; 10] =
     ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 const PAGE: usize = 48;
 
+/// A class's name (the data's classes are Fashion-MNIST's; another source's are numbered).
+fn class_name(class: usize) -> String {
+    CLASS_NAMES.get(class).map_or_else(|| format!("class {class}"), |n| (*n).to_owned())
+}
+
+/// What stands in for a deleted sample: a crossed box, never its pixels.
+fn placeholder(side: u32) -> Html {
+    let side = side.to_string();
+    html! {
+        <svg class="purged" width={side.clone()} height={side.clone()} viewBox="0 0 10 10" aria-hidden="true">
+            <rect x="0.5" y="0.5" width="9" height="9" fill="none" stroke="currentColor" stroke-width="0.6" />
+            <line x1="1" y1="1" x2="9" y2="9" stroke="currentColor" stroke-width="0.6" />
+            <line x1="9" y1="1" x2="1" y2="9" stroke="currentColor" stroke-width="0.6" />
+        </svg>
+    }
+}
+
 /// Draws a 28×28 grey image into a canvas.
 fn draw(canvas: &HtmlCanvasElement, pixels: &[u8], side: u32) {
     let Ok(Some(ctx)) = canvas.get_context("2d") else { return };
@@ -65,16 +82,21 @@ impl PartialEq for GridProps {
     }
 }
 
-/// The deletable samples, paged, filterable by class and shard; each is a button that deletes it.
+/// The deletable samples, paged, filterable by class and shard; each is a button that deletes it. A deleted
+/// sample shows no image: the ledger's were purged from the bundle, and the visitor's are forgotten on screen too.
 #[function_component(Grid)]
 pub fn grid(props: &GridProps) -> Html {
     let class = use_state(|| None::<u8>);
     let shard = use_state(|| None::<u16>);
     let page = use_state(|| 0usize);
     let data = &props.loaded.deletable;
-    let assignment = props.loaded.router.assignment();
+    let ledger = &props.loaded.base.deleted;
+    let assignment = props.loaded.routers.s3t.assignment();
+    // A purged sample's class is gone with it: it is listed under "all" classes only.
+    let class_of =
+        |i: usize| (!ledger.contains(&SampleId::Int(i as u64))).then(|| data.labels.get(i).copied()).flatten();
     let matching: Vec<usize> = (0..data.len())
-        .filter(|&i| class.is_none_or(|c| data.labels[i] == c))
+        .filter(|&i| class.is_none_or(|c| class_of(i) == Some(c)))
         .filter(|&i| shard.is_none_or(|s| assignment.cell(&SampleId::Int(i as u64)).is_some_and(|c| c.shard == s)))
         .collect();
     let pages = matching.len().div_ceil(PAGE).max(1);
@@ -127,14 +149,23 @@ pub fn grid(props: &GridProps) -> Html {
             <div class="samples" role="list">
                 { for matching.iter().skip(current * PAGE).take(PAGE).map(|&i| {
                     let id = SampleId::Int(i as u64);
-                    let gone = props.deleted.contains(&id);
+                    let gone = if ledger.contains(&id) {
+                        Some("ledger")
+                    } else if props.deleted.contains(&id) {
+                        Some("session")
+                    } else {
+                        None
+                    };
                     let cell = assignment.cell(&id);
+                    let what = match gone {
+                        Some("ledger") => "deleted in the bundle's ledger".to_owned(),
+                        Some(_) => "deleted".to_owned(),
+                        None => class_of(i).map_or_else(String::new, |c| class_name(usize::from(c))),
+                    };
                     let label = format!(
-                        "sample {i}, {}, shard {}, slice {}{}",
-                        CLASS_NAMES[usize::from(data.labels[i])],
+                        "sample {i}, {what}, shard {}, slice {}",
                         cell.map_or(0, |c| c.shard),
                         cell.map_or(0, |c| c.slice),
-                        if gone { ", deleted" } else { "" }
                     );
                     let on_click = {
                         let cb = props.on_delete.clone();
@@ -142,9 +173,14 @@ pub fn grid(props: &GridProps) -> Html {
                         Callback::from(move |_| cb.emit(id.clone()))
                     };
                     html! {
-                        <button role="listitem" class={classes!("sample", gone.then_some("deleted"))} aria-label={label.clone()} title={label}
-                            disabled={gone} onclick={on_click} data-testid={format!("sample-{i}")}>
-                            <Thumb pixels={Rc::new(data.image(i).to_vec())} side={data.rows} />
+                        <button role="listitem" class={classes!("sample", gone.map(|_| "deleted"))} aria-label={label.clone()} title={label}
+                            disabled={gone.is_some()} onclick={on_click} data-testid={format!("sample-{i}")}
+                            data-deleted={gone.unwrap_or("")}>
+                            if gone.is_some() {
+                                { placeholder(data.rows) }
+                            } else {
+                                <Thumb pixels={Rc::new(data.image(i).to_vec())} side={data.rows} />
+                            }
                         </button>
                     }
                 }) }
@@ -186,7 +222,7 @@ pub fn shard_panel(props: &ShardProps) -> Html {
                         <tr class={classes!(served.then_some("served"))} data-served={served.to_string()}>
                             <th>{ format!("σ{}", b + 1) }</th>
                             { for seq.slices().iter().enumerate().map(|(k, slice)| {
-                                let active = (k as u16) < props.active[b];
+                                let active = props.active.get(b).is_some_and(|&a| (k as u16) < a);
                                 html! {
                                     <td class={classes!("cell", if active { "active" } else { "inactive" })}
                                         data-testid={format!("cell-{}-{}-{}", props.shard, b, k + 1)} data-active={active.to_string()}
@@ -207,6 +243,8 @@ pub fn shard_panel(props: &ShardProps) -> Html {
 #[derive(Properties, PartialEq)]
 pub struct ChartProps {
     pub history: Vec<Scores>,
+    /// Whether the bundle has the SISA baseline to draw.
+    pub sisa: bool,
 }
 
 /// Accuracy against the number of deletions in this session: S3T next to SISA without retraining.
@@ -227,10 +265,12 @@ pub fn chart(props: &ChartProps) -> Html {
             <svg width={w.to_string()} height={h.to_string()} role="img" aria-label="accuracy against deletions, S3T and SISA">
                 <line x1="30" y1={(h - 20.0).to_string()} x2={(w - 10.0).to_string()} y2={(h - 20.0).to_string()} stroke="#888" />
                 <line x1="30" y1="10" x2="30" y2={(h - 20.0).to_string()} stroke="#888" />
-                <polyline points={line(&|s: &Scores| s.sisa.as_ref().map(|e| e.accuracy))} fill="none" stroke="#c0392b" stroke-width="2" />
+                if props.sisa {
+                    <polyline points={line(&|s: &Scores| s.sisa.as_ref().map(|e| e.accuracy))} fill="none" stroke="#c0392b" stroke-width="2" />
+                    <text x="74" y="20" fill="#c0392b">{ "SISA (no retraining)" }</text>
+                }
                 <polyline points={line(&|s: &Scores| Some(s.s3t.accuracy))} fill="none" stroke="#2c6fbb" stroke-width="2" />
                 <text x="34" y="20" fill="#2c6fbb">{ "S3T" }</text>
-                <text x="74" y="20" fill="#c0392b">{ "SISA (no retraining)" }</text>
                 <text x={(w - 10.0).to_string()} y={(h - 4.0).to_string()} text-anchor="end">{ format!("{} deletions", props.history.last().map_or(0, |s| s.deleted)) }</text>
             </svg>
         </section>
@@ -282,14 +322,15 @@ pub fn inspector(props: &InspectorProps) -> Html {
             }
         })
     };
+    let classes = props.loaded.model.config().vit.classes;
     let evaluator = props.loaded.evaluator.borrow();
     let votes: Vec<Html> = (0..props.state.shards())
         .map(|shard| {
             let vote = props.state.served(shard).and_then(|served| {
                 let probs = evaluator.as_ref()?.memoised(&props.loaded.model, shard, served)?;
-                let row = &probs[i * 10..(i + 1) * 10];
+                let row = probs.get(i * classes..(i + 1) * classes)?;
                 let (best, p) = row.iter().enumerate().fold((0, 0.0f32), |b, (c, &p)| if p > b.1 { (c, p) } else { b });
-                Some(format!("{} ({:.0}%)", CLASS_NAMES[best], p * 100.0))
+                Some(format!("{} ({:.0}%)", class_name(best), p * 100.0))
             });
             html! { <li data-testid={format!("vote-{shard}")}>{ format!("shard {shard}: {}", vote.unwrap_or_else(|| "offline".into())) }</li> }
         })
@@ -298,10 +339,10 @@ pub fn inspector(props: &InspectorProps) -> Html {
         <section class="inspector">
             <h2>{ "Inspect a test image" }</h2>
             <label>{ "test image " }
-                <input type="number" min="0" max={(test.len() - 1).to_string()} value={i.to_string()} oninput={on_input} data-testid="inspect-index" />
+                <input type="number" min="0" max={test.len().saturating_sub(1).to_string()} value={i.to_string()} oninput={on_input} data-testid="inspect-index" />
             </label>
             <Thumb pixels={Rc::new(test.image(i).to_vec())} side={test.rows} />
-            <p>{ format!("true class: {}", CLASS_NAMES[usize::from(test.labels[i])]) }</p>
+            <p>{ format!("true class: {}", test.labels.get(i).map_or_else(String::new, |&c| class_name(usize::from(c)))) }</p>
             <ul>{ for votes }</ul>
         </section>
     }
