@@ -156,8 +156,8 @@ fn export_replaces_the_old_folder_so_offline_shards_leave_no_adapters() {
     assert!(peft.join("shard-0/adapter_model.safetensors").exists());
     fs::write(peft.join("unrelated.txt"), "left by someone").unwrap();
     stdout_of(&["delete", s(&dir), "--ids", &join(&offline_ids(&dir, 0))]);
-    let text = String::from_utf8(trainer(&["export", s(&dir), "--format", "safetensors", "--out", s(&peft)]).stdout)
-        .unwrap();
+    let text =
+        String::from_utf8(trainer(&["export", s(&dir), "--format", "safetensors", "--out", s(&peft)]).stdout).unwrap();
     assert!(text.contains("exported 1 served components"), "{text}");
     assert!(!peft.join("shard-0").exists(), "the offline shard's adapters are still exported");
     assert!(peft.join("shard-1/adapter_model.safetensors").exists());
@@ -189,7 +189,8 @@ fn delete_purges_the_pages_copy_of_the_deleted_samples_and_the_rest_stays_verifi
     stdout_of(&["export", s(&dir), "--format", "web", "--out", s(&dir), "--test-limit", "5"]);
     strict_audit_ok(&dir);
     let read = || {
-        let (images, labels) = (dir.join("data/deletable-images-idx3-ubyte.gz"), dir.join("data/deletable-labels-idx1-ubyte.gz"));
+        let (images, labels) =
+            (dir.join("data/deletable-images-idx3-ubyte.gz"), dir.join("data/deletable-labels-idx1-ubyte.gz"));
         s3t::dataset::from_idx(s(&images), fs::read(&images).unwrap(), s(&labels), fs::read(&labels).unwrap(), 10)
             .unwrap()
     };
@@ -291,7 +292,10 @@ fn e1_pretraining_never_reads_the_deletable_split() {
         let source = format!("idx:{}", s(data));
         stdout_of(&concat(&[&["pretrain", "--data", &source, "--out", s(out)], PRETRAIN]));
         let record: Value = serde_json::from_slice(&fs::read(out.join("pretrain.json")).unwrap()).unwrap();
-        (record["backbone"]["weights"]["sha256"].as_str().unwrap().to_owned(), record["data"]["deletable_sha256"].clone())
+        (
+            record["backbone"]["weights"]["sha256"].as_str().unwrap().to_owned(),
+            record["data"]["deletable_sha256"].clone(),
+        )
     };
     let (a, a_data) = backbone(&plain, &tmp.path().join("a"));
     let (b, b_data) = backbone(&changed, &tmp.path().join("b"));

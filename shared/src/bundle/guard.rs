@@ -94,7 +94,12 @@ impl Guard {
                 }
                 // A slice the partition does not have: nothing vouches for what it saw.
                 None => {
-                    return Err(Stale { component, slice: have.slice, recorded_samples: have.samples, clean_samples: 0 });
+                    return Err(Stale {
+                        component,
+                        slice: have.slice,
+                        recorded_samples: have.samples,
+                        clean_samples: 0,
+                    });
                 }
             }
         }
@@ -169,11 +174,15 @@ impl Guard {
                 .get(s)
                 .and_then(|p| p.chains.get(served.sequence))
                 .and_then(|c| c.get(..usize::from(served.prefix)))
-                .ok_or_else(|| format!("shard {shard}: the plan has no sequence {} prefix {}", served.sequence, served.prefix))?;
-            for &node in chain {
-                let entry = manifest.nodes.get(s).and_then(|n| n.get(node)).ok_or_else(|| {
-                    format!("shard {shard} node {node}: the manifest does not list it")
+                .ok_or_else(|| {
+                    format!("shard {shard}: the plan has no sequence {} prefix {}", served.sequence, served.prefix)
                 })?;
+            for &node in chain {
+                let entry = manifest
+                    .nodes
+                    .get(s)
+                    .and_then(|n| n.get(node))
+                    .ok_or_else(|| format!("shard {shard} node {node}: the manifest does not list it"))?;
                 self.check_node(entry).map_err(|stale| {
                     format!(
                         "refusing to serve shard {shard} (sequence {}, prefix {}): {stale}; run `trainer retrain \
@@ -187,11 +196,10 @@ impl Guard {
             for shard in 0..sisa_state.shards() {
                 let Some(served) = sisa_state.served(shard) else { continue };
                 for k in 1..=served.prefix {
-                    let entry = manifest
-                        .sisa
-                        .get(usize::from(shard))
-                        .and_then(|s| s.get(usize::from(k) - 1))
-                        .ok_or_else(|| format!("shard {shard} SISA checkpoint {k}: the manifest does not list it"))?;
+                    let entry =
+                        manifest.sisa.get(usize::from(shard)).and_then(|s| s.get(usize::from(k) - 1)).ok_or_else(
+                            || format!("shard {shard} SISA checkpoint {k}: the manifest does not list it"),
+                        )?;
                     if k == served.prefix {
                         self.check_sisa(entry).map_err(|stale| format!("refusing to serve SISA: {stale}"))?;
                     }

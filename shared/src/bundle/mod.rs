@@ -21,6 +21,6 @@ pub mod samples;
 pub mod store;
 
 pub use manifest::{
-    Backend, BackboneEntry, BuildSpec, DataInfo, Manifest, NodeEntry, PretrainRecord, ShardPart, SisaEntry, SliceLineage,
-    WeightFile,
+    BackboneEntry, Backend, BuildSpec, DataInfo, Manifest, NodeEntry, PretrainRecord, ShardPart, SisaEntry,
+    SliceLineage, WeightFile,
 };

@@ -85,7 +85,12 @@ pub fn is_purged(data: &Dataset, index: usize) -> bool {
 }
 
 /// Checks a digest file alone: it is the one the manifest names, and every deleted sample's salt is gone.
-pub fn verify_digests(file: &str, digests: &[u8], expected_sha256: &str, deleted: &HashSet<usize>) -> Result<(), String> {
+pub fn verify_digests(
+    file: &str,
+    digests: &[u8],
+    expected_sha256: &str,
+    deleted: &HashSet<usize>,
+) -> Result<(), String> {
     if !digests.len().is_multiple_of(RECORD_LEN) || digests_sha256(digests) != expected_sha256 {
         return Err(format!("{file}: the sample digests are not the ones the bundle was trained with"));
     }

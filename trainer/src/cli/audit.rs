@@ -73,7 +73,11 @@ pub fn run(args: &Args) -> Result<()> {
         let kept = report.violations.len() - served_violations;
         bail!(
             "audit failed: {served_violations} served nodes saw deleted samples{}",
-            if args.strict { format!(", {kept} files kept that were computed from deleted samples or are unvouched") } else { String::new() }
+            if args.strict {
+                format!(", {kept} files kept that were computed from deleted samples or are unvouched")
+            } else {
+                String::new()
+            }
         );
     }
     if !args.json {

@@ -20,8 +20,8 @@ use anyhow::{Result, anyhow};
 use burn::module::Param;
 use burn::tensor::Tensor;
 use clap::ValueEnum;
-use s3t::bundle::store::write_atomic;
 use s3t::bundle::samples;
+use s3t::bundle::store::write_atomic;
 use s3t::dataset::{Dataset, to_idx_gz};
 use s3t::model::features::to_host;
 use safetensors::tensor::{Dtype, TensorView};
@@ -89,7 +89,8 @@ fn web(args: &Args) -> Result<()> {
     let deleted = crate::cli::deleted_indices(serving.guard.deleted());
     // The bundle's commitments (salted by `pretrain`), the deleted samples' salts already gone.
     let digests_path = args.bundle.join(samples::DIGESTS_FILE);
-    let mut digests = std::fs::read(&digests_path).map_err(|e| anyhow!("{}: cannot read: {e}", digests_path.display()))?;
+    let mut digests =
+        std::fs::read(&digests_path).map_err(|e| anyhow!("{}: cannot read: {e}", digests_path.display()))?;
     samples::purge_salts(&mut digests, &deleted);
     let digests_file = digests_path.display().to_string();
     samples::verify_digests(&digests_file, &digests, &bundle.manifest.data.deletable_digests_sha256, &HashSet::new())
@@ -267,7 +268,12 @@ impl Drop for FreshDir {
 }
 
 /// An export inside the bundle: every node of the exported component must still be clean.
-pub fn check_export(path: &Path, rel: &str, m: &s3t::bundle::Manifest, guard: &s3t::bundle::guard::Guard) -> Result<(), String> {
+pub fn check_export(
+    path: &Path,
+    rel: &str,
+    m: &s3t::bundle::Manifest,
+    guard: &s3t::bundle::guard::Guard,
+) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{rel}: cannot read: {e}"))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{rel}: not JSON: {e}"))?;
     let s3t = value.get("s3t").ok_or_else(|| format!("{rel}: no s3t lineage record"))?;
@@ -275,7 +281,8 @@ pub fn check_export(path: &Path, rel: &str, m: &s3t::bundle::Manifest, guard: &s
     let nodes = s3t.get("nodes").and_then(serde_json::Value::as_array).ok_or_else(|| format!("{rel}: no nodes"))?;
     let shard = u16::try_from(shard).map_err(|_| format!("{rel}: shard {shard} is out of range"))?;
     for node in nodes {
-        let id = node.get("node").and_then(serde_json::Value::as_u64).ok_or_else(|| format!("{rel}: a node has no id"))?;
+        let id =
+            node.get("node").and_then(serde_json::Value::as_u64).ok_or_else(|| format!("{rel}: a node has no id"))?;
         let lineage: Vec<s3t::bundle::SliceLineage> = node
             .get("lineage")
             .cloned()

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
 use s3t::bundle::manifest::{FORMAT, PRETRAIN_FILE, VERSION};
+use s3t::bundle::samples;
 use s3t::bundle::store::write_atomic;
 use s3t::bundle::store::write_weights;
-use s3t::bundle::samples;
 use s3t::bundle::{BackboneEntry, PretrainRecord};
 use s3t::model::train::{backbone_accuracy, pretrain};
 use s3t::model::weights::to_safetensors;

@@ -107,10 +107,8 @@ pub fn run(args: &Args) -> Result<()> {
     // served, and their files are gone).
     let sisa_keep: Vec<_> =
         manifest.sisa.get(usize::from(shard)).map(|s| s.iter().cloned().map(Some).collect()).unwrap_or_default();
-    let part = build_shard(&ctx, shard, &reuse, &sisa_keep, false, generation, &is_deleted, &mut |e| {
-        progress.event(e)
-    })
-    .map_err(|e| anyhow!(e))?;
+    let part = build_shard(&ctx, shard, &reuse, &sisa_keep, false, generation, &is_deleted, &mut |e| progress.event(e))
+        .map_err(|e| anyhow!(e))?;
     progress.finish();
     let mut updated = manifest.clone();
     updated.nodes[usize::from(shard)] = part.nodes;
