@@ -12,8 +12,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use s3t::bundle::manifest::{Backend, BackboneEntry, DataInfo, FORMAT, Manifest, NodeEntry, VERSION, WeightFile};
 use s3t::bundle::guard::Guard;
+use s3t::bundle::manifest::{BackboneEntry, Backend, DataInfo, FORMAT, Manifest, NodeEntry, VERSION, WeightFile};
 use s3t::bundle::store::{read_weights, write_weights};
 use s3t::dataset::{Dataset, Splits};
 use s3t::model::build::{BuildContext, ShardPart, build_shard};
@@ -650,7 +650,10 @@ fn a_deleted_samples_pixels_and_label_reach_no_node() {
     let a = fx.build(one.path(), &[], &[x]);
     let b = other.build(two.path(), &[], &[x]);
     assert_eq!(node_tensors(one.path(), &a), node_tensors(two.path(), &b), "a deleted sample reached a node");
-    assert_eq!(a.nodes.iter().map(|n| &n.lineage).collect::<Vec<_>>(), b.nodes.iter().map(|n| &n.lineage).collect::<Vec<_>>());
+    assert_eq!(
+        a.nodes.iter().map(|n| &n.lineage).collect::<Vec<_>>(),
+        b.nodes.iter().map(|n| &n.lineage).collect::<Vec<_>>()
+    );
 
     // Negative control: not deleted, the same change reaches exactly the nodes whose prefix holds its slice.
     let (three, four) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
