@@ -5,6 +5,7 @@
 
 mod args;
 mod bundle_dir;
+mod canary;
 mod chart;
 mod cli;
 mod data;

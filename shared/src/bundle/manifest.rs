@@ -116,6 +116,9 @@ pub struct Manifest {
     pub seed: u64,
     /// The backend the nodes were trained on ([`Backend`]): a retrain elsewhere does not reproduce them bit for bit.
     pub backend: Backend,
+    /// Mislabeled canaries planted in the deletable split (`trainer build --canaries N`); none by default.
+    #[serde(default, skip_serializing_if = "Canaries::is_empty")]
+    pub canaries: Canaries,
     pub data: DataInfo,
     pub partition: Partition,
     pub strategy: Strategy,
@@ -202,6 +205,34 @@ pub struct BuildSpec {
     /// The pretraining record's backbone checksum: every part must build on the same backbone.
     pub backbone_sha256: String,
     pub backend: Backend,
+    /// Mislabeled canaries planted in the deletable split (`trainer build --canaries N`); none by default.
+    #[serde(default, skip_serializing_if = "Canaries::is_empty")]
+    pub canaries: Canaries,
+}
+
+/// Canaries: samples of the deletable split trained with a wrong label, so that a model's memorisation of them (and
+/// its absence after their deletion) can be measured against never-trained twins (`trainer forget-check`). The
+/// labels of the data itself, and the per-sample commitments made of them, stay the source's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canaries {
+    /// The planted canaries: `index` is the sample id (its index in the deletable split), `label` the wrong label it
+    /// is trained with.
+    pub planted: Vec<Mislabel>,
+    /// Their never-trained twins: `index` into the test split, `label` a wrong label drawn the same way.
+    pub twins: Vec<Mislabel>,
+}
+
+impl Canaries {
+    pub fn is_empty(&self) -> bool {
+        self.planted.is_empty() && self.twins.is_empty()
+    }
+}
+
+/// A sample given a label other than its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mislabel {
+    pub index: usize,
+    pub label: u8,
 }
 
 /// The arithmetic a bundle was trained with. Weights are bit-for-bit reproducible only on the same backend.
@@ -257,6 +288,7 @@ impl Manifest {
             train: spec.train,
             seed: spec.seed,
             backend: spec.backend,
+            canaries: spec.canaries,
             data: pretrain.data,
             partition: spec.partition,
             strategy: spec.strategy,
@@ -273,7 +305,10 @@ impl Manifest {
     /// Parses and checks the format, version and internal consistency (`file` names the source in errors).
     pub fn from_json(file: &str, text: &str) -> Result<Self, String> {
         if text.len() > MAX_MANIFEST_BYTES {
-            return Err(format!("{file}: {} bytes is larger than a manifest can be ({MAX_MANIFEST_BYTES})", text.len()));
+            return Err(format!(
+                "{file}: {} bytes is larger than a manifest can be ({MAX_MANIFEST_BYTES})",
+                text.len()
+            ));
         }
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("{file}: not valid JSON: {e}"))?;

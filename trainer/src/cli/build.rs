@@ -73,6 +73,11 @@ pub struct Args {
     /// set (a build without a deleted sample would deal the others differently).
     #[arg(long, value_enum, default_value_t = PartitionArg::Hash)]
     pub partition: PartitionArg,
+    /// Plant N mislabeled canaries in the deletable split (chosen and mislabeled from --seed, recorded in the
+    /// manifest with N never-trained twins from the test split), so `trainer forget-check --canaries` can measure
+    /// memorisation and its removal. Off (0) by default: canaries cost a little accuracy.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub canaries: usize,
     /// Skip the SISA baseline (one sequence per shard, all adapters trainable, checkpoint per slice).
     #[arg(long)]
     pub no_sisa: bool,
@@ -121,7 +126,7 @@ pub fn run(args: &Args) -> Result<()> {
     if args.out.join(MANIFEST_FILE).exists() && !args.resume {
         bail!("{} already holds a built bundle; use another --out, or --resume", args.out.display());
     }
-    let splits = source.load()?;
+    let mut splits = source.load()?;
     let selected = choose(args.run.device, quiet)?;
     if !args.out.join(PRETRAIN_FILE).exists() {
         if !quiet {
@@ -172,8 +177,12 @@ pub fn run(args: &Args) -> Result<()> {
         sisa: !args.no_sisa,
         backbone_sha256: record.backbone.weights.sha256.clone(),
         backend: Backend::new(selected.is_gpu, &selected.name),
+        canaries: crate::canary::choose(args.seed, args.canaries, &splits.deletable, &splits.test)?,
     };
     fix_spec(&args.out, &spec)?;
+    // Everything below trains on the canary labels, as `retrain` will (`cli::checked_data`).
+    let what = args.out.join(BUILD_FILE).display().to_string();
+    crate::canary::plant(&spec.canaries, &mut splits.deletable, &what)?;
     let assignment = spec.partition.assign((0..splits.deletable.len() as u64).map(SampleId::Int))?;
     // A resumed build respects the ledger exactly as `retrain` does: nodes are trained without the deleted samples,
     // and a finished node is reused only when its lineage excludes them.
@@ -272,8 +281,8 @@ fn fix_spec(out: &Path, spec: &BuildSpec) -> Result<()> {
         existing.backend.device.clone_from(&spec.backend.device);
         if &existing != spec {
             bail!(
-                "{} was started with other settings (shards, slices, budget, strategy, seed, epochs or backbone); \
-                 use the same flags or another --out",
+                "{} was started with other settings (shards, slices, budget, strategy, seed, epochs, canaries or \
+                 backbone); use the same flags or another --out",
                 path.display()
             );
         }

@@ -49,9 +49,18 @@ pub fn deleted_indices(deleted: &std::collections::HashSet<s3t::SampleId>) -> st
         .collect()
 }
 
-/// Loads `--data`, refusing data other than the data the bundle was built from (evaluating or retraining against
-/// other samples would be meaningless).
+/// Loads `--data` as the bundle was trained on it: [`source_data`] with the bundle's canaries planted (their wrong
+/// labels), so that evaluating and retraining see what `build` trained on.
 pub fn checked_data(bundle: &Bundle, data: &str) -> Result<Splits> {
+    let mut splits = source_data(bundle, data)?;
+    let what = bundle.dir.join(s3t::bundle::manifest::MANIFEST_FILE).display().to_string();
+    crate::canary::plant(&bundle.manifest.canaries, &mut splits.deletable, &what)?;
+    Ok(splits)
+}
+
+/// Loads `--data` with its own labels, refusing data other than the data the bundle was built from (evaluating or
+/// retraining against other samples would be meaningless). The per-sample commitments are of these labels.
+pub fn source_data(bundle: &Bundle, data: &str) -> Result<Splits> {
     let source = Source::parse(data)?;
     let splits = source.load()?;
     let info = source.info(&splits);
