@@ -10,6 +10,7 @@ mod chart;
 mod cli;
 mod data;
 mod device;
+mod membership;
 mod output;
 mod progress;
 mod sweep;
@@ -76,6 +77,13 @@ enum Command {
     Export(cli::export::Args),
     /// The quality figures of a bundle: backbone only, S3T, SISA, a single LoRA fine-tune, and the deletion curve.
     Quality(cli::quality::Args),
+    /// Evidence of forgetting: loss, confidence and a membership-inference AUC of samples (or the bundle's canaries)
+    /// before and after their deletion, against never-trained samples.
+    ///
+    /// The deletion and the retraining of every shard it takes offline run on a temporary copy of the bundle,
+    /// through `trainer delete` and `trainer retrain`; the bundle itself is only read. Every figure comes with a
+    /// seeded 95 % percentile-bootstrap interval.
+    ForgetCheck(cli::forget_check::Args),
     /// Training throughput, and one deletion's cost for S3T (apply and serve) against SISA (retrain).
     Bench(cli::bench::Args),
 }
@@ -95,6 +103,7 @@ impl Command {
             Command::Retrain(args) => cli::retrain::run(&args),
             Command::Export(args) => cli::export::run(&args),
             Command::Quality(args) => cli::quality::run(&args),
+            Command::ForgetCheck(args) => cli::forget_check::run(&args),
             Command::Bench(args) => cli::bench::run(&args),
         }
     }

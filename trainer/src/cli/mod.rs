@@ -4,6 +4,7 @@ pub mod assemble;
 pub mod build;
 pub mod delete;
 pub mod eval;
+pub mod forget_check;
 pub mod plan;
 pub mod pretrain;
 pub mod simulate;
