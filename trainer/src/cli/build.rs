@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
+use s3t::Action;
 use s3t::bundle::guard::Guard;
 use s3t::bundle::manifest::{BUILD_FILE, FORMAT, LEDGER_FILE, MANIFEST_FILE, PRETRAIN_FILE, VERSION};
 use s3t::bundle::store::{BundleLock, read_weights, write_atomic, write_manifest};
 use s3t::bundle::{Backend, BuildSpec, Manifest, NodeEntry, PretrainRecord, ShardPart, SisaEntry};
 use s3t::ledger::Ledger;
-use s3t::Action;
 use s3t::model::build::{BuildContext, build_shard, part_path};
 use s3t::model::features::Features;
 use s3t::model::{LoraConfig, TrainConfig};
@@ -121,12 +121,17 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(bad) = shards.iter().find(|&&s| s >= args.shards) {
         bail!("--shard {bad}: there are {} shards (0..{})", args.shards, args.shards - 1);
     }
+    if args.out.join(MANIFEST_FILE).exists() && !args.resume {
+        bail!("{} already holds a built bundle; use another --out, or --resume", args.out.display());
+    }
+    // The data first: a build that cannot read it writes nothing.
+    let mut splits = source.load()?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     // The bundle's lock before anything of it is read: a resume must not race a delete or a retrain.
     let _lock = BundleLock::acquire(&args.out).map_err(|e| anyhow!(e))?;
     if args.out.join(MANIFEST_FILE).exists() && !args.resume {
         bail!("{} already holds a built bundle; use another --out, or --resume", args.out.display());
     }
-    let mut splits = source.load()?;
     let selected = choose(args.run.device, quiet)?;
     if !args.out.join(PRETRAIN_FILE).exists() {
         if !quiet {
@@ -168,10 +173,14 @@ pub fn run(args: &Args) -> Result<()> {
             .with_learning_rate(args.learning_rate),
         lora: config.lora.clone(),
         seed: args.seed,
-        partition: Partition::new(args.shards, args.slices, match args.partition {
-            PartitionArg::Hash => PartitionMode::Hash,
-            PartitionArg::Balanced => PartitionMode::Balanced,
-        })?,
+        partition: Partition::new(
+            args.shards,
+            args.slices,
+            match args.partition {
+                PartitionArg::Hash => PartitionMode::Hash,
+                PartitionArg::Balanced => PartitionMode::Balanced,
+            },
+        )?,
         strategy,
         budget,
         sisa: !args.no_sisa,
@@ -212,10 +221,8 @@ pub fn run(args: &Args) -> Result<()> {
     for &shard in &shards {
         let (reuse, reuse_sisa, generation) =
             if args.resume { resumable(&args.out, shard, &guard)? } else { (Vec::new(), Vec::new(), 0) };
-        build_shard(&ctx, shard, &reuse, &reuse_sisa, spec.sisa, generation, &is_deleted, &mut |e| {
-            progress.event(e)
-        })
-        .map_err(|e| anyhow!(e))?;
+        build_shard(&ctx, shard, &reuse, &reuse_sisa, spec.sisa, generation, &is_deleted, &mut |e| progress.event(e))
+            .map_err(|e| anyhow!(e))?;
     }
     let (samples, per_second) = progress.finish();
     let seconds = started.elapsed().as_secs_f64();
@@ -322,8 +329,8 @@ fn resumable(out: &Path, shard: u16, guard: &Guard) -> Result<Reusable> {
     }
     let part = read_part(&path)?;
     // Nodes retrained after a deletion get a new generation, as `retrain` gives them.
-    let generation = part.nodes.iter().map(|e| e.generation).max().unwrap_or(0)
-        + u32::from(!guard.deleted().is_empty());
+    let generation =
+        part.nodes.iter().map(|e| e.generation).max().unwrap_or(0) + u32::from(!guard.deleted().is_empty());
     let mut nodes = Vec::new();
     for entry in part.nodes {
         let ok = guard.check_node(&entry).is_ok() && read_weights(out, &entry.weights).is_ok();
