@@ -243,7 +243,7 @@ pub fn session_view(props: &Props) -> Html {
                         accuracy={scores.as_ref().and_then(|s| s.s3t.per_shard.get(usize::from(shard)).copied().flatten())} />
                 }) }
             </section>
-            <Inspector loaded={loaded.clone()} state={session.state.clone()} version={scores.as_ref().map_or(0, |s| s.deleted + 1)} />
+            <Inspector loaded={loaded.clone()} state={session.state.clone()} version={scores.as_ref().map_or(0, |s| 2 * s.deleted + 1 + usize::from(s.sisa.is_some()))} />
             <Grid loaded={loaded.clone()} deleted={session.deleted.clone()} on_delete={on_delete} />
             <Explanation />
         </main>

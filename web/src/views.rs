@@ -298,7 +298,8 @@ pub fn capacity(props: &CapacityProps) -> Html {
 pub struct InspectorProps {
     pub loaded: Rc<Loaded>,
     pub state: State,
-    /// Changes when new scores arrive, so the votes are read again from the memo.
+    /// Changes when new scores arrive (S3T's, then SISA's, after which the evaluator is back), so the votes are
+    /// read again from the memo.
     pub version: usize,
 }
 
@@ -326,13 +327,23 @@ pub fn inspector(props: &InspectorProps) -> Html {
     let evaluator = props.loaded.evaluator.borrow();
     let votes: Vec<Html> = (0..props.state.shards())
         .map(|shard| {
-            let vote = props.state.served(shard).and_then(|served| {
-                let probs = evaluator.as_ref()?.memoised(&props.loaded.model, shard, served)?;
-                let row = probs.get(i * classes..(i + 1) * classes)?;
-                let (best, p) = row.iter().enumerate().fold((0, 0.0f32), |b, (c, &p)| if p > b.1 { (c, p) } else { b });
-                Some(format!("{} ({:.0}%)", class_name(best), p * 100.0))
-            });
-            html! { <li data-testid={format!("vote-{shard}")}>{ format!("shard {shard}: {}", vote.unwrap_or_else(|| "offline".into())) }</li> }
+            // An offline shard has no vote; a live one's shows once its evaluation is done.
+            let vote = match props.state.served(shard) {
+                None => "offline".to_owned(),
+                Some(served) => evaluator
+                    .as_ref()
+                    .and_then(|e| e.memoised(&props.loaded.model, shard, served))
+                    .and_then(|probs| probs.get(i * classes..(i + 1) * classes))
+                    .map_or_else(
+                        || "computing…".to_owned(),
+                        |row| {
+                            let (best, p) =
+                                row.iter().enumerate().fold((0, 0.0f32), |b, (c, &p)| if p > b.1 { (c, p) } else { b });
+                            format!("{} ({:.0}%)", class_name(best), p * 100.0)
+                        },
+                    ),
+            };
+            html! { <li data-testid={format!("vote-{shard}")}>{ format!("shard {shard}: {vote}") }</li> }
         })
         .collect();
     html! {
