@@ -1,4 +1,6 @@
 // What the browser tests (`run.mjs`) and the demo's speed measurement (`speed.mjs`) do with a page of the S3T web app.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 
@@ -86,4 +88,26 @@ export function transferred(bodies) {
     transferred_bytes: bodies.reduce((n, b) => n + b.length, 0),
     transferred_gzip_bytes: bodies.reduce((n, b) => n + gzipSync(b, { level: 9 }).length, 0),
   };
+}
+
+/// Serves `/bundle/…` of every page in `context` from `dir` instead of the test server's bundle (a second bundle
+/// without a second server). A file that does not exist is a 404. Returns the paths asked for (`requested`) and
+/// those that were not there (`missing`), so a test can check which files the page fetched.
+export async function serveBundle(context, dir) {
+  const requested = [];
+  const missing = [];
+  await context.route('**/bundle/**', async (route) => {
+    const rel = decodeURIComponent(new URL(route.request().url()).pathname).replace(/^\/bundle\//, '');
+    requested.push(rel);
+    const file = join(dir, rel);
+    const inside = rel.split('/').every((part) => part !== '' && part !== '.' && part !== '..');
+    if (!inside || !existsSync(file) || !statSync(file).isFile()) {
+      missing.push(rel);
+      await route.fulfill({ status: 404, body: 'not found' });
+      return;
+    }
+    const type = rel.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+    await route.fulfill({ status: 200, body: readFileSync(file), contentType: type, headers: { 'Cache-Control': 'no-store' } });
+  });
+  return { requested, missing };
 }

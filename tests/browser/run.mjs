@@ -6,8 +6,8 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  accuracyAfter, clickToAccuracy, launch, longestTask, recordBodies, settled, TIMEOUT, transferred, watchClicks,
-  watchLongTasks,
+  accuracyAfter, clickToAccuracy, launch, longestTask, recordBodies, serveBundle, settled, TIMEOUT, transferred,
+  watchClicks, watchLongTasks,
 } from './page.mjs';
 
 const { BASE_URL, BUNDLE_DIR, TRAINER, CHROMIUM, ARTIFACTS } = process.env;
@@ -31,6 +31,56 @@ function trainerAfter(ids) {
   return { deleted, evaluation };
 }
 
+/// A copy of the test bundle without a ledger, in a temporary directory removed at the end.
+const copies = [];
+function copyBundle() {
+  const dir = mkdtempSync(join(tmpdir(), 's3t-browser-'));
+  copies.push(dir);
+  const copy = join(dir, 'bundle');
+  cpSync(BUNDLE_DIR, copy, { recursive: true });
+  rmSync(join(copy, 'deletions.ledger'), { force: true });
+  return { dir, copy };
+}
+
+const evalBundle = (dir) =>
+  JSON.parse(execFileSync(TRAINER, ['eval', dir, '--json', '--device', 'cpu', '--test-limit', '500']).toString());
+
+/// The trainer's view of `ids` deleted on top of a bundle's own ledger (on a copy).
+function trainerOn(bundle, ids) {
+  const dir = mkdtempSync(join(tmpdir(), 's3t-browser-'));
+  const copy = join(dir, 'bundle');
+  cpSync(bundle, copy, { recursive: true });
+  const deleted = JSON.parse(execFileSync(TRAINER, ['delete', copy, '--ids', ids.join(','), '--json']).toString());
+  const evaluation = evalBundle(copy);
+  rmSync(dir, { recursive: true, force: true });
+  return { deleted, evaluation };
+}
+
+/// Samples the ledger bundle's ledger deleted (all on the grid's first page).
+const LEDGER_IDS = [3, 5, 11];
+let ledgerCopy = null;
+
+/// A copy of the test bundle with `LEDGER_IDS` deleted by the trainer (ledger written, files of the components
+/// that saw them removed, the page's data purged and exported again), made once.
+function ledgerBundle() {
+  if (ledgerCopy) return ledgerCopy;
+  const { copy } = copyBundle();
+  const deleted = JSON.parse(execFileSync(TRAINER, ['delete', copy, '--ids', LEDGER_IDS.join(','), '--json']).toString());
+  execFileSync(TRAINER, ['export', copy, '--format', 'web', '--out', copy]);
+  ledgerCopy = { copy, deleted, evaluation: evalBundle(copy) };
+  return ledgerCopy;
+}
+
+/// The page shows sample `id` as deleted (`kind`: `ledger` or `session`), without drawing its pixels.
+async function assertDeleted(page, id, kind) {
+  const sample = page.getByTestId(`sample-${id}`);
+  assert.equal(await sample.getAttribute('data-deleted'), kind, `sample ${id}`);
+  assert.equal(await sample.locator('canvas').count(), 0, `sample ${id} is drawn`);
+  assert.ok(await sample.isDisabled(), `sample ${id} can be deleted again`);
+}
+
+const storedState = (page) => page.evaluate(() => localStorage.getItem('s3t-lab.session'));
+
 async function cellStates(page) {
   return page.$$eval('[data-testid^="cell-"]', (cells) =>
     Object.fromEntries(cells.map((c) => [c.dataset.testid, c.dataset.active === 'true'])));
@@ -38,6 +88,8 @@ async function cellStates(page) {
 
 const manifest = JSON.parse(readFileSync(join(BUNDLE_DIR, 'manifest.json'), 'utf8'));
 const slices = manifest.partition.slices;
+/// The tag a saved state carries: the first 12 hex digits of the backbone's sha256.
+const TAG = manifest.backbone.weights.sha256.slice(0, 12);
 
 /// Expected cell states from the trainer's events (the shared route reducer's output).
 function expectedCells(events) {
@@ -138,16 +190,172 @@ await test('a deletion deactivates exactly the predicted cells; accuracy equals 
   await context.close();
 });
 
-await test('an invalid or stale link is ignored with a visible note', async () => {
+await test('a stale or invalid link is ignored with a note and never overwrites the saved deletions', async () => {
   const context = await cpu.newContext();
   const page = await context.newPage();
-  await page.goto(`${BASE_URL}#b=000000000000&deleted=1,2`);
+  await page.goto(BASE_URL);
   await accuracyAfter(page, 0);
-  assert.match(await page.getByTestId('note').innerText(), /ignored/);
-  await page.goto(`${BASE_URL}#garbage`);
-  await page.reload();
+  await page.getByTestId('sample-7').click();
+  await accuracyAfter(page, 1);
+  const saved = await storedState(page);
+  assert.equal(saved, `b=${TAG}&deleted=7`);
+  await page.close();
+  // Another bundle's link, text that is no saved state, and an id the bundle does not have.
+  for (const link of ['#b=000000000000&deleted=1,2', '#garbage', `#b=${TAG}&deleted=99999999`]) {
+    const other = await context.newPage();
+    await other.goto(`${BASE_URL}${link}`);
+    await accuracyAfter(other, 0);
+    assert.match(await other.getByTestId('note').innerText(), /ignored/, link);
+    assert.equal(await storedState(other), saved, link);
+    assert.equal(await other.evaluate(() => location.hash), link);
+    await other.reload();
+    await accuracyAfter(other, 0);
+    assert.match(await other.getByTestId('note').innerText(), /ignored/, link);
+    // Reset changes nothing here, so nothing is saved either.
+    await other.getByTestId('reset').click();
+    await other.waitForTimeout(300);
+    assert.equal(await storedState(other), saved, link);
+    assert.equal(await other.evaluate(() => location.hash), link);
+    await other.close();
+  }
+  // The saved deletions are intact: a page without a link restores them.
+  const back = await context.newPage();
+  await back.goto(BASE_URL);
+  await accuracyAfter(back, 1);
+  assert.equal(await back.getByTestId('deleted-count').innerText(), '1');
+  await back.close();
+  // After a rejected link, the visitor's own change is what gets saved.
+  const after = await context.newPage();
+  await after.goto(`${BASE_URL}#garbage`);
+  await accuracyAfter(after, 0);
+  await after.getByTestId('sample-9').click();
+  await accuracyAfter(after, 1);
+  assert.equal(await storedState(after), `b=${TAG}&deleted=9`);
+  assert.equal(await after.evaluate(() => location.hash), `#b=${TAG}&deleted=9`);
+  await context.close();
+});
+
+await test('a bundle with deletions in its ledger opens with them deleted, purged and unservable; accuracy equals trainer eval', async () => {
+  const ledger = ledgerBundle();
+  assert.ok(ledger.deleted.removed_files.length > 0, 'the deletions removed no weight file');
+  const context = await cpu.newContext({ viewport: { width: 1280, height: 1600 } });
+  const served = await serveBundle(context, ledger.copy);
+  const page = await context.newPage();
+  await page.goto(BASE_URL);
+  const first = await accuracyAfter(page, 0);
+  metrics.ledger_page_accuracy = first.value;
+  metrics.ledger_trainer_accuracy = ledger.evaluation.accuracy;
+  metrics.ledger_removed_files = ledger.deleted.removed_files.length;
+  assert.ok(Math.abs(first.value - ledger.evaluation.accuracy) <= 0.001,
+    `page ${first.value} vs trainer ${ledger.evaluation.accuracy}`);
+  await settled(page, 0);
+  assert.equal(await page.getByTestId('eval-error').count(), 0);
+  assert.equal(await page.getByTestId('ledger-count').innerText(), String(LEDGER_IDS.length));
+  assert.equal(await page.getByTestId('deleted-count').innerText(), '0');
+  for (const id of LEDGER_IDS) await assertDeleted(page, id, 'ledger');
+  assert.deepEqual(await cellStates(page), expectedCells(ledger.deleted.events));
+  // Every live shard's vote on the inspected test image is shown once the page is idle.
+  const live = await page.$$eval('article[data-testid^="shard-"]',
+    (shards) => shards.filter((s) => s.dataset.offline === 'false').map((s) => s.dataset.testid.slice('shard-'.length)));
+  assert.ok(live.length > 0);
+  for (const shard of live) assert.match(await page.getByTestId(`vote-${shard}`).innerText(), /\(\d+%\)/, `shard ${shard}`);
+  // Only the backbone and the components the guard allows were fetched: none of the files the deletion removed.
+  assert.deepEqual(served.missing, []);
+  for (const file of ledger.deleted.removed_files) assert.ok(!served.requested.includes(file), `fetched ${file}`);
+  await page.screenshot({ path: join(ARTIFACTS, 'ledger.png'), fullPage: true });
+  await context.close();
+});
+
+await test('Reset clears the visitor\'s deletions only; a link cannot undo the ledger', async () => {
+  const ledger = ledgerBundle();
+  const context = await cpu.newContext();
+  await serveBundle(context, ledger.copy);
+  const page = await context.newPage();
+  await page.goto(BASE_URL);
   await accuracyAfter(page, 0);
-  assert.match(await page.getByTestId('note').innerText(), /ignored/);
+  await settled(page, 0);
+  await page.getByTestId('sample-7').click();
+  const after = await accuracyAfter(page, 1);
+  await assertDeleted(page, 7, 'session');
+  const expected = trainerOn(ledger.copy, [7]).evaluation;
+  metrics.ledger_plus_one_page_accuracy = after.value;
+  metrics.ledger_plus_one_trainer_accuracy = expected.accuracy;
+  assert.ok(Math.abs(after.value - expected.accuracy) <= 0.001, `page ${after.value} vs trainer ${expected.accuracy}`);
+  await settled(page, 1);
+  await page.getByTestId('reset').click();
+  const reset = await accuracyAfter(page, 0);
+  assert.ok(Math.abs(reset.value - ledger.evaluation.accuracy) <= 0.001,
+    `page ${reset.value} vs trainer ${ledger.evaluation.accuracy}`);
+  assert.equal(await page.getByTestId('deleted-count').innerText(), '0');
+  for (const id of LEDGER_IDS) await assertDeleted(page, id, 'ledger');
+  assert.equal(await page.getByTestId('sample-7').getAttribute('data-deleted'), '');
+  assert.equal(await page.getByTestId('sample-7').locator('canvas').count(), 1);
+  assert.deepEqual(await cellStates(page), expectedCells(ledger.deleted.events));
+  // A link that lists ledger ids: they are deleted already; the visitor's deletions are the others.
+  const linked = await context.newPage();
+  await linked.goto(`${BASE_URL}#b=${TAG}&deleted=${LEDGER_IDS[0]},7`);
+  await accuracyAfter(linked, 1);
+  assert.equal(await linked.getByTestId('deleted-count').innerText(), '1');
+  for (const id of LEDGER_IDS) await assertDeleted(linked, id, 'ledger');
+  await assertDeleted(linked, 7, 'session');
+  assert.equal(await linked.evaluate(() => location.hash), `#b=${TAG}&deleted=7`);
+  await context.close();
+});
+
+await test('a bundle built without SISA opens: no SISA line, and deletions still work', async () => {
+  const { copy } = copyBundle();
+  const path = join(copy, 'manifest.json');
+  const edited = JSON.parse(readFileSync(path, 'utf8'));
+  // Its SISA weights are gone too: the page must not ask for them.
+  for (const entry of edited.sisa.flat()) rmSync(join(copy, entry.weights.path), { force: true });
+  edited.sisa = [];
+  writeFileSync(path, JSON.stringify(edited, null, 2));
+  const context = await cpu.newContext();
+  const served = await serveBundle(context, copy);
+  const page = await context.newPage();
+  await page.goto(BASE_URL);
+  const first = await accuracyAfter(page, 0);
+  const expected = trainerAfter([]).evaluation;
+  assert.ok(Math.abs(first.value - expected.accuracy) <= 0.001, `page ${first.value} vs trainer ${expected.accuracy}`);
+  assert.equal(await page.getByTestId('sisa-accuracy').count(), 0);
+  await page.getByTestId('sample-7').click();
+  const after = await accuracyAfter(page, 1);
+  const one = trainerAfter([7]).evaluation;
+  metrics.no_sisa_page_accuracy = [first.value, after.value];
+  metrics.no_sisa_trainer_accuracy = [expected.accuracy, one.accuracy];
+  assert.ok(Math.abs(after.value - one.accuracy) <= 0.001, `page ${after.value} vs trainer ${one.accuracy}`);
+  await page.waitForTimeout(500);
+  assert.equal(await page.getByTestId('eval-error').count(), 0);
+  assert.deepEqual(served.missing, ['deletions.ledger']);
+  await context.close();
+});
+
+await test('a corrupt or unreadable ledger, and unpurged data of deleted samples, show the error screen', async () => {
+  const cases = [
+    ['**/bundle/deletions.ledger', { status: 200, body: 'this is not a deletion ledger at all' }, /not an S3T ledger/],
+    ['**/bundle/deletions.ledger', { status: 500, body: 'server error' }, /HTTP 500/],
+  ];
+  for (const [pattern, reply, message] of cases) {
+    const context = await cpu.newContext();
+    const page = await context.newPage();
+    await page.route(pattern, (route) => route.fulfill(reply));
+    await page.goto(BASE_URL);
+    await page.getByTestId('error').waitFor({ timeout: TIMEOUT });
+    assert.match(await page.getByTestId('error-message').innerText(), message);
+    await context.close();
+  }
+  // The ledger bundle served with the split as it was before the deletions: the deleted samples are still there.
+  const ledger = ledgerBundle();
+  const context = await cpu.newContext();
+  await serveBundle(context, ledger.copy);
+  const page = await context.newPage();
+  await page.route('**/bundle/data/deletable-*-ubyte.gz', async (route) => {
+    const name = new URL(route.request().url()).pathname.split('/').pop();
+    await route.fulfill({ status: 200, body: readFileSync(join(BUNDLE_DIR, 'data', name)) });
+  });
+  await page.goto(BASE_URL);
+  await page.getByTestId('error').waitFor({ timeout: TIMEOUT });
+  assert.match(await page.getByTestId('error-message').innerText(), /was deleted but its pixels or label are still stored/);
   await context.close();
 });
 
@@ -201,6 +409,7 @@ await test('without WebGPU the CPU backend runs and still works, also through qu
 });
 await cpu.close();
 await webgpu.close();
+for (const dir of copies) rmSync(dir, { recursive: true, force: true });
 
 writeFileSync(join(ARTIFACTS, 'metrics.json'), JSON.stringify({ metrics, results }, null, 2));
 console.log(JSON.stringify(metrics, null, 2));
