@@ -63,7 +63,7 @@ impl VitConfig {
 
     /// Checks the divisibility constraints; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
+        if self.patch_size == 0 || self.image_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
             return Err(format!("patch_size {} must divide image_size {}", self.patch_size, self.image_size));
         }
         if self.heads == 0 || !self.d_model.is_multiple_of(self.heads) {
