@@ -253,6 +253,7 @@ impl Fixture {
             device: &self.cpu.device,
             features: &self.features,
             validation: &self.validation,
+            batch_nodes: 1,
         };
         let gone = |id: &SampleId| matches!(id, SampleId::Int(i) if deleted.contains(i));
         build_shard(&ctx, 0, reuse, &[], false, 0, &gone, &mut |_| {}).expect("build_shard")
@@ -422,6 +423,7 @@ fn e2_control_sisa_changes_group_one() {
             &pretrained.backbone,
             previous,
             &pretrained.head,
+            &fx.features,
             data,
             &samples,
             seed,

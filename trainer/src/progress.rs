@@ -5,7 +5,8 @@ use std::time::Instant;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use s3t::model::build::BuildEvent;
 
-/// One bar for the overall run (nodes) and one for the current training step (samples, samples/s, ETA).
+/// One bar for the overall run (nodes done of all) and one for the current batch of runs (a level's nodes trained
+/// together: samples, samples/s, time left).
 pub struct Progress {
     multi: MultiProgress,
     overall: ProgressBar,
@@ -34,16 +35,16 @@ impl Progress {
 
     pub fn event(&mut self, event: BuildEvent) {
         match event {
-            BuildEvent::Start { shard, label, samples } => {
+            BuildEvent::Start { label, nodes, samples } => {
                 let bar = self.multi.add(ProgressBar::new(samples as u64));
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{prefix:>10} {msg:28} [{bar:30}] {pos}/{len} samples {per_sec} ETA {eta}",
+                        "{prefix:>10} {msg:36} [{bar:30}] {human_pos}/{human_len} samples {per_sec} ETA {eta}",
                     )
                     .expect("a valid template")
                     .progress_chars("=> "),
                 );
-                bar.set_prefix(format!("shard {shard}"));
+                bar.set_prefix(if nodes == 1 { "1 run".to_owned() } else { format!("{nodes} runs") });
                 bar.set_message(label);
                 if let Some(old) = self.step.replace(bar) {
                     old.finish_and_clear();

@@ -2,6 +2,7 @@
 //! checkpoints, with atomic per-node weight files and a progress record so an interrupted build resumes where it
 //! stopped. Retraining after deletions is the same procedure with the clean nodes reused.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use burn::tensor::Device;
@@ -12,7 +13,7 @@ use super::ensemble::{accuracy, softmax_rows};
 use super::features::{Features, logits_all};
 use super::parts::{NodeParams, Pretrained, SisaParams};
 use super::serve::{node_skeleton, sisa_skeleton};
-use super::train::{train_node, train_sisa};
+use super::train::{NodeRun, SisaRun, train_nodes, train_sisas};
 use super::vit::Component;
 use super::weights::{load_safetensors, to_safetensors};
 pub use crate::bundle::ShardPart;
@@ -31,8 +32,8 @@ pub fn part_path(shard: u16) -> String {
 /// What a build reports as it goes (for progress bars and logs).
 #[derive(Clone, Debug)]
 pub enum BuildEvent {
-    /// A training step starts: `samples` = samples per epoch × epochs.
-    Start { shard: u16, label: String, samples: usize },
+    /// A batch of `nodes` training runs starts: `samples` = their samples per epoch × epochs, summed.
+    Start { label: String, nodes: usize, samples: usize },
     /// An optimiser step finished `samples` samples.
     Progress { samples: usize },
     /// A step finished (or was reused from disk).
@@ -53,6 +54,9 @@ pub struct BuildContext<'a> {
     /// Cached backbone activations of the deletable and validation splits.
     pub features: &'a Features,
     pub validation: &'a Features,
+    /// Most training runs (nodes of one depth, or SISA checkpoints) trained as one batched computation; 1 trains
+    /// them one at a time. A node's weights do not depend on it.
+    pub batch_nodes: usize,
 }
 
 impl BuildContext<'_> {
@@ -93,11 +97,19 @@ impl BuildContext<'_> {
     }
 }
 
-/// Trains (or reuses) every node of one shard, then its SISA checkpoints when `sisa` is set.
-///
-/// `reuse[node]` holds entries that are still valid (completed before an interruption, or clean after deletions);
-/// they are loaded and verified instead of trained. Nodes trained now get `generation`. `deleted` says which
-/// samples are gone (empty for a first build). The progress record is rewritten after every node.
+/// One shard of a build: what may be reused and the generation of what is trained now.
+pub struct ShardJob {
+    pub shard: u16,
+    /// `reuse[node]`: entries still valid (completed before an interruption, or clean after deletions); they are
+    /// loaded and verified instead of trained.
+    pub reuse: Vec<Option<NodeEntry>>,
+    pub reuse_sisa: Vec<Option<SisaEntry>>,
+    /// The generation of the nodes trained now.
+    pub generation: u32,
+}
+
+/// Trains (or reuses) every node of one shard, then its SISA checkpoints when `sisa` is set: [`build_shards`] with
+/// one shard.
 #[allow(clippy::too_many_arguments)]
 pub fn build_shard(
     ctx: &BuildContext<'_>,
@@ -109,129 +121,261 @@ pub fn build_shard(
     deleted: &dyn Fn(&SampleId) -> bool,
     events: &mut dyn FnMut(BuildEvent),
 ) -> Result<ShardPart, String> {
-    let plan = &ctx.plan.shards[usize::from(shard)];
-    let mut part = ShardPart { shard, complete: false, nodes: Vec::new(), sisa: Vec::new() };
-    let mut trained: Vec<NodeParams> = Vec::with_capacity(plan.nodes.len());
-    for node in &plan.nodes {
-        let label = format!("node {} prefix {:?}", node.id, node.prefix);
-        if let Some(entry) = reuse.get(node.id).cloned().flatten() {
-            trained.push(ctx.load_node(&entry)?);
-            events(BuildEvent::Done { shard, label, validation_accuracy: entry.validation_accuracy, reused: true });
-            part.nodes.push(entry);
-            continue;
-        }
-        let samples = ctx.samples(shard, &node.prefix, deleted);
-        let seed = node_seed(ctx.seed, shard, &node.prefix);
-        let run = ctx.run_config(node.prefix.len());
-        events(BuildEvent::Start { shard, label: label.clone(), samples: samples.len() * run.epochs });
-        let (frozen, parent_head) = match node.parent {
-            Some(p) => {
-                let chain = ancestors(ctx.plan, shard, p);
-                (chain.iter().map(|&a| &trained[a].adapter).collect::<Vec<_>>(), &trained[p].head)
+    let job = ShardJob { shard, reuse: reuse.to_vec(), reuse_sisa: reuse_sisa.to_vec(), generation };
+    let mut parts = build_shards(ctx, &[job], sisa, deleted, events)?;
+    Ok(parts.remove(0))
+}
+
+/// Trains (or reuses) every node of the given shards level by level: the nodes of one depth, across shards and
+/// sequences, train together in batches of `ctx.batch_nodes` (a parent always before its children), then the SISA
+/// checkpoints when `sisa` is set, checkpoint k of every shard together. `deleted` says which samples are gone
+/// (empty for a first build). A shard's progress record is rewritten after every batch that trained one of its
+/// nodes, so an interrupted build resumes there.
+pub fn build_shards(
+    ctx: &BuildContext<'_>,
+    jobs: &[ShardJob],
+    sisa: bool,
+    deleted: &dyn Fn(&SampleId) -> bool,
+    events: &mut dyn FnMut(BuildEvent),
+) -> Result<Vec<ShardPart>, String> {
+    let mut parts: Vec<ShardPart> = jobs
+        .iter()
+        .map(|j| ShardPart { shard: j.shard, complete: false, nodes: Vec::new(), sisa: Vec::new() })
+        .collect();
+    let mut trained: Vec<Vec<Option<NodeParams>>> =
+        jobs.iter().map(|j| vec![None; ctx.plan.shards[usize::from(j.shard)].nodes.len()]).collect();
+    for depth in 1..=usize::from(ctx.plan.slices) {
+        // (job, node id) of the nodes of this depth to train.
+        let mut pending: Vec<(usize, usize)> = Vec::new();
+        for (j, job) in jobs.iter().enumerate() {
+            for node in ctx.plan.shards[usize::from(job.shard)].nodes.iter().filter(|n| n.prefix.len() == depth) {
+                match job.reuse.get(node.id).cloned().flatten() {
+                    Some(entry) => {
+                        trained[j][node.id] = Some(ctx.load_node(&entry)?);
+                        events(BuildEvent::Done {
+                            shard: job.shard,
+                            label: node_label(node.id, &node.prefix),
+                            validation_accuracy: entry.validation_accuracy,
+                            reused: true,
+                        });
+                        parts[j].nodes.push(entry);
+                    }
+                    None => pending.push((j, node.id)),
+                }
             }
-            None => (Vec::new(), &ctx.pretrained.head),
-        };
-        let params = train_node(
+        }
+        for batch in pending.chunks(ctx.batch_nodes.max(1)) {
+            train_node_batch(ctx, jobs, batch, depth, deleted, &mut trained, &mut parts, events)?;
+        }
+    }
+    if sisa {
+        build_sisa(ctx, jobs, deleted, &mut parts, events)?;
+    }
+    for (part, job) in parts.iter_mut().zip(jobs) {
+        if !sisa {
+            // A retrain keeps the SISA baseline as it is (SISA "without retraining"); a `--no-sisa` build has none.
+            part.sisa = job.reuse_sisa.iter().flatten().cloned().collect();
+        }
+        part.complete = true;
+        save_part(ctx.bundle, part)?;
+    }
+    Ok(parts)
+}
+
+fn node_label(id: usize, prefix: &[u16]) -> String {
+    format!("node {id} prefix {prefix:?}")
+}
+
+/// Trains one batch of nodes of the same depth, writes their weights and the progress records of their shards.
+#[allow(clippy::too_many_arguments)]
+fn train_node_batch(
+    ctx: &BuildContext<'_>,
+    jobs: &[ShardJob],
+    batch: &[(usize, usize)],
+    depth: usize,
+    deleted: &dyn Fn(&SampleId) -> bool,
+    trained: &mut [Vec<Option<NodeParams>>],
+    parts: &mut [ShardPart],
+    events: &mut dyn FnMut(BuildEvent),
+) -> Result<(), String> {
+    let run = ctx.run_config(depth);
+    let node = |j: usize, id: usize| &ctx.plan.shards[usize::from(jobs[j].shard)].nodes[id];
+    let samples: Vec<Vec<usize>> =
+        batch.iter().map(|&(j, id)| ctx.samples(jobs[j].shard, &node(j, id).prefix, deleted)).collect();
+    let shards: BTreeSet<u16> = batch.iter().map(|&(j, _)| jobs[j].shard).collect();
+    events(BuildEvent::Start {
+        label: format!("depth {depth}: {} nodes of shards {}", batch.len(), list(&shards)),
+        nodes: batch.len(),
+        samples: samples.iter().map(|s| s.len() * run.epochs).sum(),
+    });
+    let params = {
+        let mut runs = Vec::with_capacity(batch.len());
+        for (&(j, id), samples) in batch.iter().zip(&samples) {
+            let n = node(j, id);
+            let (frozen, parent_head) = match n.parent {
+                Some(p) => {
+                    let chain = ancestors(ctx.plan, jobs[j].shard, p);
+                    let mut groups = Vec::with_capacity(chain.len());
+                    for a in chain {
+                        groups.push(&trained_node(trained, j, a)?.adapter);
+                    }
+                    (groups, &trained_node(trained, j, p)?.head)
+                }
+                None => (Vec::new(), &ctx.pretrained.head),
+            };
+            runs.push(NodeRun {
+                frozen,
+                parent_head,
+                samples: samples.clone(),
+                seed: node_seed(ctx.seed, jobs[j].shard, &n.prefix),
+                run: run.clone(),
+            });
+        }
+        let params = train_nodes(
             ctx.config,
-            &run,
             &ctx.pretrained.backbone,
-            &frozen,
-            parent_head,
+            &runs,
+            batch.len(),
             ctx.features,
             &ctx.data.deletable,
-            &samples,
-            seed,
             Some((ctx.validation, &ctx.data.validation.labels)),
             ctx.device,
             &mut |n| events(BuildEvent::Progress { samples: n }),
         );
-        let mut groups = frozen.clone();
-        groups.push(&params.adapter);
-        let validation_accuracy = ctx.validation_accuracy(&groups, &params.head);
-        let bytes = to_safetensors(&params)?;
-        let path = format!("weights/shard-{shard}/node-{}.g{generation}.safetensors", node.id);
+        let mut accuracies = Vec::with_capacity(runs.len());
+        for (r, p) in runs.iter().zip(&params) {
+            let mut groups = r.frozen.clone();
+            groups.push(&p.adapter);
+            accuracies.push(ctx.validation_accuracy(&groups, &p.head));
+        }
+        params.into_iter().zip(accuracies).collect::<Vec<_>>()
+    };
+    for ((&(j, id), samples), (p, validation_accuracy)) in batch.iter().zip(samples).zip(params) {
+        let job = &jobs[j];
+        let n = node(j, id);
+        let bytes = to_safetensors(&p)?;
+        let path = format!("weights/shard-{}/node-{id}.g{}.safetensors", job.shard, job.generation);
         let weights = write_weights(ctx.bundle, &path, &bytes)?;
-        events(BuildEvent::Done { shard, label, validation_accuracy, reused: false });
-        part.nodes.push(NodeEntry {
-            shard,
-            id: node.id,
-            prefix: node.prefix.clone(),
-            parent: node.parent,
-            seed,
-            lineage: lineage(ctx.assignment, shard, &node.prefix, deleted),
+        events(BuildEvent::Done {
+            shard: job.shard,
+            label: node_label(id, &n.prefix),
+            validation_accuracy,
+            reused: false,
+        });
+        parts[j].nodes.push(NodeEntry {
+            shard: job.shard,
+            id,
+            prefix: n.prefix.clone(),
+            parent: n.parent,
+            seed: node_seed(ctx.seed, job.shard, &n.prefix),
+            lineage: lineage(ctx.assignment, job.shard, &n.prefix, deleted),
             samples: samples.len(),
             validation_accuracy,
-            generation,
+            generation: job.generation,
             weights,
         });
-        trained.push(params);
-        save_part(ctx.bundle, &part)?;
+        trained[j][id] = Some(p);
     }
-    if sisa {
-        build_sisa(ctx, shard, reuse_sisa, deleted, &mut part, events)?;
-    } else {
-        // A retrain keeps the SISA baseline as it is (SISA "without retraining"); a `--no-sisa` build has none.
-        part.sisa = reuse_sisa.iter().flatten().cloned().collect();
+    for j in batch.iter().map(|&(j, _)| j).collect::<BTreeSet<_>>() {
+        parts[j].nodes.sort_by_key(|e| e.id);
+        save_part(ctx.bundle, &parts[j])?;
     }
-    part.complete = true;
-    save_part(ctx.bundle, &part)?;
-    Ok(part)
+    Ok(())
 }
 
-/// SISA baseline: checkpoint k trains every group and the head on slices 0..k, continuing from checkpoint k−1.
+fn trained_node(trained: &[Vec<Option<NodeParams>>], job: usize, id: usize) -> Result<&NodeParams, String> {
+    trained[job][id].as_ref().ok_or_else(|| format!("node {id} is trained before its children"))
+}
+
+fn list(shards: &BTreeSet<u16>) -> String {
+    shards.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// SISA baseline: checkpoint k trains every group and the head on slices 0..k, continuing from checkpoint k−1;
+/// checkpoint k of every shard trains in one batch (of `ctx.batch_nodes`).
 fn build_sisa(
     ctx: &BuildContext<'_>,
-    shard: u16,
-    reuse: &[Option<SisaEntry>],
+    jobs: &[ShardJob],
     deleted: &dyn Fn(&SampleId) -> bool,
-    part: &mut ShardPart,
+    parts: &mut [ShardPart],
     events: &mut dyn FnMut(BuildEvent),
 ) -> Result<(), String> {
-    let mut previous: Option<SisaParams> = None;
+    let mut previous: Vec<Option<SisaParams>> = jobs.iter().map(|_| None).collect();
     for k in 1..=ctx.config.groups as u16 {
         let label = format!("SISA checkpoint {k}");
-        if let Some(entry) = reuse.get(usize::from(k) - 1).cloned().flatten() {
-            previous = Some(ctx.load_sisa(&entry)?);
-            events(BuildEvent::Done { shard, label, validation_accuracy: entry.validation_accuracy, reused: true });
-            part.sisa.push(entry);
-            continue;
-        }
         let slices: Vec<u16> = (0..k).collect();
-        // Deleted samples are skipped here too: a checkpoint trained after a deletion (a resumed build) must not
-        // see them.
-        let samples = ctx.samples(shard, &slices, deleted);
-        let seed = sisa_seed(ctx.seed, shard, k);
+        let mut pending = Vec::new();
+        for (j, job) in jobs.iter().enumerate() {
+            if let Some(entry) = job.reuse_sisa.get(usize::from(k) - 1).cloned().flatten() {
+                previous[j] = Some(ctx.load_sisa(&entry)?);
+                events(BuildEvent::Done {
+                    shard: job.shard,
+                    label: label.clone(),
+                    validation_accuracy: entry.validation_accuracy,
+                    reused: true,
+                });
+                parts[j].sisa.push(entry);
+            } else {
+                pending.push(j);
+            }
+        }
         let run = ctx.run_config(usize::from(k));
-        events(BuildEvent::Start { shard, label: label.clone(), samples: samples.len() * run.epochs });
-        let params = train_sisa(
-            ctx.config,
-            &run,
-            &ctx.pretrained.backbone,
-            previous.as_ref(),
-            &ctx.pretrained.head,
-            &ctx.data.deletable,
-            &samples,
-            seed,
-            Some(&ctx.data.validation),
-            ctx.device,
-            &mut |n| events(BuildEvent::Progress { samples: n }),
-        );
-        let groups: Vec<&GroupAdapter> = params.adapters.iter().collect();
-        let validation_accuracy = ctx.validation_accuracy(&groups, &params.head);
-        let bytes = to_safetensors(&params)?;
-        let weights = write_weights(ctx.bundle, &format!("weights/shard-{shard}/sisa-{k}.safetensors"), &bytes)?;
-        events(BuildEvent::Done { shard, label, validation_accuracy, reused: false });
-        part.sisa.push(SisaEntry {
-            shard,
-            checkpoint: k,
-            seed,
-            lineage: lineage(ctx.assignment, shard, &slices, deleted),
-            samples: samples.len(),
-            validation_accuracy,
-            weights,
-        });
-        previous = Some(params);
-        save_part(ctx.bundle, part)?;
+        for batch in pending.chunks(ctx.batch_nodes.max(1)) {
+            // Deleted samples are skipped here too: a checkpoint trained after a deletion (a resumed build) must
+            // not see them.
+            let samples: Vec<Vec<usize>> =
+                batch.iter().map(|&j| ctx.samples(jobs[j].shard, &slices, deleted)).collect();
+            let shards: BTreeSet<u16> = batch.iter().map(|&j| jobs[j].shard).collect();
+            events(BuildEvent::Start {
+                label: format!("{label}: shards {}", list(&shards)),
+                nodes: batch.len(),
+                samples: samples.iter().map(|s| s.len() * run.epochs).sum(),
+            });
+            let params = {
+                let runs: Vec<SisaRun<'_>> = batch
+                    .iter()
+                    .zip(&samples)
+                    .map(|(&j, s)| SisaRun {
+                        previous: previous[j].as_ref(),
+                        samples: s.clone(),
+                        seed: sisa_seed(ctx.seed, jobs[j].shard, k),
+                        run: run.clone(),
+                    })
+                    .collect();
+                train_sisas(
+                    ctx.config,
+                    &ctx.pretrained.backbone,
+                    &ctx.pretrained.head,
+                    &runs,
+                    batch.len(),
+                    ctx.features,
+                    &ctx.data.deletable,
+                    Some((ctx.validation, &ctx.data.validation.labels)),
+                    ctx.device,
+                    &mut |n| events(BuildEvent::Progress { samples: n }),
+                )
+            };
+            for ((&j, samples), params) in batch.iter().zip(samples).zip(params) {
+                let shard = jobs[j].shard;
+                let groups: Vec<&GroupAdapter> = params.adapters.iter().collect();
+                let validation_accuracy = ctx.validation_accuracy(&groups, &params.head);
+                let bytes = to_safetensors(&params)?;
+                let weights =
+                    write_weights(ctx.bundle, &format!("weights/shard-{shard}/sisa-{k}.safetensors"), &bytes)?;
+                events(BuildEvent::Done { shard, label: label.clone(), validation_accuracy, reused: false });
+                parts[j].sisa.push(SisaEntry {
+                    shard,
+                    checkpoint: k,
+                    seed: sisa_seed(ctx.seed, shard, k),
+                    lineage: lineage(ctx.assignment, shard, &slices, deleted),
+                    samples: samples.len(),
+                    validation_accuracy,
+                    weights,
+                });
+                previous[j] = Some(params);
+                save_part(ctx.bundle, &parts[j])?;
+            }
+        }
     }
     Ok(())
 }

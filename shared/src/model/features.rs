@@ -33,6 +33,11 @@ impl Features {
         })
     }
 
+    /// Only the activations entering the bottom group L (see [`Features::embedded_paced`]).
+    pub fn embedded(config: &ModelConfig, backbone: &Backbone, data: &Dataset, device: &Device) -> Self {
+        unpaced(Self::embedded_paced(config, backbone, data, device, EVAL_BATCH, &async || {}))
+    }
+
     /// Only the activations entering the bottom group L, the embedded patches: all that a full-length component or a
     /// SISA checkpoint reads. The browser starts with these, so its first accuracy waits for nothing else.
     pub async fn embedded_paced(

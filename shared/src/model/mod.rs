@@ -20,6 +20,8 @@ pub mod weights;
 #[cfg(feature = "train")]
 pub mod build;
 #[cfg(feature = "train")]
+pub mod level;
+#[cfg(feature = "train")]
 pub mod train;
 
 pub use adapter::{BlockAdapter, GroupAdapter};

@@ -17,10 +17,11 @@ use rand_chacha::ChaCha8Rng;
 
 use super::adapter::GroupAdapter;
 use super::config::{ModelConfig, TrainConfig};
-use super::features::{Features, component_logits, to_host};
+use super::features::{Features, component_logits, logits_all, to_host};
 use super::input;
+use super::level::{Level, Member, Select as LevelSelect, Trained, train_level};
 use super::parts::{NodeParams, Pretrained, SisaParams};
-use super::vit::{Backbone, Component, Head, block_adapters, forward_backbone};
+use super::vit::{Backbone, Component, Head, forward_backbone};
 use crate::dataset::Dataset;
 
 /// Called after every optimiser step with the number of samples in the batch.
@@ -100,8 +101,82 @@ pub fn pretrain(
     trained.valid()
 }
 
-/// One S3T node step: trains group `frozen.len() + 1` and the head on `samples` (the union of the prefix's
-/// slices, without deleted samples), starting from the parent's head; `frozen` are groups 1..k−1.
+/// One S3T node run of a level batch: the groups above it, the head it starts from, its samples and seed.
+pub struct NodeRun<'a> {
+    /// Groups 1..k−1 (frozen, top group first).
+    pub frozen: Vec<&'a GroupAdapter>,
+    pub parent_head: &'a Head,
+    /// The union of the prefix's slices, without deleted samples.
+    pub samples: Vec<usize>,
+    pub seed: u64,
+    /// Its run settings ([`TrainConfig::for_slices`]); batch size and learning rate are the level's.
+    pub run: TrainConfig,
+}
+
+/// S3T node steps of one level, `batch_nodes` at a time (see [`super::level`]): each trains group k (its
+/// `frozen.len() + 1`) and the head on its samples, starting from its parent's head.
+#[allow(clippy::too_many_arguments)]
+pub fn train_nodes(
+    config: &ModelConfig,
+    backbone: &Backbone,
+    runs: &[NodeRun<'_>],
+    batch_nodes: usize,
+    features: &Features,
+    data: &Dataset,
+    validation: Option<(&Features, &[u8])>,
+    device: &Device,
+    progress: Progress<'_>,
+) -> Vec<NodeParams> {
+    let mut out = Vec::with_capacity(runs.len());
+    for chunk in runs.chunks(batch_nodes.max(1)) {
+        let members: Vec<Member<'_>> = chunk
+            .iter()
+            .map(|r| Member {
+                trainable: vec![GroupAdapter::init(config, r.frozen.len() + 1, r.seed, device)],
+                frozen: r.frozen.clone(),
+                head: r.parent_head.clone(),
+                samples: r.samples.clone(),
+                seed: r.seed,
+                epochs: r.run.epochs,
+            })
+            .collect();
+        let select = validation.map(|(features, labels)| {
+            move |i: usize, t: &Trained| {
+                let mut groups: Vec<&GroupAdapter> = chunk[i].frozen.clone();
+                groups.push(&t.groups[0]);
+                let k = groups.len();
+                let logits =
+                    component_logits(config, backbone, Component { groups: &groups, head: &t.head }, features.all(k));
+                logits_accuracy(logits, labels, config.vit.classes)
+            }
+        });
+        let level = level_of(config, backbone, features, data, &chunk[0].run, device);
+        let trained = train_level(&level, &members, select.as_ref().map(|f| f as LevelSelect<'_>), &mut *progress);
+        out.extend(trained.into_iter().map(|mut t| NodeParams { adapter: t.groups.remove(0), head: t.head }));
+    }
+    out
+}
+
+fn level_of<'a>(
+    config: &'a ModelConfig,
+    backbone: &'a Backbone,
+    features: &'a Features,
+    data: &'a Dataset,
+    run: &TrainConfig,
+    device: &'a Device,
+) -> Level<'a> {
+    Level {
+        config,
+        backbone,
+        features,
+        labels: data,
+        batch_size: run.batch_size,
+        learning_rate: run.learning_rate,
+        device,
+    }
+}
+
+/// One S3T node step alone: a level batch of one ([`train_nodes`] gives every node the same weights).
 #[allow(clippy::too_many_arguments)]
 pub fn train_node(
     config: &ModelConfig,
@@ -117,44 +192,78 @@ pub fn train_node(
     device: &Device,
     progress: Progress<'_>,
 ) -> NodeParams {
-    let group = frozen.len() + 1;
-    let ad = device.clone().autodiff();
-    // Constants of the computation: no parameter of these is handed to the optimiser.
-    let backbone_ad = backbone.clone().no_grad().train();
-    let frozen_ad: Vec<GroupAdapter> = frozen.iter().map(|g| (*g).clone().no_grad().train()).collect();
-    let params =
-        NodeParams { adapter: GroupAdapter::init(config, group, seed, &ad), head: parent_head.clone().train() };
-    let select = validation.map(|(features, labels)| {
-        move |p: &NodeParams| {
-            let p = p.valid();
-            let mut groups: Vec<&GroupAdapter> = frozen.to_vec();
-            groups.push(&p.adapter);
-            let logits =
-                component_logits(config, backbone, Component { groups: &groups, head: &p.head }, features.all(group));
-            logits_accuracy(logits, labels, config.vit.classes)
-        }
-    });
-    let trained = fit(
-        params,
-        samples,
-        data,
-        train,
-        seed,
-        &ad,
-        progress,
-        |p, batch| {
-            let mut groups: Vec<&GroupAdapter> = frozen_ad.iter().collect();
-            groups.push(&p.adapter);
-            let x = features.at(group, batch).autodiff();
-            component_logits(config, &backbone_ad, Component { groups: &groups, head: &p.head }, x)
-        },
-        select.as_ref().map(|f| f as &dyn Fn(&NodeParams) -> f64),
-    );
-    trained.valid()
+    let run = NodeRun { frozen: frozen.to_vec(), parent_head, samples: samples.to_vec(), seed, run: train.clone() };
+    let mut out = train_nodes(config, backbone, &[run], 1, features, data, validation, device, progress);
+    out.remove(0)
 }
 
-/// One SISA checkpoint: every adapter group and the head trainable, on `samples` (slices 1..k), continuing from
-/// the previous checkpoint (`previous`), or from fresh adapters seeded by `seed` and the pretrained head.
+/// One SISA checkpoint run: every adapter group and the head trainable, continuing from the previous checkpoint,
+/// or from fresh adapters seeded by `seed` and the pretrained head.
+pub struct SisaRun<'a> {
+    pub previous: Option<&'a SisaParams>,
+    pub samples: Vec<usize>,
+    pub seed: u64,
+    pub run: TrainConfig,
+}
+
+/// SISA checkpoints (of different shards) as level batches of `batch_nodes`, from the cached embedded patches
+/// (`features` at group L).
+#[allow(clippy::too_many_arguments)]
+pub fn train_sisas(
+    config: &ModelConfig,
+    backbone: &Backbone,
+    pretrained_head: &Head,
+    runs: &[SisaRun<'_>],
+    batch_nodes: usize,
+    features: &Features,
+    data: &Dataset,
+    validation: Option<(&Features, &[u8])>,
+    device: &Device,
+    progress: Progress<'_>,
+) -> Vec<SisaParams> {
+    let mut out = Vec::with_capacity(runs.len());
+    for chunk in runs.chunks(batch_nodes.max(1)) {
+        let members: Vec<Member<'_>> = chunk
+            .iter()
+            .map(|r| {
+                let (trainable, head) = match r.previous {
+                    Some(p) => (p.adapters.clone(), p.head.clone()),
+                    None => (
+                        (1..=config.groups)
+                            .map(|g| GroupAdapter::init(config, g, r.seed.wrapping_add(g as u64), device))
+                            .collect(),
+                        pretrained_head.clone(),
+                    ),
+                };
+                Member {
+                    trainable,
+                    frozen: Vec::new(),
+                    head,
+                    samples: r.samples.clone(),
+                    seed: r.seed,
+                    epochs: r.run.epochs,
+                }
+            })
+            .collect();
+        let select = validation.map(|(features, labels)| {
+            move |_: usize, t: &Trained| {
+                let groups: Vec<&GroupAdapter> = t.groups.iter().collect();
+                let logits = logits_all(config, backbone, Component { groups: &groups, head: &t.head }, features);
+                super::ensemble::accuracy(
+                    &super::ensemble::softmax_rows(&logits, config.vit.classes),
+                    config.vit.classes,
+                    labels,
+                )
+            }
+        });
+        let level = level_of(config, backbone, features, data, &chunk[0].run, device);
+        let trained = train_level(&level, &members, select.as_ref().map(|f| f as LevelSelect<'_>), &mut *progress);
+        out.extend(trained.into_iter().map(|t| SisaParams { adapters: t.groups, head: t.head }));
+    }
+    out
+}
+
+/// One SISA checkpoint alone (a level batch of one).
 #[allow(clippy::too_many_arguments)]
 pub fn train_sisa(
     config: &ModelConfig,
@@ -162,60 +271,18 @@ pub fn train_sisa(
     backbone: &Backbone,
     previous: Option<&SisaParams>,
     pretrained_head: &Head,
+    features: &Features,
     data: &Dataset,
     samples: &[usize],
     seed: u64,
-    validation: Option<&Dataset>,
+    validation: Option<(&Features, &[u8])>,
     device: &Device,
     progress: Progress<'_>,
 ) -> SisaParams {
-    let ad = device.clone().autodiff();
-    let backbone_ad = backbone.clone().no_grad().train();
-    let params = match previous {
-        Some(p) => p.clone().train(),
-        None => SisaParams {
-            adapters: (1..=config.groups)
-                .map(|g| GroupAdapter::init(config, g, seed.wrapping_add(g as u64), &ad))
-                .collect(),
-            head: pretrained_head.clone().train(),
-        },
-    };
-    let select = validation.map(|val| {
-        move |p: &SisaParams| {
-            let p = p.valid();
-            let groups: Vec<&GroupAdapter> = p.adapters.iter().collect();
-            let all: Vec<usize> = (0..val.len()).collect();
-            let mut correct = 0.0;
-            for chunk in all.chunks(super::features::EVAL_BATCH) {
-                let logits = super::vit::forward(
-                    config,
-                    backbone,
-                    Component { groups: &groups, head: &p.head },
-                    input::images(val, chunk, device),
-                );
-                correct += logits_accuracy(logits, &val.select(chunk).labels, config.vit.classes) * chunk.len() as f64;
-            }
-            correct / val.len().max(1) as f64
-        }
-    });
-    let trained = fit(
-        params,
-        samples,
-        data,
-        train,
-        seed,
-        &ad,
-        progress,
-        |p, batch| {
-            let groups: Vec<&GroupAdapter> = p.adapters.iter().collect();
-            let adapters = block_adapters(config, &groups);
-            let x = backbone_ad.embed(input::images(data, batch, &ad));
-            let x = backbone_ad.blocks_forward(x, 0, backbone_ad.depth(), &adapters);
-            p.head.forward(backbone_ad.pool(x))
-        },
-        select.as_ref().map(|f| f as &dyn Fn(&SisaParams) -> f64),
-    );
-    trained.valid()
+    let run = SisaRun { previous, samples: samples.to_vec(), seed, run: train.clone() };
+    let mut out =
+        train_sisas(config, backbone, pretrained_head, &[run], 1, features, data, validation, device, progress);
+    out.remove(0)
 }
 
 /// Accuracy of the backbone-only model on a data set.

@@ -10,7 +10,7 @@ use s3t::ledger::Ledger;
 use s3t::model::ensemble::{mean_probabilities, softmax_rows};
 use s3t::model::features::{Features, logits_all};
 use s3t::model::serve::node_skeleton;
-use s3t::model::train::{train_node, train_sisa};
+use s3t::model::train::{NodeRun, SisaRun, train_nodes, train_sisa, train_sisas};
 use s3t::model::vit::Component;
 use s3t::model::{Backbone, GroupAdapter, Head, ModelConfig, Pretrained, TrainConfig};
 use s3t::partition::{Cell, Partition, PartitionMode};
@@ -25,6 +25,9 @@ pub struct Args {
     /// Samples for the throughput measurement.
     #[arg(long, default_value_t = 2048)]
     pub samples: usize,
+    /// Training runs batched together for the batched throughput figures.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub batch_nodes: usize,
     /// Seed of the deleted sample and of the initialisation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -47,53 +50,46 @@ pub fn run(args: &Args) -> Result<()> {
     // Throughput does not depend on the weights' values: a freshly initialised backbone serves.
     let pretrained = Pretrained { backbone: Backbone::new(&config.vit, device), head: Head::new(&config.vit, device) };
 
-    // 1. Training throughput: every adapter and the head (a SISA checkpoint or a full fine-tune step) …
+    // 1. Training throughput: every adapter and the head (a SISA checkpoint or a full fine-tune step), and an S3T
+    //    node step of the top group (only the blocks of groups k..1 run, from cached activations); each alone and
+    //    `--batch-nodes` runs at a time (every run on the same samples with its own seed, as a plan level is).
     let n = args.samples.min(splits.deletable.len());
     let subset: Vec<usize> = (0..n).collect();
     let one_epoch = TrainConfig::new().with_epochs(1);
-    let all_adapters = |samples: &[usize]| {
-        train_sisa(
-            &config,
-            &one_epoch,
-            &pretrained.backbone,
-            None,
-            &pretrained.head,
-            &splits.deletable,
-            samples,
-            1,
-            None,
-            device,
-            &mut |_| {},
-        )
-    };
-    // One batch of each kind first, untimed: a GPU compiles its kernels at their first use.
-    let warm_up: Vec<usize> = subset.iter().copied().take(one_epoch.batch_size).collect();
-    all_adapters(&warm_up);
-    let started = Instant::now();
-    all_adapters(&subset);
-    let train_samples_per_s = n as f64 / started.elapsed().as_secs_f64();
-    // … and an S3T node step of the top group (only the blocks of groups k..1 run, from cached activations).
     let features = Features::new(&config, &pretrained.backbone, &splits.deletable, device);
-    let top_group = |samples: &[usize]| {
-        train_node(
-            &config,
-            &one_epoch,
-            &pretrained.backbone,
-            &[],
-            &pretrained.head,
-            &features,
-            &splits.deletable,
-            samples,
-            2,
-            None,
-            device,
-            &mut |_| {},
-        )
+    let width = args.batch_nodes.max(1);
+    let all_adapters = |samples: &[usize], runs: usize| {
+        let runs: Vec<SisaRun<'_>> = (0..runs as u64)
+            .map(|seed| SisaRun { previous: None, samples: samples.to_vec(), seed, run: one_epoch.clone() })
+            .collect();
+        let h = &pretrained.head;
+        let b = &pretrained.backbone;
+        train_sisas(&config, b, h, &runs, runs.len(), &features, &splits.deletable, None, device, &mut |_| {});
     };
-    top_group(&warm_up);
-    let started = Instant::now();
-    top_group(&subset);
-    let node_samples_per_s = n as f64 / started.elapsed().as_secs_f64();
+    let top_group = |samples: &[usize], runs: usize| {
+        let runs: Vec<NodeRun<'_>> = (0..runs as u64)
+            .map(|seed| NodeRun {
+                frozen: Vec::new(),
+                parent_head: &pretrained.head,
+                samples: samples.to_vec(),
+                seed,
+                run: one_epoch.clone(),
+            })
+            .collect();
+        let b = &pretrained.backbone;
+        train_nodes(&config, b, &runs, runs.len(), &features, &splits.deletable, None, device, &mut |_| {});
+    };
+    let throughput = |f: &dyn Fn(&[usize], usize), runs: usize| {
+        // One batch of each kind first, untimed: a GPU compiles its kernels at their first use.
+        f(&subset[..one_epoch.batch_size.min(n)], runs);
+        let started = Instant::now();
+        f(&subset, runs);
+        (n * runs) as f64 / started.elapsed().as_secs_f64()
+    };
+    let train_samples_per_s = throughput(&all_adapters, 1);
+    let train_batched_samples_per_s = throughput(&all_adapters, width);
+    let node_samples_per_s = throughput(&top_group, 1);
+    let node_batched_samples_per_s = throughput(&top_group, width);
 
     // 2. One deletion. Layout of the default bundle: m = 4, L = 4, B = 4 cyclic.
     let partition = Partition::new(m, l, PartitionMode::Balanced)?;
@@ -138,6 +134,7 @@ pub fn run(args: &Args) -> Result<()> {
             .filter_map(|x| if let SampleId::Int(i) = x { Some(*i as usize) } else { None })
             .collect()
     };
+    let validation = Features::embedded(&config, &pretrained.backbone, &splits.validation, device);
     let started = Instant::now();
     let mut previous = None;
     for k in (cell.slice + 1)..=l {
@@ -147,11 +144,12 @@ pub fn run(args: &Args) -> Result<()> {
             &pretrained.backbone,
             previous.as_ref(),
             &pretrained.head,
+            &features,
             &splits.deletable,
             &shard_samples(k),
             3,
             // SISA's checkpoints are selected on the validation split, as `trainer build` does.
-            Some(&splits.validation),
+            Some((&validation, &splits.validation.labels)),
             device,
             &mut |_| {},
         );
@@ -160,8 +158,11 @@ pub fn run(args: &Args) -> Result<()> {
     let sisa_retrain_s = started.elapsed().as_secs_f64();
     let report = serde_json::json!({
         "device": selected.name,
+        "batch_nodes": width,
         "train_samples_per_s": train_samples_per_s,
+        "train_batched_samples_per_s": train_batched_samples_per_s,
         "node_train_samples_per_s": node_samples_per_s,
+        "node_train_batched_samples_per_s": node_batched_samples_per_s,
         "deleted_id": id.to_string(),
         "deleted_slice": cell.slice,
         "s3t_delete_to_serve_s": s3t_delete_to_serve_s,
@@ -174,9 +175,11 @@ pub fn run(args: &Args) -> Result<()> {
         return output::print(&format!("{}\n", serde_json::to_string_pretty(&report)?));
     }
     output::print(&format!(
-        "device: {}\ntraining throughput: {train_samples_per_s:.0} samples/s (all adapters), {node_samples_per_s:.0} samples/s (S3T top-group step)\n\
+        "device: {}\ntraining throughput, one run alone / {width} runs batched:\n  all adapters: {train_samples_per_s:.0} / {train_batched_samples_per_s:.0} samples/s ({:.2}×)\n  S3T top-group step: {node_samples_per_s:.0} / {node_batched_samples_per_s:.0} samples/s ({:.2}×)\n\
          one deletion (sample {id}, shard {}, slice {}):\n  S3T apply + fsync + serve: {:.4} s\n  SISA retrain of {} checkpoints: {sisa_retrain_s:.2} s\n  ratio SISA / S3T: {:.0}×\n",
         selected.name,
+        train_batched_samples_per_s / train_samples_per_s,
+        node_batched_samples_per_s / node_samples_per_s,
         cell.shard,
         cell.slice,
         s3t_delete_to_serve_s,

@@ -11,7 +11,7 @@ use s3t::bundle::manifest::{BUILD_FILE, FORMAT, LEDGER_FILE, MANIFEST_FILE, PRET
 use s3t::bundle::store::{BundleLock, read_weights, write_atomic, write_manifest};
 use s3t::bundle::{Backend, BuildSpec, Manifest, NodeEntry, PretrainRecord, ShardPart, SisaEntry};
 use s3t::ledger::Ledger;
-use s3t::model::build::{BuildContext, build_shard, part_path};
+use s3t::model::build::{BuildContext, ShardJob, build_shards, part_path};
 use s3t::model::features::Features;
 use s3t::model::{LoraConfig, TrainConfig};
 use s3t::partition::{Partition, PartitionMode, SampleId};
@@ -87,6 +87,11 @@ pub struct Args {
     /// Build only these shards (comma-separated), writing a partial artifact for `trainer assemble`.
     #[arg(long, value_name = "I[,J…]", value_delimiter = ',')]
     pub shard: Vec<u16>,
+    /// Most training runs (the nodes of one depth across shards and sequences, or the SISA checkpoints of one
+    /// step across shards) trained as one batched computation; 1 trains one at a time. Memory grows with it; the
+    /// weights do not change (on the CPU, bit for bit).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub batch_nodes: usize,
     #[command(flatten)]
     pub pretrain: PretrainOptions,
     #[command(flatten)]
@@ -158,6 +163,9 @@ pub fn run(args: &Args) -> Result<()> {
             record.model.vit.depth
         );
     }
+    if args.batch_nodes == 0 {
+        bail!("--batch-nodes 0: at least one run per batch");
+    }
     let config = record
         .model
         .clone()
@@ -211,6 +219,7 @@ pub fn run(args: &Args) -> Result<()> {
         device: &selected.device,
         features: &features,
         validation: &validation,
+        batch_nodes: args.batch_nodes,
     };
     let steps: usize = shards
         .iter()
@@ -218,12 +227,13 @@ pub fn run(args: &Args) -> Result<()> {
         .sum();
     let mut progress = Progress::new(steps as u64, "build", quiet);
     let started = Instant::now();
+    let mut jobs = Vec::with_capacity(shards.len());
     for &shard in &shards {
         let (reuse, reuse_sisa, generation) =
             if args.resume { resumable(&args.out, shard, &guard)? } else { (Vec::new(), Vec::new(), 0) };
-        build_shard(&ctx, shard, &reuse, &reuse_sisa, spec.sisa, generation, &is_deleted, &mut |e| progress.event(e))
-            .map_err(|e| anyhow!(e))?;
+        jobs.push(ShardJob { shard, reuse, reuse_sisa, generation });
     }
+    build_shards(&ctx, &jobs, spec.sisa, &is_deleted, &mut |e| progress.event(e)).map_err(|e| anyhow!(e))?;
     let (samples, per_second) = progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     let assembled = if args.shard.is_empty() { Some(assemble(&args.out)?) } else { None };

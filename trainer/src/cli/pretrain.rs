@@ -85,8 +85,8 @@ pub fn run_pretrain(
     let train = TrainConfig::new().with_epochs(options.pretrain_epochs).with_learning_rate(1e-3);
     let mut progress = Progress::new(1, "pretrain", quiet);
     progress.event(s3t::model::build::BuildEvent::Start {
-        shard: 0,
         label: "backbone (public split)".into(),
+        nodes: 1,
         samples: splits.public.len() * train.epochs,
     });
     // Rule E1: only the public split reaches the pretraining code.

@@ -50,16 +50,20 @@ pub fn run(args: &Args) -> Result<()> {
     let config = model.config();
     let all: Vec<usize> =
         (0..splits.deletable.len()).filter(|&i| !serving.guard.is_deleted(&s3t::SampleId::Int(i as u64))).collect();
+    let backbone = &model.pretrained.backbone;
+    let embedded = Features::embedded(config, backbone, &splits.deletable, &device.device);
+    let validation = Features::embedded(config, backbone, &splits.validation, &device.device);
     let finetune = train_sisa(
         config,
         &bundle.manifest.train,
-        &model.pretrained.backbone,
+        backbone,
         None,
         &model.pretrained.head,
+        &embedded,
         &splits.deletable,
         &all,
         s3t::plan::sisa_seed(bundle.manifest.seed, u16::MAX, 0),
-        Some(&splits.validation),
+        Some((&validation, &splits.validation.labels)),
         &device.device,
         &mut |_| {},
     );

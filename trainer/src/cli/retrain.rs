@@ -36,6 +36,9 @@ pub struct Args {
     /// reproduction of a build without the deleted samples on the original backend).
     #[arg(long)]
     pub allow_backend_change: bool,
+    /// Most stale nodes of one depth trained as one batched computation (see `trainer build --batch-nodes`).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub batch_nodes: usize,
     #[command(flatten)]
     pub run: RunOptions,
 }
@@ -101,6 +104,7 @@ pub fn run(args: &Args) -> Result<()> {
         device: &selected.device,
         features: &features,
         validation: &validation,
+        batch_nodes: args.batch_nodes.max(1),
     };
     let mut progress = Progress::new(entries.len() as u64, "retrain", quiet);
     // SISA is the baseline without retraining: its checkpoints are kept as they are (the stale ones are not

@@ -1,0 +1,372 @@
+//! Level-batched training (feature `train`): the independent runs of one plan level, stacked on a leading axis.
+//!
+//! Every node at the same depth of every shard's prefix trie trains the same layer group from the same cached
+//! activations, on its own samples, from its own parents. Trained one at a time they are small computations that
+//! leave a CPU's cores or a GPU mostly waiting on per-operation overhead. Here the trainable parameters of `N` such
+//! runs (a *member* each) are stacked along a leading axis and trained as one computation: every product is a
+//! batched matrix product whose batch entry `i` is member `i`'s product alone, the loss is the sum of the members'
+//! mean losses (so each member's gradient is its own loss's gradient), and Adam works element by element (so each
+//! member's update is its own). SISA checkpoints batch across shards the same way.
+//!
+//! Exactness: no operation mixes members. Each member keeps its own samples, batch order (from its seed), step count
+//! and model selection; a member whose last step is done is read out and no longer depends on the computation. A
+//! batch is always `batch_size` rows: a short one (the end of an epoch, or a member that finished) is padded with
+//! rows of weight zero, so a member's arithmetic is the same whatever batch of members it runs in; on the CPU
+//! backend its weights are bit-identical trained alone or with any other members (tested).
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::activation::{gelu, log_softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::adapter::{BlockAdapter, GroupAdapter};
+use super::config::ModelConfig;
+use super::features::Features;
+use super::kernel::attention;
+use super::train::Progress;
+use super::vit::{Backbone, Block, Head};
+use crate::dataset::Dataset;
+
+/// One run of a level batch: its starting parameters, the groups above it (frozen), its samples and seed.
+pub struct Member<'a> {
+    /// The groups this run trains, in group order (one for an S3T node, all L for a SISA checkpoint), as they start.
+    pub trainable: Vec<GroupAdapter>,
+    /// Frozen groups that the run's forward pass goes through (groups 1..k−1 of a node): constants.
+    pub frozen: Vec<&'a GroupAdapter>,
+    /// The head it starts from (the parent's snapshot, or the pretrained head).
+    pub head: Head,
+    /// Indices into the cached activations and the labels.
+    pub samples: Vec<usize>,
+    /// Seed of the batch order (rule E6).
+    pub seed: u64,
+    /// Passes over `samples`.
+    pub epochs: usize,
+}
+
+/// What a run produces: its trained groups (in the order given) and head.
+pub struct Trained {
+    pub groups: Vec<GroupAdapter>,
+    pub head: Head,
+}
+
+/// Shared settings of a level batch.
+pub struct Level<'a> {
+    pub config: &'a ModelConfig,
+    pub backbone: &'a Backbone,
+    /// Activations at the group boundaries; the level starts at its lowest group's boundary.
+    pub features: &'a Features,
+    /// Labels of the samples `features` holds.
+    pub labels: &'a Dataset,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub device: &'a Device,
+}
+
+/// Scores member `i`'s parameters after each of its epochs on non-deletable validation data (rule E5); the best
+/// epoch's parameters are returned (the earliest on ties).
+pub type Select<'a> = &'a dyn Fn(usize, &Trained) -> f64;
+
+/// The stacked trainable parameters of one block: `[N, d, r]` and `[N, r, d]`.
+#[derive(Module, Debug)]
+struct StackedBlock {
+    query_a: Param<Tensor<3>>,
+    query_b: Param<Tensor<3>>,
+    value_a: Param<Tensor<3>>,
+    value_b: Param<Tensor<3>>,
+}
+
+#[derive(Module, Debug)]
+struct StackedGroup {
+    group: usize,
+    blocks: Vec<StackedBlock>,
+}
+
+/// Every member's trainable groups and head, stacked on a leading member axis.
+#[derive(Module, Debug)]
+struct Stacked {
+    groups: Vec<StackedGroup>,
+    /// [N, d, classes]
+    head_weight: Param<Tensor<3>>,
+    /// [N, 1, classes]
+    head_bias: Param<Tensor<3>>,
+}
+
+fn stack<const D: usize, const D2: usize>(tensors: Vec<Tensor<D>>) -> Param<Tensor<D2>> {
+    Param::from_tensor(Tensor::stack(tensors, 0))
+}
+
+impl Stacked {
+    fn new(members: &[Member<'_>]) -> Self {
+        let first = &members[0];
+        let groups = first
+            .trainable
+            .iter()
+            .enumerate()
+            .map(|(g, group)| StackedGroup {
+                group: group.group,
+                blocks: (0..group.blocks.len())
+                    .map(|b| {
+                        let each = |f: &dyn Fn(&BlockAdapter) -> Tensor<2>| {
+                            stack(members.iter().map(|m| f(&m.trainable[g].blocks[b])).collect())
+                        };
+                        StackedBlock {
+                            query_a: each(&|a| a.query_a.val()),
+                            query_b: each(&|a| a.query_b.val()),
+                            value_a: each(&|a| a.value_a.val()),
+                            value_b: each(&|a| a.value_b.val()),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let head_weight = stack(members.iter().map(|m| m.head.linear.weight.val()).collect());
+        let head_bias = stack(members.iter().map(|m| head_bias(&m.head).unsqueeze_dim::<2>(0)).collect());
+        Self { groups, head_weight, head_bias }
+    }
+
+    /// Member `i`'s parameters, unstacked (on the inner backend).
+    fn member(&self, i: usize, scale: f64) -> Trained {
+        fn one<const D: usize, const D1: usize>(p: &Param<Tensor<D>>, i: usize) -> Param<Tensor<D1>> {
+            Param::from_tensor(p.val().narrow(0, i, 1).squeeze_dim::<D1>(0))
+        }
+        let groups = self
+            .groups
+            .iter()
+            .map(|g| GroupAdapter {
+                group: g.group,
+                blocks: g
+                    .blocks
+                    .iter()
+                    .map(|b| BlockAdapter {
+                        query_a: one(&b.query_a, i),
+                        query_b: one(&b.query_b, i),
+                        value_a: one(&b.value_a, i),
+                        value_b: one(&b.value_b, i),
+                        scale,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let weight = one(&self.head_weight, i);
+        let bias: Param<Tensor<2>> = one(&self.head_bias, i);
+        let bias = Param::from_tensor(bias.val().squeeze_dim::<1>(0));
+        Trained { groups, head: Head { linear: Linear { weight, bias: Some(bias) } } }
+    }
+}
+
+fn head_bias(head: &Head) -> Tensor<1> {
+    let classes = head.linear.weight.dims()[1];
+    match &head.linear.bias {
+        Some(b) => b.val(),
+        None => Tensor::zeros([classes], &head.linear.weight.device()),
+    }
+}
+
+/// Per block: the members' query and value weights where they differ from the backbone's (`[N, d, d]`).
+type BlockWeights = Vec<Option<(Tensor<3>, Tensor<3>)>>;
+
+/// The folded weights of the frozen groups, member by member (each the same arithmetic as the serving model's).
+fn frozen_weights(config: &ModelConfig, backbone: &Backbone, members: &[Member<'_>]) -> BlockWeights {
+    let mut out: BlockWeights = vec![None; config.vit.depth];
+    for (g, group) in members[0].frozen.iter().enumerate() {
+        for (b, block) in config.blocks_of_group(group.group).into_iter().enumerate() {
+            let layer = &backbone.blocks[block];
+            let mut q = Vec::with_capacity(members.len());
+            let mut v = Vec::with_capacity(members.len());
+            for m in members {
+                let a = &m.frozen[g].blocks[b];
+                q.push(a.query_weight(layer.query.weight.val()));
+                v.push(a.value_weight(layer.value.weight.val()));
+            }
+            out[block] = Some((Tensor::stack(q, 0), Tensor::stack(v, 0)));
+        }
+    }
+    out
+}
+
+/// The trainable groups' folded weights: `W + s·A·B` per member, as one batched product.
+fn trainable_weights(config: &ModelConfig, backbone: &Backbone, stacked: &Stacked, scale: f64, out: &mut BlockWeights) {
+    for group in &stacked.groups {
+        for (b, block) in config.blocks_of_group(group.group).into_iter().enumerate() {
+            let layer = &backbone.blocks[block];
+            let a = &group.blocks[b];
+            let fold = |w: Tensor<2>, lo: &Param<Tensor<3>>, hi: &Param<Tensor<3>>| {
+                w.unsqueeze_dim::<3>(0) + lo.val().matmul(hi.val()).mul_scalar(scale)
+            };
+            out[block] = Some((
+                fold(layer.query.weight.val(), &a.query_a, &a.query_b),
+                fold(layer.value.weight.val(), &a.value_a, &a.value_b),
+            ));
+        }
+    }
+}
+
+/// `x · w + bias` for `x` [N, rows, in] and `w` [N or 1, in, out]: one batched product, entry by entry.
+fn project(x: Tensor<3>, weight: Tensor<3>, bias: Option<Tensor<1>>) -> Tensor<3> {
+    let y = x.matmul(weight);
+    match bias {
+        Some(b) => y + b.unsqueeze_dims::<3>(&[0, 1]),
+        None => y,
+    }
+}
+
+fn shared(layer: &Linear) -> (Tensor<3>, Option<Tensor<1>>) {
+    (layer.weight.val().unsqueeze_dim::<3>(0), layer.bias.as_ref().map(|b| b.val()))
+}
+
+/// One pre-norm block over `x` [N, images·tokens, d], with per-member query and value weights where given.
+fn block_forward(block: &Block, x: Tensor<3>, tokens: usize, weights: Option<(Tensor<3>, Tensor<3>)>) -> Tensor<3> {
+    let [n, rows, d] = x.dims();
+    let xn = block.norm1.forward(x.clone());
+    let (wq, wv) = weights.unwrap_or_else(|| (shared(&block.query).0, shared(&block.value).0));
+    let bias = |l: &Linear| l.bias.as_ref().map(|b| b.val());
+    let q = project(xn.clone(), wq, bias(&block.query));
+    let (wk, bk) = shared(&block.key);
+    let k = project(xn.clone(), wk, bk);
+    let v = project(xn, wv, bias(&block.value));
+    let flat = |t: Tensor<3>| t.reshape([n * rows, d]);
+    let context = attention(flat(q), flat(k), flat(v), tokens, block.heads).reshape([n, rows, d]);
+    let (wo, bo) = shared(&block.output);
+    let x = x + project(context, wo, bo);
+    let xn = block.norm2.forward(x.clone());
+    let (w1, b1) = shared(&block.fc1);
+    let (w2, b2) = shared(&block.fc2);
+    x + project(gelu(project(xn, w1, b1)), w2, b2)
+}
+
+/// A member's batches over all its epochs (its own shuffles, as [`super::train`]'s loop draws them), and the index
+/// of the last step of each epoch.
+fn schedule(member: &Member<'_>, batch: usize) -> (Vec<Vec<usize>>, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(member.seed ^ 0x5348_5546_464c_4500);
+    let mut order = member.samples.clone();
+    let mut steps = Vec::new();
+    let mut epoch_ends = Vec::new();
+    for _ in 0..member.epochs {
+        order.shuffle(&mut rng);
+        steps.extend(order.chunks(batch).map(<[usize]>::to_vec));
+        epoch_ends.push(steps.len());
+    }
+    (steps, epoch_ends)
+}
+
+/// Trains every member (all at the same level: the same trainable and frozen groups) as one stacked computation,
+/// and returns each member's parameters: the best epoch's under `select`, else the last step's.
+pub fn train_level(
+    level: &Level<'_>,
+    members: &[Member<'_>],
+    select: Option<Select<'_>>,
+    progress: Progress<'_>,
+) -> Vec<Trained> {
+    let Some(first) = members.first() else { return Vec::new() };
+    let config = level.config;
+    let trainable: Vec<usize> = first.trainable.iter().map(|g| g.group).collect();
+    let frozen: Vec<usize> = first.frozen.iter().map(|g| g.group).collect();
+    for m in members {
+        assert!(
+            m.trainable.iter().map(|g| g.group).eq(trainable.iter().copied())
+                && m.frozen.iter().map(|g| g.group).eq(frozen.iter().copied()),
+            "the members of a level batch train the same groups below the same frozen groups"
+        );
+    }
+    // The lowest group the forward pass goes through; its boundary's cached activations are the input.
+    let low = trainable.iter().chain(&frozen).copied().max().unwrap_or(1);
+    let start_block = config.first_block_of_group(low);
+    let scale = config.lora.alpha / config.lora.rank as f64;
+    let batch = level.batch_size.max(1);
+    let (n, tokens) = (members.len(), config.vit.tokens());
+    let ad = level.device.clone().autodiff();
+    let backbone = level.backbone.clone().no_grad().train();
+    let frozen_w = frozen_weights(config, level.backbone, members);
+    let frozen_w: BlockWeights = frozen_w.into_iter().map(|w| w.map(|(q, v)| (q.autodiff(), v.autodiff()))).collect();
+
+    let schedules: Vec<(Vec<Vec<usize>>, Vec<usize>)> = members.iter().map(|m| schedule(m, batch)).collect();
+    let total = schedules.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
+    let mut stacked = Stacked::new(members).train();
+    let mut optimizer = AdamConfig::new().init();
+
+    let mut out =
+        Readout { select, scale, best: (0..n).map(|_| None).collect(), results: (0..n).map(|_| None).collect() };
+    // Members without a step: their parameters as they start (each epoch would score the same).
+    for (i, (steps, _)) in schedules.iter().enumerate() {
+        if steps.is_empty() {
+            out.epoch_end(i, &stacked, true);
+        }
+    }
+
+    for t in 0..total {
+        let mut indices = Vec::with_capacity(n * batch);
+        let mut labels = Vec::with_capacity(n * batch);
+        let mut mask = Vec::with_capacity(n * batch);
+        let mut counts = Vec::with_capacity(n);
+        let mut trained = 0;
+        for (steps, _) in &schedules {
+            let rows: &[usize] = steps.get(t).map_or(&[], Vec::as_slice);
+            // Padding rows repeat a real sample (or sample 0 for a member that is done) and weigh nothing.
+            let pad = rows.first().copied().unwrap_or(0);
+            for r in 0..batch {
+                let i = rows.get(r).copied().unwrap_or(pad);
+                indices.push(i);
+                labels.push(i64::from(level.labels.labels[i]));
+                mask.push(if r < rows.len() { 1.0f32 } else { 0.0 });
+            }
+            counts.push(rows.len().max(1) as f32);
+            trained += rows.len();
+        }
+        let x = level.features.at(low, &indices).autodiff();
+        let d = x.dims()[2];
+        let mut x = x.reshape([n, batch * tokens, d]);
+        let mut weights = frozen_w.clone();
+        trainable_weights(config, &backbone, &stacked, scale, &mut weights);
+        for (b, block) in backbone.blocks.iter().enumerate().skip(start_block) {
+            x = block_forward(block, x, tokens, weights[b].take());
+        }
+        let pooled = backbone.pool(x.reshape([n * batch, tokens, d])).reshape([n, batch, d]);
+        let logits = project(pooled, stacked.head_weight.val(), None) + stacked.head_bias.val();
+        let labels = Tensor::<3, Int>::from_data(TensorData::new(labels, [n, batch, 1]), &ad);
+        let mask = Tensor::<3>::from_data(TensorData::new(mask, [n, batch, 1]), &ad);
+        let counts = Tensor::<3>::from_data(TensorData::new(counts, [n, 1, 1]), &ad);
+        let picked = log_softmax(logits, 2).gather(2, labels);
+        // Each member's mean loss over its real rows; their sum keeps every member's gradient its own.
+        let loss = (picked * mask).sum_dim(1).div(counts).sum().neg();
+        let grads = GradientsParams::from_grads(loss.backward(), &stacked);
+        stacked = optimizer.step(level.learning_rate, stacked, grads);
+        progress(trained);
+        for (i, (steps, ends)) in schedules.iter().enumerate() {
+            if out.results[i].is_none() && ends.contains(&(t + 1)) {
+                out.epoch_end(i, &stacked, t + 1 == steps.len());
+            }
+        }
+    }
+    out.results.into_iter().map(|r| r.expect("every member is read out at its last step")).collect()
+}
+
+/// Model selection and read-out of the members as their epochs end.
+struct Readout<'a> {
+    select: Option<Select<'a>>,
+    scale: f64,
+    best: Vec<Option<(f64, Trained)>>,
+    results: Vec<Option<Trained>>,
+}
+
+impl Readout<'_> {
+    fn epoch_end(&mut self, i: usize, stacked: &Stacked, last: bool) {
+        let valid = stacked.valid();
+        if let Some(score_of) = self.select {
+            let current = valid.member(i, self.scale);
+            let score = score_of(i, &current);
+            if self.best[i].as_ref().is_none_or(|(b, _)| score > *b) {
+                self.best[i] = Some((score, current));
+            }
+        }
+        if last {
+            self.results[i] = Some(match self.best[i].take() {
+                Some((_, t)) => t,
+                None => valid.member(i, self.scale),
+            });
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Level batching (DESIGN.md "Level batching"): on the CPU backend a training run's weights are bit-identical
+//! whether it trains alone or stacked with any other runs, in any order and any batch size.
+//!
+//! The model is the default width (64) with the default batch (64 samples of 16 tokens), so the products cross
+//! burn-flex's thresholds where a lone product is split across threads and a batch of products runs one per thread:
+//! the arithmetic of a run must not depend on which of those paths its products take.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use s3t::dataset::Dataset;
+use s3t::model::device::{Selected, cpu};
+use s3t::model::features::{Features, to_host};
+use s3t::model::train::{NodeRun, SisaRun, train_nodes, train_sisas};
+use s3t::model::{Backbone, GroupAdapter, Head, ModelConfig, NodeParams, SisaParams, TrainConfig};
+
+fn synthetic(n: usize, seed: u64) -> Dataset {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let pixels = (0..n * 28 * 28).map(|_| rng.random::<u8>()).collect();
+    let labels = (0..n).map(|_| rng.random_range(0..10u8)).collect();
+    Dataset { rows: 28, cols: 28, classes: 10, pixels, labels }
+}
+
+fn bits(groups: &[&GroupAdapter], head: &Head) -> Vec<u32> {
+    let mut out = Vec::new();
+    for g in groups {
+        for b in &g.blocks {
+            for t in [&b.query_a, &b.query_b, &b.value_a, &b.value_b] {
+                out.extend(to_host(t.val()).iter().map(|x| x.to_bits()));
+            }
+        }
+    }
+    out.extend(to_host(head.linear.weight.val()).iter().map(|x| x.to_bits()));
+    if let Some(bias) = &head.linear.bias {
+        out.extend(to_host(bias.val()).iter().map(|x| x.to_bits()));
+    }
+    out
+}
+
+fn node_bits(p: &NodeParams) -> Vec<u32> {
+    bits(&[&p.adapter], &p.head)
+}
+
+fn sisa_bits(p: &SisaParams) -> Vec<u32> {
+    bits(&p.adapters.iter().collect::<Vec<_>>(), &p.head)
+}
+
+struct Setup {
+    config: ModelConfig,
+    cpu: Selected,
+    backbone: Backbone,
+    head: Head,
+    data: Dataset,
+    validation: Dataset,
+    features: Features,
+    validation_features: Features,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let config = ModelConfig::new();
+        let cpu = cpu();
+        let device = &cpu.device;
+        device.seed(3);
+        // Any backbone serves: the question is only whether runs interact.
+        let backbone = Backbone::new(&config.vit, device);
+        let head = Head::new(&config.vit, device);
+        let data = synthetic(400, 1);
+        let validation = synthetic(80, 2);
+        let features = Features::new(&config, &backbone, &data, device);
+        let validation_features = Features::new(&config, &backbone, &validation, device);
+        Self { config, cpu, backbone, head, data, validation, features, validation_features }
+    }
+
+    fn nodes(&self, runs: &[NodeRun<'_>], batch: usize) -> Vec<Vec<u32>> {
+        let validation = Some((&self.validation_features, self.validation.labels.as_slice()));
+        let (c, b, f, d) = (&self.config, &self.backbone, &self.features, &self.data);
+        train_nodes(c, b, runs, batch, f, d, validation, &self.cpu.device, &mut |_| {}).iter().map(node_bits).collect()
+    }
+}
+
+/// Runs of different sizes (so they end at different steps, and their last batches are short) and seeds.
+fn sample_sets() -> Vec<Vec<usize>> {
+    vec![
+        (0..150).collect(),
+        (150..280).collect(),
+        (280..370).collect(),
+        (0..400).step_by(3).collect(),
+        (5..25).collect(),
+    ]
+}
+
+fn train() -> TrainConfig {
+    TrainConfig::new().with_epochs(2)
+}
+
+/// Every ordering and batch size of `runs` gives each run the weights it has alone.
+fn check_nodes(setup: &Setup, runs: &[NodeRun<'_>]) {
+    let alone: Vec<Vec<u32>> = runs.iter().flat_map(|r| setup.nodes(std::slice::from_ref(r), 1)).collect();
+    assert!(alone.iter().all(|w| !w.is_empty()));
+    for batch in [2, runs.len()] {
+        assert_eq!(setup.nodes(runs, batch), alone, "a batch of {batch} changed a node's weights");
+    }
+    let reversed: Vec<NodeRun<'_>> = runs
+        .iter()
+        .rev()
+        .map(|r| NodeRun {
+            frozen: r.frozen.clone(),
+            parent_head: r.parent_head,
+            samples: r.samples.clone(),
+            seed: r.seed,
+            run: r.run.clone(),
+        })
+        .collect();
+    let mut back = setup.nodes(&reversed, runs.len());
+    back.reverse();
+    assert_eq!(back, alone, "another order in the batch changed a node's weights");
+}
+
+#[test]
+fn a_node_trains_the_same_alone_or_in_any_batch() {
+    let setup = Setup::new();
+    // Top-group nodes (depth 1): every one from the pretrained head.
+    let depth1: Vec<NodeRun<'_>> = sample_sets()
+        .into_iter()
+        .enumerate()
+        .map(|(i, samples)| NodeRun {
+            frozen: Vec::new(),
+            parent_head: &setup.head,
+            samples,
+            seed: 11 + i as u64,
+            run: train(),
+        })
+        .collect();
+    check_nodes(&setup, &depth1);
+
+    // Depth 2: each node below a different parent (its frozen group and head are its own).
+    let (c, b, f, d) = (&setup.config, &setup.backbone, &setup.features, &setup.data);
+    let parents = train_nodes(c, b, &depth1[..3], 3, f, d, None, &setup.cpu.device, &mut |_| {});
+    let depth2: Vec<NodeRun<'_>> = parents
+        .iter()
+        .enumerate()
+        .map(|(i, p)| NodeRun {
+            frozen: vec![&p.adapter],
+            parent_head: &p.head,
+            samples: sample_sets()[(i + 1) % 5].clone(),
+            seed: 21 + i as u64,
+            run: train(),
+        })
+        .collect();
+    check_nodes(&setup, &depth2);
+}
+
+#[test]
+fn a_sisa_checkpoint_trains_the_same_alone_or_in_a_batch() {
+    let setup = Setup::new();
+    let (c, b, f, d) = (&setup.config, &setup.backbone, &setup.features, &setup.data);
+    let validation = Some((&setup.validation_features, setup.validation.labels.as_slice()));
+    let first: Vec<SisaRun<'_>> = sample_sets()[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SisaRun { previous: None, samples: s.clone(), seed: 31 + i as u64, run: train() })
+        .collect();
+    let sisa = |runs: &[SisaRun<'_>], batch: usize| {
+        train_sisas(c, b, &setup.head, runs, batch, f, d, validation, &setup.cpu.device, &mut |_| {})
+    };
+    let alone: Vec<SisaParams> = first.iter().flat_map(|r| sisa(std::slice::from_ref(r), 1)).collect();
+    let together = sisa(&first, 3);
+    assert_eq!(together.iter().map(sisa_bits).collect::<Vec<_>>(), alone.iter().map(sisa_bits).collect::<Vec<_>>());
+    // Continuing from different previous checkpoints.
+    let second: Vec<SisaRun<'_>> = alone
+        .iter()
+        .enumerate()
+        .map(|(i, p)| SisaRun { previous: Some(p), samples: sample_sets()[i + 2].clone(), seed: 41, run: train() })
+        .collect();
+    let alone: Vec<Vec<u32>> =
+        second.iter().flat_map(|r| sisa(std::slice::from_ref(r), 1)).map(|p| sisa_bits(&p)).collect();
+    assert_eq!(sisa(&second, 2).iter().map(sisa_bits).collect::<Vec<_>>(), alone);
+}
+
+/// Negative control: the comparison sees a change of one run's seed (so equal weights above are not vacuous).
+#[test]
+fn control_another_seed_changes_the_weights() {
+    let setup = Setup::new();
+    let run = |seed| NodeRun {
+        frozen: Vec::new(),
+        parent_head: &setup.head,
+        samples: sample_sets()[0].clone(),
+        seed,
+        run: train(),
+    };
+    assert_ne!(setup.nodes(&[run(1)], 1), setup.nodes(&[run(2)], 1));
+}
