@@ -104,6 +104,19 @@ impl DataInfo {
         let strip = |d: &DataInfo| DataInfo { deletable_digests_sha256: String::new(), ..d.clone() };
         strip(self) == strip(other)
     }
+
+    /// Whether a model of this configuration reads this data: square images of its size, its number of classes.
+    /// A record that pairs them otherwise is refused before any tensor is shaped from it.
+    pub fn fits(&self, model: &ModelConfig) -> Result<(), String> {
+        let side = model.vit.image_size;
+        if self.rows as usize != side || self.cols as usize != side {
+            return Err(format!("data is {}×{} images but model.vit.image_size is {side}", self.rows, self.cols));
+        }
+        if usize::from(self.classes) != model.vit.classes {
+            return Err(format!("data has {} classes but model.vit.classes is {}", self.classes, model.vit.classes));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -166,6 +179,7 @@ impl PretrainRecord {
             ));
         }
         record.model.validate().map_err(|e| format!("{file}: model: {e}"))?;
+        record.data.fits(&record.model).map_err(|e| format!("{file}: {e}"))?;
         Ok(record)
     }
 }
@@ -337,6 +351,7 @@ impl Manifest {
 
     fn check(&self, file: &str) -> Result<(), String> {
         self.model.validate().map_err(|e| format!("{file}: model: {e}"))?;
+        self.data.fits(&self.model).map_err(|e| format!("{file}: {e}"))?;
         if self.partition.shards == 0 || self.partition.shards > MAX_SHARDS {
             return Err(format!("{file}: partition.shards = {} (1..={MAX_SHARDS})", self.partition.shards));
         }
@@ -474,4 +489,50 @@ pub fn lineage(
             SliceLineage { slice, samples: members.len(), sha256: digest_ids(members.into_iter()) }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> PretrainRecord {
+        let data = DataInfo {
+            source: "default".into(),
+            rows: 28,
+            cols: 28,
+            classes: 10,
+            public: 1,
+            deletable: 1,
+            validation: 1,
+            test: 1,
+            deletable_sha256: String::new(),
+            deletable_digests_sha256: String::new(),
+        };
+        let weights = WeightFile { path: "weights/backbone.safetensors".into(), sha256: String::new(), bytes: 0 };
+        PretrainRecord {
+            format: FORMAT.into(),
+            version: VERSION,
+            model: ModelConfig::new(),
+            pretrain: TrainConfig::new(),
+            data,
+            backbone: BackboneEntry { seed: 0, validation_accuracy: 0.0, test_accuracy: 0.0, weights },
+        }
+    }
+
+    /// A record whose model does not read its data (image size, classes) is refused with the field named.
+    #[test]
+    fn a_record_whose_model_does_not_fit_its_data_is_refused() {
+        let parse = |r: &PretrainRecord| {
+            PretrainRecord::from_json("pretrain.json", &serde_json::to_string(r).expect("serialise"))
+        };
+        assert!(parse(&record()).is_ok());
+        let mut wide = record();
+        wide.data.cols = 32;
+        let err = parse(&wide).expect_err("28×32 images for a 28-pixel model");
+        assert!(err.contains("pretrain.json") && err.contains("image_size"), "{err}");
+        let mut classes = record();
+        classes.model.vit.classes = 3;
+        let err = parse(&classes).expect_err("10 classes of data for a 3-class head");
+        assert!(err.contains("classes"), "{err}");
+    }
 }

@@ -34,18 +34,40 @@ pub struct Args {
 /// Backbone hyper-parameters (defaults: the documented `VitConfig` defaults).
 #[derive(Debug, Clone, clap::Args)]
 pub struct PretrainOptions {
+    /// A model size: `default` (width 64, 4 blocks, 4 heads), or `vit-tiny` (ViT-Tiny's width 192, 12 blocks and
+    /// 3 heads: with 4 slices, 4 groups of 3 blocks). `--depth` and `--d-model` given explicitly override it.
+    #[arg(long, value_enum, default_value_t = Preset::Default)]
+    pub preset: Preset,
     /// Passes over the public split.
     #[arg(long, default_value_t = 8)]
     pub pretrain_epochs: usize,
-    /// Transformer blocks (at least the number of slices used later).
-    #[arg(long, default_value_t = 4)]
-    pub depth: usize,
-    /// Token width.
-    #[arg(long, default_value_t = 64)]
-    pub d_model: usize,
+    /// Transformer blocks (at least the number of slices used later) [default: 4, or the preset's].
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Token width [default: 64, or the preset's].
+    #[arg(long)]
+    pub d_model: Option<usize>,
     /// Seed of the backbone's initialisation and batch order.
     #[arg(long, default_value_t = 0)]
     pub pretrain_seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    Default,
+    VitTiny,
+}
+
+impl PretrainOptions {
+    /// The backbone these options describe (image size and classes come from the data).
+    fn vit(&self) -> VitConfig {
+        let base = match self.preset {
+            Preset::Default => VitConfig::new(),
+            Preset::VitTiny => VitConfig::new().with_d_model(192).with_depth(12).with_heads(3),
+        };
+        let (depth, d_model) = (base.depth, base.d_model);
+        base.with_depth(self.depth.unwrap_or(depth)).with_d_model(self.d_model.unwrap_or(d_model))
+    }
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -75,12 +97,16 @@ pub fn run_pretrain(
     let splits = source.load()?;
     let selected = choose(device, quiet)?;
     // The number of groups is chosen by `build` (= slices); until then any value the depth allows is valid.
-    let config = ModelConfig::new().with_groups(ModelConfig::new().groups.min(options.depth.max(1))).with_vit(
-        VitConfig::new()
-            .with_depth(options.depth)
-            .with_d_model(options.d_model)
-            .with_image_size(splits.public.rows as usize),
-    );
+    if splits.public.rows != splits.public.cols {
+        anyhow::bail!(
+            "the model reads square images, but the data's are {}×{}",
+            splits.public.rows,
+            splits.public.cols
+        );
+    }
+    let vit =
+        options.vit().with_image_size(splits.public.rows as usize).with_classes(usize::from(splits.public.classes));
+    let config = ModelConfig::new().with_groups(ModelConfig::new().groups.min(vit.depth.max(1))).with_vit(vit);
     config.validate().map_err(|e| anyhow!("model configuration: {e}"))?;
     let train = TrainConfig::new().with_epochs(options.pretrain_epochs).with_learning_rate(1e-3);
     let mut progress = Progress::new(1, "pretrain", quiet);
