@@ -123,10 +123,14 @@ fn test(extra: &[String]) -> Result<(), String> {
 fn browser_tests() -> Result<(), String> {
     tools::web_tools()?;
     tools::browser_tools(&root())?;
-    // `--workspace` everywhere: cargo resolves dependency features per invocation, and any other package selection
-    // (`-p trainer`) compiles the whole burn stack a second time with another feature set.
-    let mut kernels =
-        run("cargo", &["test", "--workspace", "--features", "trainer/gpu-tests", "--test", "gpu_kernels"]);
+    // `--workspace` and the default targets everywhere: cargo resolves dependency features per invocation (the
+    // dev-dependencies of the targets it builds included), and another package or target selection (`-p trainer`,
+    // `--test gpu_kernels`) compiles the whole burn stack a second time with another feature set. The kernel tests
+    // are the ones whose names say they match the CPU; `trainer/gpu-tests` only changes the trainer crate.
+    let mut kernels = run(
+        "cargo",
+        &["test", "--workspace", "--features", "trainer/gpu-tests", "--", "match_the_cpu", "matches_the_cpu"],
+    );
     tools::software_vulkan(&mut kernels)?;
     step("GPU kernels against the CPU (software Vulkan)", kernels)?;
     // The test build also writes `debug/trainer`, with the dependencies the test run compiled already.

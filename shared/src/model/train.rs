@@ -116,10 +116,10 @@ pub struct NodeRun<'a> {
 /// S3T node steps of one level, `batch_nodes` at a time (see [`super::level`]): each trains group k (its
 /// `frozen.len() + 1`) and the head on its samples, starting from its parent's head.
 #[allow(clippy::too_many_arguments)]
-pub fn train_nodes(
+pub fn train_nodes<'r>(
     config: &ModelConfig,
     backbone: &Backbone,
-    runs: &[NodeRun<'_>],
+    runs: &'r [NodeRun<'_>],
     batch_nodes: usize,
     features: &Features,
     data: &Dataset,
@@ -127,55 +127,75 @@ pub fn train_nodes(
     device: &Device,
     progress: Progress<'_>,
 ) -> Vec<NodeParams> {
-    let mut out = Vec::with_capacity(runs.len());
-    for chunk in runs.chunks(batch_nodes.max(1)) {
-        let members: Vec<Member<'_>> = chunk
-            .iter()
-            .map(|r| Member {
-                trainable: vec![GroupAdapter::init(config, r.frozen.len() + 1, r.seed, device)],
-                frozen: r.frozen.clone(),
-                head: r.parent_head.clone(),
-                samples: r.samples.clone(),
-                seed: r.seed,
-                epochs: r.run.epochs,
-            })
-            .collect();
-        let select = validation.map(|(features, labels)| {
-            move |i: usize, t: &Trained| {
-                let mut groups: Vec<&GroupAdapter> = chunk[i].frozen.clone();
-                groups.push(&t.groups[0]);
-                let k = groups.len();
-                let logits =
-                    component_logits(config, backbone, Component { groups: &groups, head: &t.head }, features.all(k));
-                logits_accuracy(logits, labels, config.vit.classes)
-            }
-        });
-        let level = level_of(config, backbone, features, data, &chunk[0].run, device);
-        let trained = train_level(&level, &members, select.as_ref().map(|f| f as LevelSelect<'_>), &mut *progress);
-        out.extend(trained.into_iter().map(|mut t| NodeParams { adapter: t.groups.remove(0), head: t.head }));
-    }
-    out
+    // The node's component (its frozen groups, its own group, its head) on the activations entering group k.
+    let score = validation.map(|(features, labels)| {
+        move |r: &NodeRun<'_>, t: &Trained| {
+            let mut groups: Vec<&GroupAdapter> = r.frozen.clone();
+            groups.push(&t.groups[0]);
+            let k = groups.len();
+            let logits =
+                component_logits(config, backbone, Component { groups: &groups, head: &t.head }, features.all(k));
+            logits_accuracy(logits, labels, config.vit.classes)
+        }
+    });
+    let batches = Batches { config, backbone, features, data, device, batch_nodes };
+    let score = score.as_ref().map(|f| f as &dyn Fn(&NodeRun<'_>, &Trained) -> f64);
+    let member = |r: &'r NodeRun<'_>| Member {
+        trainable: vec![GroupAdapter::init(config, r.frozen.len() + 1, r.seed, device)],
+        frozen: r.frozen.clone(),
+        head: r.parent_head.clone(),
+        samples: r.samples.clone(),
+        seed: r.seed,
+        epochs: r.run.epochs,
+    };
+    batches
+        .train(runs, |r| &r.run, member, score, progress)
+        .into_iter()
+        .map(|mut t| NodeParams { adapter: t.groups.remove(0), head: t.head })
+        .collect()
 }
 
-fn level_of<'a>(
+/// What every level batch of a call shares.
+struct Batches<'a> {
     config: &'a ModelConfig,
     backbone: &'a Backbone,
     features: &'a Features,
     data: &'a Dataset,
-    run: &TrainConfig,
     device: &'a Device,
-) -> Level<'a> {
-    Level {
-        config,
-        backbone,
-        features,
-        labels: data,
-        batch_size: run.batch_size,
-        learning_rate: run.learning_rate,
-        device,
-    }
+    batch_nodes: usize,
 }
 
+impl Batches<'_> {
+    /// Trains `runs` in batches of `batch_nodes` (with the batch size and learning rate of a batch's first run),
+    /// with model selection by `score` when given.
+    fn train<'r, R>(
+        &self,
+        runs: &'r [R],
+        settings: impl Fn(&R) -> &TrainConfig,
+        member: impl Fn(&'r R) -> Member<'r>,
+        score: Option<&dyn Fn(&R, &Trained) -> f64>,
+        progress: Progress<'_>,
+    ) -> Vec<Trained> {
+        let mut out = Vec::with_capacity(runs.len());
+        for chunk in runs.chunks(self.batch_nodes.max(1)) {
+            let members: Vec<Member<'_>> = chunk.iter().map(&member).collect();
+            let select = score.map(|f| move |i: usize, t: &Trained| f(&chunk[i], t));
+            let run = settings(&chunk[0]);
+            let level = Level {
+                config: self.config,
+                backbone: self.backbone,
+                features: self.features,
+                labels: self.data,
+                batch_size: run.batch_size,
+                learning_rate: run.learning_rate,
+                device: self.device,
+            };
+            let select = select.as_ref().map(|f| f as LevelSelect<'_>);
+            out.extend(train_level(&level, &members, select, &mut *progress));
+        }
+        out
+    }
+}
 /// One S3T node step alone: a level batch of one ([`train_nodes`] gives every node the same weights).
 #[allow(clippy::too_many_arguments)]
 pub fn train_node(
@@ -209,11 +229,11 @@ pub struct SisaRun<'a> {
 /// SISA checkpoints (of different shards) as level batches of `batch_nodes`, from the cached embedded patches
 /// (`features` at group L).
 #[allow(clippy::too_many_arguments)]
-pub fn train_sisas(
+pub fn train_sisas<'r>(
     config: &ModelConfig,
     backbone: &Backbone,
     pretrained_head: &Head,
-    runs: &[SisaRun<'_>],
+    runs: &'r [SisaRun<'_>],
     batch_nodes: usize,
     features: &Features,
     data: &Dataset,
@@ -221,48 +241,34 @@ pub fn train_sisas(
     device: &Device,
     progress: Progress<'_>,
 ) -> Vec<SisaParams> {
-    let mut out = Vec::with_capacity(runs.len());
-    for chunk in runs.chunks(batch_nodes.max(1)) {
-        let members: Vec<Member<'_>> = chunk
-            .iter()
-            .map(|r| {
-                let (trainable, head) = match r.previous {
-                    Some(p) => (p.adapters.clone(), p.head.clone()),
-                    None => (
-                        (1..=config.groups)
-                            .map(|g| GroupAdapter::init(config, g, r.seed.wrapping_add(g as u64), device))
-                            .collect(),
-                        pretrained_head.clone(),
-                    ),
-                };
-                Member {
-                    trainable,
-                    frozen: Vec::new(),
-                    head,
-                    samples: r.samples.clone(),
-                    seed: r.seed,
-                    epochs: r.run.epochs,
-                }
-            })
-            .collect();
-        let select = validation.map(|(features, labels)| {
-            move |_: usize, t: &Trained| {
-                let groups: Vec<&GroupAdapter> = t.groups.iter().collect();
-                let logits = logits_all(config, backbone, Component { groups: &groups, head: &t.head }, features);
-                super::ensemble::accuracy(
-                    &super::ensemble::softmax_rows(&logits, config.vit.classes),
-                    config.vit.classes,
-                    labels,
-                )
-            }
-        });
-        let level = level_of(config, backbone, features, data, &chunk[0].run, device);
-        let trained = train_level(&level, &members, select.as_ref().map(|f| f as LevelSelect<'_>), &mut *progress);
-        out.extend(trained.into_iter().map(|t| SisaParams { adapters: t.groups, head: t.head }));
-    }
-    out
+    let member = |r: &'r SisaRun<'_>| {
+        let (trainable, head) = match r.previous {
+            Some(p) => (p.adapters.clone(), p.head.clone()),
+            None => (
+                (1..=config.groups)
+                    .map(|g| GroupAdapter::init(config, g, r.seed.wrapping_add(g as u64), device))
+                    .collect(),
+                pretrained_head.clone(),
+            ),
+        };
+        Member { trainable, frozen: Vec::new(), head, samples: r.samples.clone(), seed: r.seed, epochs: r.run.epochs }
+    };
+    let score = validation.map(|(features, labels)| {
+        move |_: &SisaRun<'_>, t: &Trained| {
+            let groups: Vec<&GroupAdapter> = t.groups.iter().collect();
+            let logits = logits_all(config, backbone, Component { groups: &groups, head: &t.head }, features);
+            let classes = config.vit.classes;
+            super::ensemble::accuracy(&super::ensemble::softmax_rows(&logits, classes), classes, labels)
+        }
+    });
+    let batches = Batches { config, backbone, features, data, device, batch_nodes };
+    let score = score.as_ref().map(|f| f as &dyn Fn(&SisaRun<'_>, &Trained) -> f64);
+    batches
+        .train(runs, |r| &r.run, member, score, progress)
+        .into_iter()
+        .map(|t| SisaParams { adapters: t.groups, head: t.head })
+        .collect()
 }
-
 /// One SISA checkpoint alone (a level batch of one).
 #[allow(clippy::too_many_arguments)]
 pub fn train_sisa(
