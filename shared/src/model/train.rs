@@ -139,7 +139,7 @@ pub fn train_nodes<'r>(
         }
     });
     let batches = Batches { config, backbone, features, data, device, batch_nodes };
-    let score = score.as_ref().map(|f| f as &dyn Fn(&NodeRun<'_>, &Trained) -> f64);
+    let score = score.as_ref().map(|f| f as Score<'_, NodeRun<'_>>);
     let member = |r: &'r NodeRun<'_>| Member {
         trainable: vec![GroupAdapter::init(config, r.frozen.len() + 1, r.seed, device)],
         frozen: r.frozen.clone(),
@@ -154,6 +154,9 @@ pub fn train_nodes<'r>(
         .map(|mut t| NodeParams { adapter: t.groups.remove(0), head: t.head })
         .collect()
 }
+
+/// Model selection of a run: its validation score after an epoch.
+type Score<'a, R> = &'a dyn Fn(&R, &Trained) -> f64;
 
 /// What every level batch of a call shares.
 struct Batches<'a> {
@@ -173,7 +176,7 @@ impl Batches<'_> {
         runs: &'r [R],
         settings: impl Fn(&R) -> &TrainConfig,
         member: impl Fn(&'r R) -> Member<'r>,
-        score: Option<&dyn Fn(&R, &Trained) -> f64>,
+        score: Option<Score<'_, R>>,
         progress: Progress<'_>,
     ) -> Vec<Trained> {
         let mut out = Vec::with_capacity(runs.len());
@@ -262,7 +265,7 @@ pub fn train_sisas<'r>(
         }
     });
     let batches = Batches { config, backbone, features, data, device, batch_nodes };
-    let score = score.as_ref().map(|f| f as &dyn Fn(&SisaRun<'_>, &Trained) -> f64);
+    let score = score.as_ref().map(|f| f as Score<'_, SisaRun<'_>>);
     batches
         .train(runs, |r| &r.run, member, score, progress)
         .into_iter()
