@@ -16,6 +16,7 @@ use s3t::model::{Backbone, GroupAdapter, Head, ModelConfig, Pretrained, TrainCon
 use s3t::partition::{Cell, Partition, PartitionMode};
 use s3t::{Action, Plan, Router, SampleId, Strategy};
 
+use crate::cli::pretrain::Preset;
 use crate::data::Source;
 use crate::device::{DeviceArg, choose};
 use crate::output;
@@ -31,6 +32,12 @@ pub struct Args {
     /// Seed of the deleted sample and of the initialisation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The model size to measure (`pretrain --preset`); the deletion comparison uses the same model.
+    #[arg(long, value_enum, default_value_t = Preset::Default)]
+    pub preset: Preset,
+    /// Measure training throughput only (skip the deletion comparison, which retrains SISA checkpoints).
+    #[arg(long)]
+    pub throughput_only: bool,
     /// Where to run.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
@@ -44,7 +51,7 @@ pub fn run(args: &Args) -> Result<()> {
     let device = &selected.device;
     let splits = Source::Default.load()?;
     let (m, l, b) = (4u16, 4u16, 4usize);
-    let config = ModelConfig::new().with_groups(usize::from(l));
+    let config = ModelConfig::new().with_vit(args.preset.vit()).with_groups(usize::from(l));
     let train = TrainConfig::new().with_epochs(3);
     device.seed(args.seed);
     // Throughput does not depend on the weights' values: a freshly initialised backbone serves.
@@ -90,6 +97,32 @@ pub fn run(args: &Args) -> Result<()> {
     let train_batched_samples_per_s = throughput(&all_adapters, width);
     let node_samples_per_s = throughput(&top_group, 1);
     let node_batched_samples_per_s = throughput(&top_group, width);
+    let throughput_text = format!(
+        "device: {}\nmodel: width {}, {} blocks, {} heads\ntraining throughput, one run alone / {width} runs batched:\n  all adapters: {train_samples_per_s:.0} / {train_batched_samples_per_s:.0} samples/s ({:.2}×)\n  S3T top-group step: {node_samples_per_s:.0} / {node_batched_samples_per_s:.0} samples/s ({:.2}×)\n",
+        selected.name,
+        config.vit.d_model,
+        config.vit.depth,
+        config.vit.heads,
+        train_batched_samples_per_s / train_samples_per_s,
+        node_batched_samples_per_s / node_samples_per_s,
+    );
+    let mut report = serde_json::json!({
+        "device": selected.name,
+        "d_model": config.vit.d_model,
+        "depth": config.vit.depth,
+        "heads": config.vit.heads,
+        "batch_nodes": width,
+        "train_samples_per_s": train_samples_per_s,
+        "train_batched_samples_per_s": train_batched_samples_per_s,
+        "node_train_samples_per_s": node_samples_per_s,
+        "node_train_batched_samples_per_s": node_batched_samples_per_s,
+    });
+    if args.throughput_only {
+        if args.json {
+            return output::print(&format!("{}\n", serde_json::to_string_pretty(&report)?));
+        }
+        return output::print(&throughput_text);
+    }
 
     // 2. One deletion. Layout of the default bundle: m = 4, L = 4, B = 4 cyclic.
     let partition = Partition::new(m, l, PartitionMode::Balanced)?;
@@ -156,13 +189,7 @@ pub fn run(args: &Args) -> Result<()> {
         previous = Some(params);
     }
     let sisa_retrain_s = started.elapsed().as_secs_f64();
-    let report = serde_json::json!({
-        "device": selected.name,
-        "batch_nodes": width,
-        "train_samples_per_s": train_samples_per_s,
-        "train_batched_samples_per_s": train_batched_samples_per_s,
-        "node_train_samples_per_s": node_samples_per_s,
-        "node_train_batched_samples_per_s": node_batched_samples_per_s,
+    let deletion = serde_json::json!({
         "deleted_id": id.to_string(),
         "deleted_slice": cell.slice,
         "s3t_delete_to_serve_s": s3t_delete_to_serve_s,
@@ -171,15 +198,14 @@ pub fn run(args: &Args) -> Result<()> {
         "sisa_checkpoints_retrained": l - cell.slice,
         "sisa_over_s3t": sisa_retrain_s / s3t_delete_to_serve_s,
     });
+    if let (Some(report), serde_json::Value::Object(deletion)) = (report.as_object_mut(), deletion) {
+        report.extend(deletion);
+    }
     if args.json {
         return output::print(&format!("{}\n", serde_json::to_string_pretty(&report)?));
     }
     output::print(&format!(
-        "device: {}\ntraining throughput, one run alone / {width} runs batched:\n  all adapters: {train_samples_per_s:.0} / {train_batched_samples_per_s:.0} samples/s ({:.2}×)\n  S3T top-group step: {node_samples_per_s:.0} / {node_batched_samples_per_s:.0} samples/s ({:.2}×)\n\
-         one deletion (sample {id}, shard {}, slice {}):\n  S3T apply + fsync + serve: {:.4} s\n  SISA retrain of {} checkpoints: {sisa_retrain_s:.2} s\n  ratio SISA / S3T: {:.0}×\n",
-        selected.name,
-        train_batched_samples_per_s / train_samples_per_s,
-        node_batched_samples_per_s / node_samples_per_s,
+        "{throughput_text}one deletion (sample {id}, shard {}, slice {}):\n  S3T apply + fsync + serve: {:.4} s\n  SISA retrain of {} checkpoints: {sisa_retrain_s:.2} s\n  ratio SISA / S3T: {:.0}×\n",
         cell.shard,
         cell.slice,
         s3t_delete_to_serve_s,

@@ -58,13 +58,20 @@ pub enum Preset {
     VitTiny,
 }
 
+impl Preset {
+    /// The backbone of this size (image size and classes at their defaults).
+    pub fn vit(self) -> VitConfig {
+        match self {
+            Preset::Default => VitConfig::new(),
+            Preset::VitTiny => VitConfig::new().with_d_model(192).with_depth(12).with_heads(3),
+        }
+    }
+}
+
 impl PretrainOptions {
     /// The backbone these options describe (image size and classes come from the data).
     fn vit(&self) -> VitConfig {
-        let base = match self.preset {
-            Preset::Default => VitConfig::new(),
-            Preset::VitTiny => VitConfig::new().with_d_model(192).with_depth(12).with_heads(3),
-        };
+        let base = self.preset.vit();
         let (depth, d_model) = (base.depth, base.d_model);
         base.with_depth(self.depth.unwrap_or(depth)).with_d_model(self.d_model.unwrap_or(d_model))
     }
