@@ -9,6 +9,7 @@ import {
   accuracyAfter, clickToAccuracy, launch, longestTask, recordBodies, serveBundle, settled, TIMEOUT, transferred,
   watchClicks, watchLongTasks,
 } from './page.mjs';
+import { audit } from './audit.mjs';
 
 const { BASE_URL, BUNDLE_DIR, TRAINER, CHROMIUM, ARTIFACTS } = process.env;
 for (const [k, v] of Object.entries({ BASE_URL, BUNDLE_DIR, TRAINER, CHROMIUM, ARTIFACTS })) {
@@ -406,6 +407,147 @@ await test('without WebGPU the CPU backend runs and still works, also through qu
   const both = trainerAfter([7, 8, 9]).evaluation;
   assert.ok(Math.abs(last.value - both.accuracy) <= 0.001, `page ${last.value} vs trainer ${both.accuracy}`);
   await context.close();
+});
+
+/// Ids on the grid of `shard` (filtered), one for each of its slices, read from the samples' labels.
+async function onePerSlice(page, shard) {
+  await page.getByTestId('filter-shard').selectOption(String(shard));
+  const labels = await page.$$eval('[data-testid^="sample-"]', (els) => els.map((e) => e.getAttribute('aria-label')));
+  const bySlice = new Map();
+  for (const label of labels) {
+    const m = label.match(/^sample (\d+), .*, shard (\d+), slice (\d+)$/);
+    if (m && Number(m[2]) === shard && !bySlice.has(m[3])) bySlice.set(m[3], Number(m[1]));
+  }
+  await page.getByTestId('filter-shard').selectOption('');
+  assert.equal(bySlice.size, slices, `shard ${shard}: slices on the first page ${[...bySlice.keys()]}`);
+  return [...bySlice.values()];
+}
+
+/// Waits until the accuracy shown is the one of the session's current state (a retrain changes it, not the
+/// deletion count).
+async function currentAccuracy(page) {
+  await page.waitForFunction(() => {
+    const a = document.querySelector('[data-testid="accuracy"]');
+    const live = document.querySelector('[data-testid="live-shards"]');
+    return a && live && a.dataset.changes === live.dataset.changes && a.dataset.value !== '';
+  }, null, { timeout: TIMEOUT });
+  return Number(await page.getByTestId('accuracy').getAttribute('data-value'));
+}
+
+await test('an offline shard retrains in a worker while the page serves; the result matches trainer retrain', async () => {
+  const context = await cpu.newContext({ viewport: { width: 1280, height: 1600 } });
+  const page = await context.newPage();
+  const requested = [];
+  page.on('request', (r) => requested.push(r.url()));
+  await page.goto(BASE_URL);
+  await accuracyAfter(page, 0);
+  await settled(page, 0);
+  // The worker's code is not part of the page's first load.
+  assert.deepEqual(requested.filter((u) => u.includes('s3t-worker')), []);
+  const ids = await onePerSlice(page, 0);
+  for (const [n, id] of ids.entries()) {
+    await page.getByTestId(`sample-${id}`).click();
+    await accuracyAfter(page, n + 1);
+  }
+  await settled(page, ids.length);
+  assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'true');
+  // Long tasks from here on: only those during the retrain.
+  await page.evaluate(() => {
+    window.__retrainTasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__retrainTasks.push(Math.round(e.duration));
+    }).observe({ type: 'longtask' });
+  });
+  const t0 = Date.now();
+  await page.getByTestId('retrain-button-0').click();
+  await page.waitForFunction(() => {
+    const p = document.querySelector('[data-testid="retrain-progress-0"]');
+    return p && Number(p.dataset.nodesDone) > 0;
+  }, null, { timeout: TIMEOUT });
+  metrics.retrain_first_node_ms = Date.now() - t0;
+  assert.ok(requested.some((u) => u.includes('s3t-worker')), 'the worker was not loaded');
+  // The page keeps serving: a deletion in another shard while the worker trains.
+  const other = (await onePerSlice(page, 1))[0];
+  const t1 = Date.now();
+  await page.getByTestId(`sample-${other}`).click();
+  await accuracyAfter(page, ids.length + 1);
+  metrics.retrain_delete_during_ms = Date.now() - t1;
+  const retrainedOnPage = page.getByTestId('retrained-0');
+  await retrainedOnPage.waitFor({ timeout: TIMEOUT * 3 });
+  metrics.retrain_shard_ms = Date.now() - t0;
+  metrics.retrain_worker_seconds = Number(await retrainedOnPage.getAttribute('data-seconds'));
+  metrics.retrain_longest_task_ms = await page.evaluate(() => Math.max(0, ...window.__retrainTasks));
+  assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'false');
+  const accuracy = await currentAccuracy(page);
+  assert.equal(await page.getByTestId('retrain-marker').count(), 1);
+  await page.screenshot({ path: join(ARTIFACTS, 'retrained.png'), fullPage: true });
+  // The trainer on the same bundle and deletions.
+  const { copy } = copyBundle();
+  const all = [...ids, other];
+  execFileSync(TRAINER, ['delete', copy, '--ids', all.join(','), '--json']);
+  execFileSync(TRAINER, ['retrain', copy, '--shard', '0', '--device', 'cpu', '--quiet']);
+  const trainer = evalBundle(copy);
+  const retrainedManifest = JSON.parse(readFileSync(join(copy, 'manifest.json'), 'utf8'));
+  const nodes = retrainedManifest.nodes[0];
+  const weights = (await retrainedOnPage.getAttribute('data-weights')).split(',');
+  const lineage = (await retrainedOnPage.getAttribute('data-lineage')).split(',');
+  assert.deepEqual(lineage, nodes.map((e) => e.lineage.map((l) => l.sha256).join('+')));
+  metrics.retrain_identical_weight_files = weights.filter((w, i) => w === nodes[i].weights.sha256).length;
+  metrics.retrain_nodes = nodes.length;
+  metrics.retrain_page_accuracy = accuracy;
+  metrics.retrain_trainer_accuracy = trainer.accuracy;
+  assert.ok(Math.abs(accuracy - trainer.accuracy) <= 0.005, `page ${accuracy} vs trainer ${trainer.accuracy}`);
+  if (metrics.retrain_identical_weight_files === nodes.length) {
+    assert.ok(Math.abs(accuracy - trainer.accuracy) <= 0.001, `bit-identical nodes, page ${accuracy} vs ${trainer.accuracy}`);
+  }
+  assert.ok(metrics.retrain_longest_task_ms <= 200, `longest main-thread task ${metrics.retrain_longest_task_ms} ms`);
+  // Reset returns to the bundle's own nodes.
+  await page.getByTestId('reset').click();
+  await accuracyAfter(page, 0);
+  const reset = await currentAccuracy(page);
+  assert.ok(Math.abs(reset - trainerAfter([]).evaluation.accuracy) <= 0.001, `after reset ${reset}`);
+  await context.close();
+});
+
+await test('usable at 390 px and at 1400 px: nothing wider than the screen, every control reachable by keyboard', async () => {
+  for (const width of [1400, 390]) {
+    const context = await cpu.newContext({ viewport: { width, height: 900 } });
+    const page = await context.newPage();
+    await page.goto(BASE_URL);
+    await accuracyAfter(page, 0);
+    await settled(page, 0);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `${width} px: the page is ${overflow} px wider than the screen`);
+    await page.screenshot({ path: join(ARTIFACTS, `width-${width}.png`), fullPage: true });
+    if (width === 1400) {
+      // Tab through the page: every enabled control must take the focus once.
+      const controls = await page.$$eval('button:not([disabled]), select, input, [tabindex="0"]', (els) => els.length);
+      const seen = new Set();
+      for (let i = 0; i < controls + 5; i++) {
+        await page.keyboard.press('Tab');
+        const id = await page.evaluate(() => {
+          const e = document.activeElement;
+          if (!e || e === document.body) return null;
+          if (!e.dataset.tabId) e.dataset.tabId = String(Math.random());
+          return e.dataset.tabId;
+        });
+        if (id) seen.add(id);
+      }
+      metrics.keyboard_controls = controls;
+      metrics.keyboard_reached = seen.size;
+      assert.ok(seen.size >= controls, `reached ${seen.size} of ${controls} controls by keyboard`);
+    }
+    await context.close();
+  }
+});
+
+await test('Lighthouse: accessibility and best practices at least 95', async () => {
+  const { scores, failed, report } = await audit(CHROMIUM, BASE_URL);
+  writeFileSync(join(ARTIFACTS, 'lighthouse.json'), report);
+  metrics.lighthouse = scores;
+  metrics.lighthouse_failed_audits = failed;
+  assert.ok(scores.accessibility >= 95, `accessibility ${scores.accessibility}: ${failed.join('; ')}`);
+  assert.ok(scores['best-practices'] >= 95, `best practices ${scores['best-practices']}: ${failed.join('; ')}`);
 });
 await cpu.close();
 await webgpu.close();

@@ -16,7 +16,7 @@ use s3t::bundle::guard::Guard;
 use s3t::bundle::manifest::{BackboneEntry, Backend, DataInfo, FORMAT, Manifest, NodeEntry, VERSION, WeightFile};
 use s3t::bundle::store::{read_weights, write_weights};
 use s3t::dataset::{Dataset, Splits};
-use s3t::model::build::{BuildContext, ShardPart, build_shard};
+use s3t::model::build::{BuildContext, BundleDir, ShardPart, build_shard};
 use s3t::model::device::{Selected, cpu};
 use s3t::model::features::{Features, logits_all, to_host};
 use s3t::model::serve::Model;
@@ -242,7 +242,7 @@ impl Fixture {
 
     fn build(&self, dir: &Path, reuse: &[Option<NodeEntry>], deleted: &[u64]) -> ShardPart {
         let ctx = BuildContext {
-            bundle: dir,
+            bundle: &BundleDir(dir),
             config: &self.config,
             train: &self.train,
             seed: SEED,

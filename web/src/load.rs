@@ -25,7 +25,11 @@ pub const TEST_SUBSET: usize = 500;
 
 /// Everything the session needs, loaded once.
 pub struct Loaded {
-    pub model: Model,
+    /// The model served now: the bundle's, or with shards the page retrained. Replaced only while the evaluator
+    /// is held (so no memoised output of a replaced node survives).
+    pub model: RefCell<Rc<Model>>,
+    /// The bundle's model as loaded: what Reset and a restored link return to.
+    pub original: Rc<Model>,
     pub routers: Routers,
     /// The state after the bundle's ledger: where the session starts and where Reset returns.
     pub base: Rc<Base>,
@@ -251,6 +255,7 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
         notice: selected.notice,
         evaluator: RefCell::new(Some(evaluator)),
         generation: Cell::new(0),
-        model,
+        original: Rc::new(model.clone()),
+        model: RefCell::new(Rc::new(model)),
     })
 }

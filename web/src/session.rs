@@ -8,13 +8,16 @@ use yew::prelude::*;
 
 use crate::load::{Loaded, Pacer, yield_now};
 use crate::persist;
+use crate::retrain::{self, RetrainAction, Retraining};
 use crate::state::{Fixed, Session, SessionAction};
-use crate::views::{Capacity, Chart, Explanation, Grid, Inspector, ShardPanel};
+use crate::views::{Capacity, Chart, Explanation, Grid, Inspector, ShardPanel, Theory, Tour};
 
 /// One evaluation result, for the display and the accuracy chart.
 #[derive(Clone, PartialEq)]
 pub struct Scores {
     pub deleted: usize,
+    /// The session's `changes` these scores are for (a retrain changes the state, not the deletions).
+    pub changes: u64,
     pub s3t: Evaluation,
     /// `None` until the SISA checkpoints are evaluated (after S3T, which is what the page is about).
     pub sisa: Option<Evaluation>,
@@ -55,6 +58,15 @@ async fn evaluate(
         }
         yield_now().await;
     };
+    // A session without the page's retrains serves the bundle's own nodes again (after Reset or a restored link).
+    if session.retrains.is_empty() && !Rc::ptr_eq(&loaded.model.borrow(), &loaded.original) {
+        for shard in 0..session.state.shards() {
+            evaluator.forget_shard(shard);
+        }
+        *loaded.model.borrow_mut() = loaded.original.clone();
+    }
+    let model = loaded.model.borrow().clone();
+    let model = &*model;
     let pacer = Pacer::new();
     let pause = async || pacer.pause().await;
     let superseded = || loaded.generation.get() != generation;
@@ -65,8 +77,8 @@ async fn evaluate(
             }
             if let Some(served) = session.state.served(shard) {
                 let t = now();
-                let fresh = !evaluator.is_memoised(&loaded.model, shard, served);
-                evaluator.prepare_async(&loaded.model, shard, served, pause).await?;
+                let fresh = !evaluator.is_memoised(model, shard, served);
+                evaluator.prepare_async(model, shard, served, pause).await?;
                 if fresh {
                     crate::load::timing(&format!("node shard {shard} prefix {}", served.prefix), t);
                 }
@@ -75,27 +87,28 @@ async fn evaluate(
         }
         let mut scores = Scores {
             deleted: session.deleted.len(),
-            s3t: evaluator.evaluate(&loaded.model, &session.state)?,
+            changes: session.changes,
+            s3t: evaluator.evaluate(model, &session.state)?,
             sisa: None,
             millis: now() - started,
         };
         publish(scores.clone());
-        if !loaded.model.has_sisa() {
+        if !model.has_sisa() {
             // A bundle built without the SISA baseline (`--no-sisa`): nothing to compare with.
             return Ok(());
         }
         // The activations shorter prefixes start from: ready before the visitor's first deletion needs them.
-        evaluator.complete_features_async(&loaded.model, pause).await;
+        evaluator.complete_features_async(model, pause).await;
         for shard in 0..session.sisa.shards() {
             if superseded() {
                 return Ok(());
             }
             if let Some(served) = session.sisa.served(shard) {
-                evaluator.prepare_sisa_async(&loaded.model, shard, served.prefix, pause).await?;
+                evaluator.prepare_sisa_async(model, shard, served.prefix, pause).await?;
                 pause().await;
             }
         }
-        scores.sisa = Some(evaluator.evaluate_sisa(&loaded.model, &session.sisa)?);
+        scores.sisa = Some(evaluator.evaluate_sisa(model, &session.sisa)?);
         publish(scores);
         Ok::<_, String>(())
     }
@@ -121,7 +134,7 @@ pub fn session_view(props: &Props) -> Html {
     let scores = use_state(|| None::<Scores>);
     let history = use_state(Vec::<Scores>::new);
     let failure = use_state(|| None::<String>);
-    let bundle_tag: String = loaded.model.manifest.backbone.weights.sha256.chars().take(12).collect();
+    let bundle_tag: String = loaded.original.manifest.backbone.weights.sha256.chars().take(12).collect();
 
     // Restore from the URL, else from local storage (once).
     {
@@ -158,7 +171,7 @@ pub fn session_view(props: &Props) -> Html {
         let history = history.clone();
         let failure = failure.clone();
         let current = session.clone();
-        use_effect_with(session.deleted.clone(), move |_| {
+        use_effect_with(session.changes, move |_| {
             let started = now();
             let generation = loaded.generation.get() + 1;
             loaded.generation.set(generation);
@@ -182,9 +195,73 @@ pub fn session_view(props: &Props) -> Html {
         let session = session.clone();
         Callback::from(move |id: s3t::SampleId| session.dispatch(SessionAction::Delete(id)))
     };
+    let retraining = use_reducer(Retraining::default);
+    let worker = use_mut_ref(|| None::<web_sys::Worker>);
+    // The session as last rendered, for the worker's messages (their handler outlives a render).
+    let latest = use_mut_ref(|| Rc::new((*session).clone()));
+    *latest.borrow_mut() = Rc::new((*session).clone());
+    // A cancelled job: its worker is stopped (a new one starts with the next job).
+    {
+        let worker = worker.clone();
+        use_effect_with(retraining.stops, move |&stops| {
+            if stops > 0
+                && let Some(w) = worker.borrow_mut().take()
+            {
+                w.terminate();
+            }
+        });
+    }
+    // A job that waits: start the worker (its code loads now, not with the page), then send the request.
+    {
+        let worker = worker.clone();
+        let retraining_handle = retraining.clone();
+        let session = session.clone();
+        let loaded = loaded.clone();
+        let latest = latest.clone();
+        let key = (retraining.current.as_ref().map(|j| (j.shard, j.sent)), retraining.ready);
+        use_effect_with(key, move |&(job, ready)| {
+            let Some((shard, false)) = job else { return };
+            if worker.borrow().is_none() {
+                match retrain::start_worker(loaded.clone(), session.clone(), retraining_handle.clone(), latest) {
+                    Ok(w) => *worker.borrow_mut() = Some(w),
+                    Err(e) => retraining_handle.dispatch(RetrainAction::Report(
+                        s3t::bundle::retrain::Report::Failed { shard, error: e },
+                        now(),
+                    )),
+                }
+                return;
+            }
+            if ready && let Some(w) = worker.borrow().as_ref() {
+                let request = s3t::bundle::retrain::Request {
+                    bundle: crate::app::BUNDLE_URL.to_owned(),
+                    shard,
+                    deleted: retrain::all_deleted(&session),
+                    purged: loaded.base.deleted_indices().into_iter().map(|i| i as u64).collect(),
+                    batch_nodes: retrain::BATCH_NODES,
+                };
+                if let Ok(text) = serde_json::to_string(&request) {
+                    let _ = w.post_message(&text.into());
+                    retraining_handle.dispatch(RetrainAction::Sent);
+                }
+            }
+        });
+    }
+    let on_retrain = {
+        let retraining = retraining.clone();
+        Callback::from(move |shard: u16| retraining.dispatch(RetrainAction::Enqueue(shard)))
+    };
+    let on_cancel = {
+        let retraining = retraining.clone();
+        Callback::from(move |shard: u16| retraining.dispatch(RetrainAction::Cancel(shard)))
+    };
     let on_reset = {
         let session = session.clone();
-        Callback::from(move |_| session.dispatch(SessionAction::Reset))
+        let retraining = retraining.clone();
+        Callback::from(move |_| {
+            // The jobs were for deletions Reset undoes.
+            retraining.dispatch(RetrainAction::CancelAll);
+            session.dispatch(SessionAction::Reset)
+        })
     };
     let pct = |a: Option<f64>| a.map_or("offline".to_owned(), |a| format!("{:.2}%", a * 100.0));
     let state = &session.state;
@@ -196,23 +273,32 @@ pub fn session_view(props: &Props) -> Html {
             <header>
                 <h1>{ "S3T: exact unlearning you can watch" }</h1>
                 <span class={classes!("badge", if loaded.is_gpu { "gpu" } else { "cpu" })} id="backend" data-testid="backend">{ loaded.backend.clone() }</span>
-                if let Some(n) = &loaded.notice { <span class="notice" data-testid="backend-notice">{ n.clone() }</span> }
+                if let Some(n) = &loaded.notice {
+                    <span class="notice" data-testid="backend-notice">
+                        { if loaded.is_gpu { "Running on a software WebGPU adapter: slower than a GPU, with the same results. " }
+                          else { "This browser offers no usable WebGPU adapter, so the model runs on the CPU: slower, with the same results. " } }
+                        <details class="backend-details"><summary>{ "details" }</summary><span data-testid="backend-detail">{ n.clone() }</span></details>
+                    </span>
+                }
                 <button onclick={on_reset} data-testid="reset">{ "Reset" }</button>
             </header>
+            <Tour deleted={session.deleted.len()} retrains={session.retrains.len()} />
             if let Some(note) = &session.note { <p class="note" role="status" data-testid="note">{ note.clone() }</p> }
             if let Some(note) = &loaded.base.note { <p class="note" role="status" data-testid="ledger-note">{ note.clone() }</p> }
             if let Some(error) = &*failure { <p class="note" role="alert" data-testid="eval-error">{ error.clone() }</p> }
+            if let Some(error) = &retraining.error { <p class="note" role="status" data-testid="retrain-error">{ error.clone() }</p> }
             <section class="scores" aria-live="polite">
                 <div class="score">
                     <span class="label">{ "S3T ensemble accuracy" }</span>
                     <span class={classes!("value", stale.then_some("stale"))} data-testid="accuracy"
                         data-value={scores.as_ref().and_then(|s| s.s3t.accuracy).map(|a| a.to_string()).unwrap_or_default()}
                         data-deleted={scores.as_ref().map(|s| s.deleted.to_string()).unwrap_or_default()}
+                        data-changes={scores.as_ref().map(|s| s.changes.to_string()).unwrap_or_default()}
                         data-millis={scores.as_ref().map(|s| format!("{:.1}", s.millis)).unwrap_or_default()}>
                         { scores.as_ref().map_or("computing…".to_owned(), |s| pct(s.s3t.accuracy)) }
                     </span>
                 </div>
-                if loaded.model.has_sisa() {
+                if loaded.original.has_sisa() {
                     <div class="score">
                         <span class="label">{ "SISA without retraining" }</span>
                         <span class="value" data-testid="sisa-accuracy"
@@ -231,21 +317,103 @@ pub fn session_view(props: &Props) -> Html {
                 }
                 <div class="score">
                     <span class="label">{ "live shards" }</span>
-                    <span class="value" data-testid="live-shards">{ format!("{} / {}", state.live_shards(), state.shards()) }</span>
+                    <span class="value" data-testid="live-shards" data-changes={session.changes.to_string()}>{ format!("{} / {}", state.live_shards(), state.shards()) }</span>
                 </div>
                 <Capacity expected={capacity} />
             </section>
-            <Chart history={(*history).clone()} sisa={loaded.model.has_sisa()} />
+            <Chart history={(*history).clone()} sisa={loaded.original.has_sisa()} retrains={session.retrains.clone()} />
             <section class="shards">
                 { for (0..state.shards()).map(|shard| html! {
                     <ShardPanel shard={shard} sequences={loaded.plan.shards.get(usize::from(shard)).map(|p| p.sequences.clone()).unwrap_or_default()}
                         active={state.active(shard).to_vec()} served={state.served(shard)}
-                        accuracy={scores.as_ref().and_then(|s| s.s3t.per_shard.get(usize::from(shard)).copied().flatten())} />
+                        accuracy={scores.as_ref().and_then(|s| s.s3t.per_shard.get(usize::from(shard)).copied().flatten())}>
+                        { retrain_controls(&loaded, &session, &retraining, shard, &on_retrain, &on_cancel) }
+                    </ShardPanel>
                 }) }
             </section>
             <Inspector loaded={loaded.clone()} state={session.state.clone()} version={scores.as_ref().map_or(0, |s| 2 * s.deleted + 1 + usize::from(s.sisa.is_some()))} />
             <Grid loaded={loaded.clone()} deleted={session.deleted.clone()} on_delete={on_delete} />
             <Explanation />
+            <Theory sequences={loaded.plan.shards.iter().map(|p| p.sequences.clone()).collect::<Vec<_>>()} slices={loaded.plan.slices} />
         </main>
     }
+}
+
+/// A shard's retraining: the button (offline, or serving a shortened prefix), the queue, the progress of a running
+/// retrain with its cancel button, what the last retrain took, and what SISA would retrain for the same deletions.
+fn retrain_controls(
+    loaded: &Loaded,
+    session: &Session,
+    retraining: &Retraining,
+    shard: u16,
+    on_retrain: &Callback<u16>,
+    on_cancel: &Callback<u16>,
+) -> Html {
+    let slices = loaded.plan.slices;
+    let state = &session.state;
+    let assignment = loaded.routers.s3t.assignment();
+    let deleted_here =
+        session.deleted.iter().filter(|id| assignment.cell(id).is_some_and(|c| c.shard == shard)).count();
+    let sisa_stale = slices - session.sisa.served(shard).map_or(0, |s| s.prefix);
+    let retrain = on_retrain.reform(move |_: MouseEvent| shard);
+    let cancel = on_cancel.reform(move |_: MouseEvent| shard);
+    let job = retraining.current.as_ref().filter(|j| j.shard == shard);
+    let finished = retraining.finished.iter().find(|f| f.shard == shard);
+    html! {
+        <div class="retrain" data-testid={format!("retrain-{shard}")}>
+            if let Some(job) = job {
+                <div class="progress" data-testid={format!("retrain-progress-{shard}")} data-nodes-done={job.nodes_done.to_string()}
+                    data-nodes={job.nodes.to_string()}>
+                    <progress max={job.samples.max(1).to_string()} value={job.trained.to_string()}
+                        aria-label={format!("retraining shard {shard}")} />
+                    <span>{ match (job.started, job.rate(), job.eta()) {
+                        (None, _, _) => "retraining: loading the worker, data and weights…".to_owned(),
+                        (Some(_), Some(rate), Some(eta)) => format!(
+                            "nodes {} / {} · {:.0} samples/s · {:.0} s left",
+                            job.nodes_done, job.nodes, rate, eta
+                        ),
+                        (Some(_), _, _) => format!("nodes {} / {} · starting", job.nodes_done, job.nodes),
+                    } }</span>
+                    <button onclick={cancel} data-testid={format!("retrain-cancel-{shard}")}>{ "Cancel" }</button>
+                </div>
+            } else if retraining.queue.contains(&shard) {
+                <span>{ "queued for retraining " }</span>
+                <button onclick={cancel} data-testid={format!("retrain-cancel-{shard}")}>{ "Cancel" }</button>
+            } else if retrain::needs_retrain(state, shard, slices) {
+                <button class={classes!(state.is_offline(shard).then_some("primary"))} onclick={retrain}
+                    data-testid={format!("retrain-button-{shard}")}>
+                    { if state.is_offline(shard) { format!("Retrain shard {shard}") } else { "Retrain to full depth".to_owned() } }
+                </button>
+            }
+            if let Some(f) = finished {
+                <p class="retrained" data-testid={format!("retrained-{shard}")} data-seconds={format!("{:.2}", f.seconds)}
+                    data-weights={served_digests(loaded, shard).0} data-lineage={served_digests(loaded, shard).1}>
+                    { format!("retrained {} nodes in the background in {:.1} s; the other shards kept serving", f.nodes, f.seconds) }
+                </p>
+            }
+            if deleted_here > 0 {
+                <p class="cost" data-testid={format!("cost-{shard}")}>
+                    { format!(
+                        "{deleted_here} of your deletions hit this shard. SISA would have to retrain {sisa_stale} of its {slices} checkpoints; S3T {}",
+                        if state.is_offline(shard) { "served every deletion before this one without retraining".to_owned() }
+                        else { format!("serves on without retraining (prefix {} of {slices})", state.served(shard).map_or(0, |s| s.prefix)) }
+                    ) }
+                </p>
+            }
+        </div>
+    }
+}
+
+/// The sha256 of each node's weights and of its lineage in the model served now (comma-separated, by node id): a
+/// browser test compares them with `trainer retrain`'s manifest.
+fn served_digests(loaded: &Loaded, shard: u16) -> (String, String) {
+    let model = loaded.model.borrow();
+    let nodes = model.manifest.nodes.get(usize::from(shard)).map(Vec::as_slice).unwrap_or_default();
+    let weights = nodes.iter().map(|e| e.weights.sha256.clone()).collect::<Vec<_>>().join(",");
+    let lineage = nodes
+        .iter()
+        .map(|e| e.lineage.iter().map(|l| l.sha256.clone()).collect::<Vec<_>>().join("+"))
+        .collect::<Vec<_>>()
+        .join(",");
+    (weights, lineage)
 }

@@ -4,6 +4,8 @@
 
 use std::rc::Rc;
 
+use s3t::bundle::NodeEntry;
+use s3t::bundle::guard::Guard;
 use s3t::{Action, Event, Router, SampleId, State};
 use yew::Reducible;
 
@@ -19,6 +21,12 @@ pub struct Session {
     pub deleted: Vec<SampleId>,
     pub events: Vec<Event>,
     pub note: Option<String>,
+    /// The shards the page retrained, each with the number of the visitor's deletions at that moment (the chart
+    /// marks them). Not saved: a restored link replays the deletions, and its offline shards say they need
+    /// retraining.
+    pub retrains: Vec<(usize, u16)>,
+    /// Counts every change of the routing state (what is evaluated); a retrain changes it but not `deleted`.
+    pub changes: u64,
     /// Counts the changes to `deleted` that are to be saved (a deletion, a reset, a restored link). It stays 0 until
     /// one happens, so a page that ignored a stale or invalid link never overwrites the saved state.
     pub revision: u64,
@@ -41,6 +49,12 @@ pub enum SessionAction {
     Delete(SampleId),
     /// Back to the ledger's base state.
     Reset,
+    /// The page retrained a shard without every deleted sample, and serves its new nodes (the route reducer's
+    /// retrain event, the one `trainer retrain` writes to the ledger).
+    Retrained {
+        shard: u16,
+        nodes: Rc<Vec<NodeEntry>>,
+    },
     /// Replays a stored list of deletions (from the URL or local storage); an invalid list is ignored with a note.
     Restore {
         ids: Vec<SampleId>,
@@ -62,7 +76,22 @@ impl Session {
             deleted: Vec::new(),
             events: Vec::new(),
             note: None,
+            retrains: Vec::new(),
+            changes: 0,
             revision: 0,
+        }
+    }
+}
+
+impl Session {
+    fn retrained(self: Rc<Self>, shard: u16) -> Rc<Self> {
+        match self.fixed.s3t.apply(&self.state, &Action::Retrained { shard }) {
+            Ok((state, events)) => {
+                let mut retrains = self.retrains.clone();
+                retrains.push((self.deleted.len(), shard));
+                Rc::new(Session { state, events, retrains, changes: self.changes + 1, ..(*self).clone() })
+            }
+            Err(e) => Rc::new(Session { note: Some(e.to_string()), events: Vec::new(), ..(*self).clone() }),
         }
     }
 }
@@ -81,7 +110,19 @@ impl Reducible for Session {
                         let mut deleted = self.deleted.clone();
                         deleted.push(id);
                         let revision = self.revision + 1;
-                        Rc::new(Session { state, sisa, deleted, events, note: None, revision, fixed: fixed.clone() })
+                        let changes = self.changes + 1;
+                        let retrains = self.retrains.clone();
+                        Rc::new(Session {
+                            state,
+                            sisa,
+                            deleted,
+                            events,
+                            note: None,
+                            retrains,
+                            changes,
+                            revision,
+                            fixed: fixed.clone(),
+                        })
                     }
                     (Err(e), _) | (_, Err(e)) => {
                         Rc::new(Session { note: Some(e.to_string()), events: Vec::new(), ..(*self).clone() })
@@ -91,8 +132,20 @@ impl Reducible for Session {
             SessionAction::Reset => {
                 let mut fresh = Session::new(fixed.clone());
                 // Resetting nothing changes nothing: no save (it could overwrite a state a rejected link left alone).
+                let changed = !self.deleted.is_empty() || !self.retrains.is_empty();
                 fresh.revision = self.revision + u64::from(!self.deleted.is_empty());
+                fresh.changes = self.changes + u64::from(changed);
                 Rc::new(fresh)
+            }
+            SessionAction::Retrained { shard, nodes } => {
+                // The last word on exactness: the new nodes must have been trained without every sample this
+                // state has deleted (one deleted while the worker ran makes them stale; they are then not served).
+                let guard = Guard::new(fixed.s3t.assignment(), self.state.deleted().cloned());
+                if let Some(stale) = nodes.iter().find_map(|e| guard.check_node(e).err()) {
+                    let note = format!("the retrained shard {shard} was not served: {stale}");
+                    return Rc::new(Session { note: Some(note), events: Vec::new(), ..(*self).clone() });
+                }
+                self.retrained(shard)
             }
             SessionAction::Ignore { why, source } => Rc::new(Session {
                 note: Some(format!("the saved state in the {source} was ignored: {why}")),
@@ -108,6 +161,8 @@ impl Reducible for Session {
                         deleted: ids,
                         events: Vec::new(),
                         note: None,
+                        retrains: Vec::new(),
+                        changes: self.changes + 1,
                         revision: self.revision + 1,
                         fixed: fixed.clone(),
                     }),

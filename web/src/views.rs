@@ -123,7 +123,7 @@ pub fn grid(props: &GridProps) -> Html {
         let page = page.clone();
         Callback::from(move |_| page.set(to))
     };
-    let shards = props.loaded.model.manifest.partition.shards;
+    let shards = props.loaded.original.manifest.partition.shards;
     html! {
         <section class="grid" aria-label="deletable training samples">
             <h2>{ "Training samples: click one to delete it" }</h2>
@@ -196,15 +196,22 @@ pub struct ShardProps {
     pub active: Vec<u16>,
     pub served: Option<Served>,
     pub accuracy: Option<f64>,
+    /// The shard's retraining controls.
+    #[prop_or_default]
+    pub children: Html,
 }
 
-/// One shard: B sequences × L layer groups; each cell shows the slice its group was trained on.
+/// One shard drawn as its models: one column per sequence, the classifier head on top, then adapter groups 1..L
+/// (group 1 is the top of the network) over the shared frozen backbone. A group that learned from a slice with a
+/// deletion switches off (animated) and says which slice; the served path is highlighted.
 #[function_component(ShardPanel)]
 pub fn shard_panel(props: &ShardProps) -> Html {
     let offline = props.served.is_none();
+    let groups = props.sequences.first().map_or(0, Sequence::len);
+    let columns = format!("grid-template-columns: repeat({}, minmax(0, 1fr));", props.sequences.len().max(1));
     html! {
         <article class={classes!("shard", offline.then_some("offline"))} data-testid={format!("shard-{}", props.shard)}
-            data-offline={offline.to_string()}>
+            data-offline={offline.to_string()} aria-label={format!("shard {}", props.shard)}>
             <h3>
                 { format!("Shard {}", props.shard) }
                 if offline {
@@ -213,29 +220,41 @@ pub fn shard_panel(props: &ShardProps) -> Html {
                     <span class="shard-acc">{ format!(" {:.1}%", a * 100.0) }</span>
                 }
             </h3>
-            <table>
-                <thead><tr><th>{ "sequence" }</th>{ for (1..=props.sequences.first().map_or(0, Sequence::len)).map(|g| html!{ <th>{ format!("group {g}") }</th> }) }</tr></thead>
-                <tbody>
+            <div class="network" style={columns.clone()} role="group" aria-label="one model per slice sequence">
                 { for props.sequences.iter().enumerate().map(|(b, seq)| {
-                    let served = props.served.is_some_and(|s| s.sequence == b);
+                    let served = props.served.filter(|s| s.sequence == b);
+                    let active = props.active.get(b).copied().unwrap_or(0);
+                    let label = format!("σ{} = {}", b + 1, seq.slices().iter().map(u16::to_string).collect::<Vec<_>>().join("→"));
                     html! {
-                        <tr class={classes!(served.then_some("served"))} data-served={served.to_string()}>
-                            <th>{ format!("σ{}", b + 1) }</th>
+                        <div class={classes!("column", served.is_some().then_some("served"))} data-served={served.is_some().to_string()}
+                            title={if served.is_some() { format!("{label}: served") } else { label.clone() }}>
+                            <div class="seq-label">{ format!("σ{}", b + 1) }</div>
+                            <div class={classes!("layer", "head", (active > 0).then_some("active"))}>
+                                { if active > 0 { format!("head {active}") } else { "no head".to_owned() } }
+                            </div>
                             { for seq.slices().iter().enumerate().map(|(k, slice)| {
-                                let active = props.active.get(b).is_some_and(|&a| (k as u16) < a);
+                                let on = (k as u16) < active;
+                                let cause = (k as u16 == active).then_some(seq.slices()[k]);
+                                let what = match (on, cause) {
+                                    (true, _) => format!("slice {slice}"),
+                                    (false, Some(s)) => format!("off: slice {s}"),
+                                    (false, None) => "off".to_owned(),
+                                };
                                 html! {
-                                    <td class={classes!("cell", if active { "active" } else { "inactive" })}
-                                        data-testid={format!("cell-{}-{}-{}", props.shard, b, k + 1)} data-active={active.to_string()}
-                                        title={format!("group {} trained on slices {:?}", k + 1, &seq.slices()[..=k])}>
-                                        { format!("slice {slice}") }
-                                    </td>
+                                    <div class={classes!("layer", "cell", if on { "active" } else { "inactive" })}
+                                        data-testid={format!("cell-{}-{}-{}", props.shard, b, k + 1)} data-active={on.to_string()}
+                                        title={format!("group {} trained on slices {:?}{}", k + 1, &seq.slices()[..=k],
+                                            if on { String::new() } else if let Some(s) = cause { format!("; switched off: slice {s} had a deletion") } else { "; switched off".to_owned() })}>
+                                        <span class="group">{ format!("G{}", k + 1) }</span>{ " " }{ what }
+                                    </div>
                                 }
                             }) }
-                        </tr>
+                        </div>
                     }
                 }) }
-                </tbody>
-            </table>
+            </div>
+            <div class="backbone" title="trained on public data only; never changes">{ format!("frozen backbone · {groups} adapter groups per model") }</div>
+            { props.children.clone() }
         </article>
     }
 }
@@ -245,33 +264,98 @@ pub struct ChartProps {
     pub history: Vec<Scores>,
     /// Whether the bundle has the SISA baseline to draw.
     pub sisa: bool,
+    /// The page's retrains: (deletions at that moment, shard).
+    #[prop_or_default]
+    pub retrains: Vec<(usize, u16)>,
 }
 
-/// Accuracy against the number of deletions in this session: S3T next to SISA without retraining.
+/// Accuracy against the number of deletions in this session: S3T next to SISA without retraining, with axes and
+/// values, the live shards at each point, a tooltip per point and a marker at each retrain.
 #[function_component(Chart)]
 pub fn chart(props: &ChartProps) -> Html {
-    let (w, h) = (420.0, 160.0);
+    let (w, h) = (560.0, 220.0);
+    let (left, right, top, bottom) = (48.0, 16.0, 28.0, 36.0);
     let max_x = props.history.last().map_or(1, |s| s.deleted.max(1)) as f64;
-    let point = |d: usize, a: Option<f64>| {
-        format!("{:.1},{:.1}", 30.0 + d as f64 / max_x * (w - 40.0), h - 20.0 - a.unwrap_or(0.0) * (h - 30.0))
+    let values: Vec<f64> = props
+        .history
+        .iter()
+        .flat_map(|s| [s.s3t.accuracy, s.sisa.as_ref().and_then(|e| e.accuracy)])
+        .flatten()
+        .collect();
+    // The y range: the values' range widened to whole 5-point steps (a flat line is not a wall at 100 %).
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (y0, y1) = if values.is_empty() {
+        (0.0, 1.0)
+    } else {
+        (((lo - 0.01) * 20.0).floor().max(0.0) / 20.0, (((hi + 0.01) * 20.0).ceil() / 20.0).min(1.0))
     };
-    // A point without a value (SISA still computing) is left out of its line.
-    let line = |f: &dyn Fn(&Scores) -> Option<Option<f64>>| {
-        props.history.iter().filter_map(|s| f(s).map(|a| point(s.deleted, a))).collect::<Vec<_>>().join(" ")
+    let y1 = if y1 - y0 < 0.05 { y0 + 0.05 } else { y1 };
+    let x = |d: usize| left + d as f64 / max_x * (w - left - right);
+    let y = |a: f64| h - bottom - (a - y0) / (y1 - y0) * (h - top - bottom);
+    let line = |f: &dyn Fn(&Scores) -> Option<f64>| {
+        props
+            .history
+            .iter()
+            .filter_map(|s| f(s).map(|a| format!("{:.1},{:.1}", x(s.deleted), y(a))))
+            .collect::<Vec<_>>()
+            .join(" ")
     };
+    let s3t = |s: &Scores| s.s3t.accuracy;
+    let sisa = |s: &Scores| s.sisa.as_ref().and_then(|e| e.accuracy);
+    let steps = ((y1 - y0) / 0.05).round() as usize;
+    let x_ticks: Vec<usize> = {
+        let every = (max_x as usize).div_ceil(8).max(1);
+        (0..=max_x as usize).step_by(every).collect()
+    };
+    let point = |s: &Scores, a: Option<f64>, class: &'static str, name: &str| {
+        a.map(|a| {
+            let live = if class == "s3t" { format!(", {} of {} shards live", s.s3t.live_shards, s.s3t.per_shard.len()) } else { String::new() };
+            html! {
+                <circle class={class} cx={format!("{:.1}", x(s.deleted))} cy={format!("{:.1}", y(a))} r="3.5" tabindex="0">
+                    <title>{ format!("after {} deletions: {name} {:.2}%{live}", s.deleted, a * 100.0) }</title>
+                </circle>
+            }
+        })
+    };
+    let last = props.history.last();
     html! {
         <section class="chart">
             <h2>{ "Accuracy as samples are deleted" }</h2>
-            <svg width={w.to_string()} height={h.to_string()} role="img" aria-label="accuracy against deletions, S3T and SISA">
-                <line x1="30" y1={(h - 20.0).to_string()} x2={(w - 10.0).to_string()} y2={(h - 20.0).to_string()} stroke="#888" />
-                <line x1="30" y1="10" x2="30" y2={(h - 20.0).to_string()} stroke="#888" />
+            <svg viewBox={format!("0 0 {w} {h}")} role="img" data-testid="chart"
+                aria-label={format!("test accuracy against deletions: S3T {}{}", last.and_then(|s| s.s3t.accuracy).map_or("offline".into(), |a| format!("{:.1}%", a * 100.0)),
+                    last.and_then(|s| s.sisa.as_ref()).and_then(|e| e.accuracy).map_or(String::new(), |a| format!(", SISA {:.1}%", a * 100.0)))}>
+                { for (0..=steps).map(|k| {
+                    let v = y0 + k as f64 * (y1 - y0) / steps.max(1) as f64;
+                    html! { <g class="tick">
+                        <line x1={left.to_string()} x2={(w - right).to_string()} y1={format!("{:.1}", y(v))} y2={format!("{:.1}", y(v))} />
+                        <text x={(left - 6.0).to_string()} y={format!("{:.1}", y(v) + 4.0)} text-anchor="end">{ format!("{:.0}%", v * 100.0) }</text>
+                    </g> }
+                }) }
+                { for x_ticks.iter().map(|&d| html! {
+                    <text class="xtick" x={format!("{:.1}", x(d))} y={(h - bottom + 16.0).to_string()} text-anchor="middle">{ d }</text>
+                }) }
+                <text class="axis-label" x={((left + w - right) / 2.0).to_string()} y={(h - 4.0).to_string()} text-anchor="middle">{ "deletions in this session" }</text>
+                { for props.retrains.iter().map(|&(d, shard)| html! {
+                    <g class="retrain-marker" data-testid="retrain-marker">
+                        <line x1={format!("{:.1}", x(d))} x2={format!("{:.1}", x(d))} y1={top.to_string()} y2={(h - bottom).to_string()} />
+                        <text x={format!("{:.1}", x(d) + 3.0)} y={(top + 10.0).to_string()}>{ format!("retrained shard {shard}") }</text>
+                    </g>
+                }) }
                 if props.sisa {
-                    <polyline points={line(&|s: &Scores| s.sisa.as_ref().map(|e| e.accuracy))} fill="none" stroke="#c0392b" stroke-width="2" />
-                    <text x="74" y="20" fill="#c0392b">{ "SISA (no retraining)" }</text>
+                    <polyline class="sisa" points={line(&sisa)} fill="none" />
+                    { for props.history.iter().filter_map(|s| point(s, sisa(s), "sisa", "SISA without retraining")) }
                 }
-                <polyline points={line(&|s: &Scores| Some(s.s3t.accuracy))} fill="none" stroke="#2c6fbb" stroke-width="2" />
-                <text x="34" y="20" fill="#2c6fbb">{ "S3T" }</text>
-                <text x={(w - 10.0).to_string()} y={(h - 4.0).to_string()} text-anchor="end">{ format!("{} deletions", props.history.last().map_or(0, |s| s.deleted)) }</text>
+                <polyline class="s3t" points={line(&s3t)} fill="none" />
+                { for props.history.iter().filter_map(|s| point(s, s3t(s), "s3t", "S3T")) }
+                <g class="legend">
+                    <line class="s3t" x1={left.to_string()} x2={(left + 18.0).to_string()} y1="12" y2="12" />
+                    <text x={(left + 22.0).to_string()} y="16">{ "S3T" }</text>
+                    if props.sisa {
+                        <line class="sisa" x1={(left + 70.0).to_string()} x2={(left + 88.0).to_string()} y1="12" y2="12" />
+                        <text x={(left + 92.0).to_string()} y="16">{ "SISA without retraining" }</text>
+                    }
+                </g>
             </svg>
         </section>
     }
@@ -323,8 +407,9 @@ pub fn inspector(props: &InspectorProps) -> Html {
             }
         })
     };
-    let classes = props.loaded.model.config().vit.classes;
+    let classes = props.loaded.original.config().vit.classes;
     let evaluator = props.loaded.evaluator.borrow();
+    let model = props.loaded.model.borrow().clone();
     let votes: Vec<Html> = (0..props.state.shards())
         .map(|shard| {
             // An offline shard has no vote; a live one's shows once its evaluation is done.
@@ -332,7 +417,7 @@ pub fn inspector(props: &InspectorProps) -> Html {
                 None => "offline".to_owned(),
                 Some(served) => evaluator
                     .as_ref()
-                    .and_then(|e| e.memoised(&props.loaded.model, shard, served))
+                    .and_then(|e| e.memoised(&model, shard, served))
                     .and_then(|probs| probs.get(i * classes..(i + 1) * classes))
                     .map_or_else(
                         || "computing…".to_owned(),
@@ -374,5 +459,135 @@ pub fn explanation() -> Html {
                   order of a shard has lost its first group does the shard go offline and need retraining." }</p>
             <p>{ "SISA, the classic method, keeps one order per shard, so it falls back further on each deletion." }</p>
         </section>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct TheoryProps {
+    /// The sequences each shard trained (the bundle's plan).
+    pub sequences: Vec<Vec<Sequence>>,
+    pub slices: u16,
+}
+
+/// How many deletions S3T and SISA survive before every shard needs retraining, on this page's configuration:
+/// the paper's closed form (uniform deletions) and a Monte Carlo of the same, from the shared crate's `simulate`.
+#[function_component(Theory)]
+pub fn theory(props: &TheoryProps) -> Html {
+    let rows = use_memo((props.sequences.clone(), props.slices), |(sequences, slices)| {
+        let prior = s3t::Prior::uniform(*slices);
+        let sisa: Vec<Vec<Sequence>> = sequences.iter().map(|_| vec![Sequence::identity(*slices)]).collect();
+        [("S3T", sequences.clone()), ("SISA", sisa)]
+            .into_iter()
+            .map(|(name, seqs)| {
+                let closed = s3t::simulate::closed_form_for(&seqs, &prior);
+                let mc = s3t::simulate::MonteCarlo {
+                    sequences: seqs,
+                    prior: prior.clone(),
+                    runs: 2000,
+                    seed: 0,
+                    checkpoints: Vec::new(),
+                }
+                .run()
+                .ok();
+                (name, closed, mc)
+            })
+            .collect::<Vec<_>>()
+    });
+    let m = props.sequences.len();
+    let b = props.sequences.first().map_or(0, Vec::len);
+    let se = |std: f64| std / 2000f64.sqrt();
+    html! {
+        <section class="theory" data-testid="theory">
+            <h2>{ "How many deletions before retraining?" }</h2>
+            <p>{ format!(
+                "With {m} shards of {} slices, a deletion hits a random slice. A shard needs retraining once every one of its \
+                 {b} sequences has lost its first slice; SISA's single sequence loses it at the first deletion in slice 0. \
+                 The paper's closed form for uniform deletions is m·L·H(m·min(B, L)) (H: harmonic numbers); the Monte Carlo \
+                 runs 2,000 random deletion streams on this page's own sequences.", props.slices) }</p>
+            <table>
+                <thead><tr><th scope="col">{ "" }</th><th scope="col">{ "closed form" }</th><th scope="col">{ "Monte Carlo: until every shard is offline" }</th><th scope="col">{ "until the first shard is offline" }</th></tr></thead>
+                <tbody>
+                    { for rows.iter().map(|(name, closed, mc)| html! {
+                        <tr data-testid={format!("theory-{}", name.to_lowercase())}>
+                            <th scope="row">{ *name }</th>
+                            <td>{ closed.map_or("—".to_owned(), |c| format!("{c:.1}")) }</td>
+                            <td>{ mc.as_ref().map_or("—".to_owned(), |r| format!("{:.1} ± {:.1}", r.mean_deletions_until_all_offline, se(r.std_deletions_until_all_offline))) }</td>
+                            <td>{ mc.as_ref().map_or("—".to_owned(), |r| format!("{:.1} ± {:.1}", r.mean_deletions_until_first_offline, se(r.std_deletions_until_first_offline))) }</td>
+                        </tr>
+                    }) }
+                </tbody>
+            </table>
+            <p class="small">{ "± is one standard error of the mean." }</p>
+        </section>
+    }
+}
+
+const TOUR_KEY: &str = "s3t-lab.tour";
+
+#[derive(Properties, PartialEq)]
+pub struct TourProps {
+    /// The visitor's deletions and the page's retrains so far (the tour moves on when they happen).
+    pub deleted: usize,
+    pub retrains: usize,
+}
+
+/// A three-step guided tour for first-time visitors (delete, watch, retrain); dismissed for good once finished or
+/// skipped (local storage).
+#[function_component(Tour)]
+pub fn tour(props: &TourProps) -> Html {
+    let storage = || web_sys::window().and_then(|w| w.local_storage().ok().flatten());
+    let step = use_state(|| {
+        let done = storage().and_then(|s| s.get_item(TOUR_KEY).ok().flatten()).is_some();
+        (!done).then_some(0usize)
+    });
+    let finish = {
+        let step = step.clone();
+        Callback::from(move |_: MouseEvent| {
+            if let Some(s) = storage() {
+                let _ = s.set_item(TOUR_KEY, "done");
+            }
+            step.set(None);
+        })
+    };
+    let next = {
+        let step = step.clone();
+        Callback::from(move |_: MouseEvent| step.set(step.map(|s| s + 1)))
+    };
+    // The visitor did what a step asks: move on.
+    let current = match *step {
+        Some(0) if props.deleted > 0 => Some(1),
+        Some(s) if s < 3 && props.retrains > 0 => Some(3),
+        other => other,
+    };
+    let Some(current) = current else { return html! {} };
+    let (title, text) = match current {
+        0 => ("1 · Delete", "Click any training sample below to delete it, as a user asking to be forgotten would."),
+        1 => (
+            "2 · Watch",
+            "In the sample's shard, every adapter group that learned from its slice switched off (grey). Each shard \
+             still answers with its longest clean sequence (outlined), which is exactly the model trained without \
+             the sample: no retraining was needed. The chart shows the accuracy it costs, next to SISA.",
+        ),
+        2 => (
+            "3 · Retrain",
+            "Keep deleting samples of one shard (filter by shard) until every sequence has lost its first group: the \
+             shard goes offline. Press its Retrain button: a background worker retrains it on the remaining samples \
+             while the other shards keep serving.",
+        ),
+        _ => (
+            "Done",
+            "The shard came back with new layers trained without any deleted sample. That is S3T: deletions switch \
+             layers off at once, and retraining waits until a shard runs out of clean sequences.",
+        ),
+    };
+    html! {
+        <aside class="tour" aria-label="guided tour" data-testid="tour" data-step={current.to_string()}>
+            <strong>{ title }</strong>
+            <p>{ text }</p>
+            if current == 1 {
+                <button onclick={next} data-testid="tour-next">{ "Next" }</button>
+            }
+            <button onclick={finish} data-testid="tour-close">{ if current >= 3 { "Close" } else { "Skip the tour" } }</button>
+        </aside>
     }
 }

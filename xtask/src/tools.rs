@@ -71,10 +71,10 @@ pub fn browser_tools(root: &Path) -> Result<(), String> {
         step("install chromium", run("apt-get", &["install", "-y", "--no-install-recommends", "chromium"]))?;
     }
     let dir = root.join("tests/browser");
-    if !dir.join("node_modules/playwright-core").exists() {
+    if ["playwright-core", "lighthouse"].iter().any(|p| !dir.join("node_modules").join(p).exists()) {
         let mut cmd = run("npm", &["ci", "--no-audit", "--no-fund"]);
         cmd.current_dir(&dir);
-        step("install npm packages (playwright-core)", cmd)?;
+        step("install npm packages (playwright-core, lighthouse)", cmd)?;
     }
     Ok(())
 }

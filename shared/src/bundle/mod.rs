@@ -16,6 +16,7 @@
 pub mod audit;
 pub mod guard;
 pub mod manifest;
+pub mod retrain;
 pub mod samples;
 #[cfg(not(target_family = "wasm"))]
 pub mod store;

@@ -1,8 +1,10 @@
-//! Building a bundle's shards (feature `train`): every node of the plan in training order, optionally the SISA
+//! Building a bundle's shards (feature `learn`): every node of the plan in training order, optionally the SISA
 //! checkpoints, with atomic per-node weight files and a progress record so an interrupted build resumes where it
 //! stopped. Retraining after deletions is the same procedure with the clean nodes reused.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+#[cfg(not(target_family = "wasm"))]
 use std::path::Path;
 
 use burn::tensor::Device;
@@ -17,9 +19,10 @@ use super::train::{NodeRun, SisaRun, train_nodes, train_sisas};
 use super::vit::Component;
 use super::weights::{load_safetensors, to_safetensors};
 pub use crate::bundle::ShardPart;
-use crate::bundle::manifest::lineage;
+use crate::bundle::manifest::{lineage, sha256, verify_bytes};
+#[cfg(not(target_family = "wasm"))]
 use crate::bundle::store::{read_weights, write_atomic, write_weights};
-use crate::bundle::{NodeEntry, SisaEntry};
+use crate::bundle::{NodeEntry, SisaEntry, WeightFile};
 use crate::dataset::Splits;
 use crate::partition::{Assignment, Cell, SampleId};
 use crate::plan::{Plan, node_seed, sisa_seed};
@@ -27,6 +30,75 @@ use crate::plan::{Plan, node_seed, sisa_seed};
 /// Where a shard's progress record lives inside the bundle.
 pub fn part_path(shard: u16) -> String {
     format!("parts/shard-{shard}.json")
+}
+
+/// Where a build reads the weights it reuses and writes the weights it trains and its progress records: a bundle
+/// directory ([`BundleDir`]) natively, memory ([`MemoryStore`]) in the page's retraining worker. The build's
+/// arithmetic does not depend on it.
+pub trait PartStore {
+    /// The bytes of a weight file, checked against its size and sha256.
+    fn read_weights(&self, file: &WeightFile) -> Result<Vec<u8>, String>;
+    /// Stores a weight file at `path` (relative to the bundle) and returns its manifest entry.
+    fn write_weights(&self, path: &str, bytes: &[u8]) -> Result<WeightFile, String>;
+    /// Records a shard's progress (so an interrupted build resumes there).
+    fn save_part(&self, part: &ShardPart) -> Result<(), String>;
+}
+
+/// A bundle directory: atomic, durable writes.
+#[cfg(not(target_family = "wasm"))]
+pub struct BundleDir<'a>(pub &'a Path);
+
+#[cfg(not(target_family = "wasm"))]
+impl PartStore for BundleDir<'_> {
+    fn read_weights(&self, file: &WeightFile) -> Result<Vec<u8>, String> {
+        read_weights(self.0, file)
+    }
+
+    fn write_weights(&self, path: &str, bytes: &[u8]) -> Result<WeightFile, String> {
+        write_weights(self.0, path, bytes)
+    }
+
+    fn save_part(&self, part: &ShardPart) -> Result<(), String> {
+        save_part(self.0, part)
+    }
+}
+
+/// Weight files in memory (the browser's worker has no file system): the reused ones put in beforehand, the
+/// trained ones collected for the caller. Progress records are not kept: a page retrain that stops starts again.
+#[derive(Default)]
+pub struct MemoryStore {
+    files: RefCell<BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryStore {
+    /// Adds a file the build may read (a reused node's weights).
+    pub fn insert(&self, path: &str, bytes: Vec<u8>) {
+        self.files.borrow_mut().insert(path.to_owned(), bytes);
+    }
+
+    /// Takes a file out (a trained node's weights).
+    pub fn take(&self, path: &str) -> Option<Vec<u8>> {
+        self.files.borrow_mut().remove(path)
+    }
+}
+
+impl PartStore for MemoryStore {
+    fn read_weights(&self, file: &WeightFile) -> Result<Vec<u8>, String> {
+        let files = self.files.borrow();
+        let bytes = files.get(&file.path).ok_or_else(|| format!("{}: not loaded", file.path))?;
+        verify_bytes(file, bytes)?;
+        Ok(bytes.clone())
+    }
+
+    fn write_weights(&self, path: &str, bytes: &[u8]) -> Result<WeightFile, String> {
+        self.insert(path, bytes.to_vec());
+        let sha = crate::partition::hex(&sha256(bytes));
+        Ok(WeightFile { path: path.to_owned(), sha256: sha, bytes: bytes.len() as u64 })
+    }
+
+    fn save_part(&self, _part: &ShardPart) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What a build reports as it goes (for progress bars and logs).
@@ -42,7 +114,8 @@ pub enum BuildEvent {
 
 /// Everything a shard build needs.
 pub struct BuildContext<'a> {
-    pub bundle: &'a Path,
+    /// Where reused weights are read and new ones written.
+    pub bundle: &'a dyn PartStore,
     pub config: &'a ModelConfig,
     pub train: &'a TrainConfig,
     pub seed: u64,
@@ -87,12 +160,12 @@ impl BuildContext<'_> {
     }
 
     fn load_node(&self, entry: &NodeEntry) -> Result<NodeParams, String> {
-        let bytes = read_weights(self.bundle, &entry.weights)?;
+        let bytes = self.bundle.read_weights(&entry.weights)?;
         load_safetensors(node_skeleton(self.config, entry.prefix.len(), self.device), bytes, &entry.weights.path)
     }
 
     fn load_sisa(&self, entry: &SisaEntry) -> Result<SisaParams, String> {
-        let bytes = read_weights(self.bundle, &entry.weights)?;
+        let bytes = self.bundle.read_weights(&entry.weights)?;
         load_safetensors(sisa_skeleton(self.config, self.device), bytes, &entry.weights.path)
     }
 }
@@ -177,7 +250,7 @@ pub fn build_shards(
             part.sisa = job.reuse_sisa.iter().flatten().cloned().collect();
         }
         part.complete = true;
-        save_part(ctx.bundle, part)?;
+        ctx.bundle.save_part(part)?;
     }
     Ok(parts)
 }
@@ -255,7 +328,7 @@ fn train_node_batch(
         let n = node(j, id);
         let bytes = to_safetensors(&p)?;
         let path = format!("weights/shard-{}/node-{id}.g{}.safetensors", job.shard, job.generation);
-        let weights = write_weights(ctx.bundle, &path, &bytes)?;
+        let weights = ctx.bundle.write_weights(&path, &bytes)?;
         events(BuildEvent::Done {
             shard: job.shard,
             label: node_label(id, &n.prefix),
@@ -278,7 +351,7 @@ fn train_node_batch(
     }
     for j in batch.iter().map(|&(j, _)| j).collect::<BTreeSet<_>>() {
         parts[j].nodes.sort_by_key(|e| e.id);
-        save_part(ctx.bundle, &parts[j])?;
+        ctx.bundle.save_part(&parts[j])?;
     }
     Ok(())
 }
@@ -361,7 +434,7 @@ fn build_sisa(
                 let validation_accuracy = ctx.validation_accuracy(&groups, &params.head);
                 let bytes = to_safetensors(&params)?;
                 let weights =
-                    write_weights(ctx.bundle, &format!("weights/shard-{shard}/sisa-{k}.safetensors"), &bytes)?;
+                    ctx.bundle.write_weights(&format!("weights/shard-{shard}/sisa-{k}.safetensors"), &bytes)?;
                 events(BuildEvent::Done { shard, label: label.clone(), validation_accuracy, reused: false });
                 parts[j].sisa.push(SisaEntry {
                     shard,
@@ -373,7 +446,7 @@ fn build_sisa(
                     weights,
                 });
                 previous[j] = Some(params);
-                save_part(ctx.bundle, &parts[j])?;
+                ctx.bundle.save_part(&parts[j])?;
             }
         }
     }
@@ -392,6 +465,7 @@ fn ancestors(plan: &Plan, shard: u16, node: usize) -> Vec<usize> {
 }
 
 /// Writes a shard's progress record atomically.
+#[cfg(not(target_family = "wasm"))]
 pub fn save_part(bundle: &Path, part: &ShardPart) -> Result<(), String> {
     let json = serde_json::to_string_pretty(part).map_err(|e| e.to_string())?;
     write_atomic(&bundle.join(part_path(part.shard)), json.as_bytes())

@@ -17,11 +17,11 @@ pub mod serve;
 pub mod vit;
 pub mod weights;
 
-#[cfg(feature = "train")]
+#[cfg(feature = "learn")]
 pub mod build;
-#[cfg(feature = "train")]
+#[cfg(feature = "learn")]
 pub mod level;
-#[cfg(feature = "train")]
+#[cfg(feature = "learn")]
 pub mod train;
 
 pub use adapter::{BlockAdapter, GroupAdapter};

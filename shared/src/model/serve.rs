@@ -20,6 +20,7 @@ use crate::route::{Served, State};
 
 /// A bundle's weights, loaded onto a device: the backbone and the components the guard allowed (the others, those
 /// whose lineage meets the ledger, are never read, so their files may be gone).
+#[derive(Clone)]
 pub struct Model {
     pub manifest: Manifest,
     pub plan: Plan,
@@ -80,6 +81,39 @@ impl Model {
 
     pub fn config(&self) -> &ModelConfig {
         &self.manifest.model
+    }
+
+    /// Serves a retrained shard: its new node entries and the weights of those whose entry changed (`weights` by
+    /// node id; the others keep theirs). The caller has checked the entries against the deletions
+    /// ([`crate::bundle::retrain::accept`]).
+    pub fn replace_shard(
+        &mut self,
+        shard: u16,
+        entries: Vec<crate::bundle::NodeEntry>,
+        weights: Vec<(usize, Vec<u8>)>,
+    ) -> Result<(), String> {
+        let s = usize::from(shard);
+        let (Some(nodes), Some(old)) = (self.nodes.get(s), self.manifest.nodes.get(s)) else {
+            return Err(format!("the bundle has no shard {shard}"));
+        };
+        let mut loaded = nodes.clone();
+        if entries.len() != loaded.len() || entries.len() != old.len() {
+            return Err(format!("shard {shard}: {} nodes, the plan has {}", entries.len(), loaded.len()));
+        }
+        let mut fresh = vec![false; entries.len()];
+        for (id, bytes) in weights {
+            let entry = entries.get(id).ok_or_else(|| format!("shard {shard}: no node {id}"))?;
+            let skeleton = node_skeleton(self.config(), entry.prefix.len(), &self.device);
+            loaded[id] = Some(load_safetensors(skeleton, bytes, &entry.weights.path)?);
+            fresh[id] = true;
+        }
+        // A node without new weights must be the one served before, unchanged.
+        if let Some(id) = (0..entries.len()).find(|&id| !fresh[id] && entries[id].weights != old[id].weights) {
+            return Err(format!("shard {shard} node {id}: a new entry arrived without its weights"));
+        }
+        self.nodes[s] = loaded;
+        self.manifest.nodes[s] = entries;
+        Ok(())
     }
 
     /// Whether the bundle has a SISA baseline.
@@ -175,6 +209,11 @@ impl Evaluator {
 
     pub fn labels(&self) -> &[u8] {
         &self.labels
+    }
+
+    /// Drops what was memoised for a shard's nodes (its nodes were retrained: the same ids, other weights).
+    pub fn forget_shard(&mut self, shard: u16) {
+        self.memo.retain(|&(s, _), _| s != shard);
     }
 
     /// Class probabilities [n, classes] of a shard's served S3T component (memoised per node).

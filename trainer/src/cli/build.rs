@@ -11,7 +11,7 @@ use s3t::bundle::manifest::{BUILD_FILE, FORMAT, LEDGER_FILE, MANIFEST_FILE, PRET
 use s3t::bundle::store::{BundleLock, read_weights, write_atomic, write_manifest};
 use s3t::bundle::{Backend, BuildSpec, Manifest, NodeEntry, PretrainRecord, ShardPart, SisaEntry};
 use s3t::ledger::Ledger;
-use s3t::model::build::{BuildContext, ShardJob, build_shards, part_path};
+use s3t::model::build::{BuildContext, BundleDir, ShardJob, build_shards, part_path};
 use s3t::model::features::Features;
 use s3t::model::{LoraConfig, TrainConfig};
 use s3t::partition::{Partition, PartitionMode, SampleId};
@@ -208,7 +208,7 @@ pub fn run(args: &Args) -> Result<()> {
     let features = Features::new(&config, &pretrained.backbone, &splits.deletable, &selected.device);
     let validation = Features::new(&config, &pretrained.backbone, &splits.validation, &selected.device);
     let ctx = BuildContext {
-        bundle: &args.out,
+        bundle: &BundleDir(&args.out),
         config: &config,
         train: &spec.train,
         seed: spec.seed,

@@ -6,9 +6,10 @@
 //! served sequence and prefix. The backbone is `weights/backbone.safetensors` of the bundle (burn layout, Linear
 //! weights [in, out]).
 //!
-//! `--format web` writes what the web app shows next to a bundle: `OUT/data/{deletable,test}-{images-idx3,
+//! `--format web` writes what the web app shows next to a bundle: `OUT/data/{deletable,test,validation}-{images-idx3,
 //! labels-idx1}-ubyte.gz`, the deletable split (checked against the bundle, every deleted sample purged) with its
-//! per-sample digests (`data/deletable-digests.bin`), and the first `--test-limit` test images.
+//! per-sample digests (`data/deletable-digests.bin`), the first `--test-limit` test images, and the validation split
+//! (model selection when the page retrains a shard).
 //!
 //! `--format safetensors` writes into a fresh directory next to `OUT` and then replaces `OUT` with it, so a reader
 //! sees the old export or the new one, never adapters of shards that are offline now.
@@ -102,6 +103,8 @@ fn web(args: &Args) -> Result<()> {
     write_atomic(&args.out.join(samples::DIGESTS_FILE), &digests).map_err(|e| anyhow!(e))?;
     write_split(&dir, "deletable", &purged)?;
     write_split(&dir, "test", &splits.test.head(args.test_limit))?;
+    // The page's retraining worker selects models on the validation split, as `trainer retrain` does.
+    write_split(&dir, "validation", &splits.validation)?;
     output::print(&format!("wrote the web app's data to {}\n", dir.display()))
 }
 

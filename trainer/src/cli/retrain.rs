@@ -13,7 +13,7 @@ use anyhow::{Result, anyhow, bail};
 use s3t::bundle::Backend;
 use s3t::bundle::store::{remove_durably, safe_join, write_manifest};
 use s3t::ledger::Ledger;
-use s3t::model::build::{BuildContext, build_shard};
+use s3t::model::build::{BuildContext, BundleDir, build_shard};
 use s3t::model::features::Features;
 use s3t::{Action, SampleId};
 
@@ -93,7 +93,7 @@ pub fn run(args: &Args) -> Result<()> {
     let features = Features::new(&config, &pretrained.backbone, &splits.deletable, &selected.device);
     let validation = Features::new(&config, &pretrained.backbone, &splits.validation, &selected.device);
     let ctx = BuildContext {
-        bundle: &args.bundle,
+        bundle: &BundleDir(&args.bundle),
         config: &config,
         train: &manifest.train,
         seed: manifest.seed,

@@ -1,0 +1,319 @@
+//! Background retraining in the page: a queue of shards and one Web Worker, loaded at the first retrain, that
+//! retrains them one at a time with the trainer's build code while this thread keeps serving the live shards.
+//!
+//! The queue is a reducer (what is waiting, what runs, its progress); the worker and its messages are the side
+//! effects. What the worker sends is checked against the deletions known when it arrives
+//! ([`s3t::bundle::retrain::accept`]) and only then served, by swapping the shard's nodes while the evaluator is
+//! held and dispatching the route reducer's retrain event.
+
+use std::rc::Rc;
+
+use s3t::bundle::guard::Guard;
+use s3t::bundle::retrain::{Report, accept};
+use s3t::{SampleId, State};
+use yew::Reducible;
+
+use crate::load::{Loaded, yield_now};
+use crate::state::Session;
+
+/// The worker's loader script (trunk names it after the worker crate, without a content hash).
+pub const WORKER_URL: &str = "./s3t-worker_loader.js";
+/// Nodes of one depth the worker trains as one batched computation.
+pub const BATCH_NODES: usize = 16;
+
+/// A retrain under way.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    pub shard: u16,
+    /// The request went to the worker.
+    pub sent: bool,
+    /// From the worker's `Started`: nodes to train, nodes of the shard, samples to train in all.
+    pub nodes: usize,
+    pub total: usize,
+    pub samples: usize,
+    pub trained: usize,
+    pub nodes_done: usize,
+    /// Page time (ms) of `Started`, and of the first finished node.
+    pub started: Option<f64>,
+    pub first_node: Option<f64>,
+    pub now: f64,
+}
+
+impl Job {
+    fn new(shard: u16) -> Self {
+        Self {
+            shard,
+            sent: false,
+            nodes: 0,
+            total: 0,
+            samples: 0,
+            trained: 0,
+            nodes_done: 0,
+            started: None,
+            first_node: None,
+            now: 0.0,
+        }
+    }
+
+    /// Samples per second since training started.
+    pub fn rate(&self) -> Option<f64> {
+        let seconds = (self.now - self.started?) / 1000.0;
+        (seconds > 0.5 && self.trained > 0).then(|| self.trained as f64 / seconds)
+    }
+
+    /// Seconds left at the current rate.
+    pub fn eta(&self) -> Option<f64> {
+        self.rate().map(|r| self.samples.saturating_sub(self.trained) as f64 / r)
+    }
+}
+
+/// A finished retrain, for the shard's panel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finished {
+    pub shard: u16,
+    pub nodes: usize,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Retraining {
+    pub queue: Vec<u16>,
+    pub current: Option<Job>,
+    /// The worker is loaded and waits for a request.
+    pub ready: bool,
+    /// Counts the times the worker must be stopped (a cancelled job): the effect that owns it terminates it.
+    pub stops: u64,
+    pub finished: Vec<Finished>,
+    pub error: Option<String>,
+}
+
+pub enum RetrainAction {
+    /// Retrain a shard (queued behind the others).
+    Enqueue(u16),
+    /// Drop a queued shard, or stop the running job.
+    Cancel(u16),
+    /// Stop everything (Reset: the deletions the jobs were for are undone).
+    CancelAll,
+    WorkerReady,
+    Sent,
+    Report(Report, f64),
+    /// The result was served (`Ok(seconds)`), or refused; `again`: a deletion arrived meanwhile, so the shard is
+    /// queued again.
+    Applied {
+        shard: u16,
+        result: Result<f64, String>,
+        again: bool,
+    },
+}
+
+impl Retraining {
+    fn next(mut self) -> Self {
+        if self.current.is_none() && !self.queue.is_empty() {
+            let shard = self.queue.remove(0);
+            self.current = Some(Job::new(shard));
+        }
+        self
+    }
+
+    pub fn is_busy(&self, shard: u16) -> bool {
+        self.queue.contains(&shard) || self.current.as_ref().is_some_and(|j| j.shard == shard)
+    }
+}
+
+impl Reducible for Retraining {
+    type Action = RetrainAction;
+
+    fn reduce(self: Rc<Self>, action: RetrainAction) -> Rc<Self> {
+        let mut next = (*self).clone();
+        match action {
+            RetrainAction::Enqueue(shard) => {
+                if next.is_busy(shard) {
+                    return self;
+                }
+                next.queue.push(shard);
+                next.error = None;
+            }
+            RetrainAction::Cancel(shard) => {
+                next.queue.retain(|&s| s != shard);
+                if next.current.as_ref().is_some_and(|j| j.shard == shard) {
+                    next.current = None;
+                    next.ready = false;
+                    next.stops += 1;
+                }
+            }
+            RetrainAction::CancelAll => {
+                next.queue.clear();
+                if next.current.take().is_some() {
+                    next.ready = false;
+                    next.stops += 1;
+                }
+            }
+            RetrainAction::WorkerReady => next.ready = true,
+            RetrainAction::Sent => {
+                if let Some(job) = next.current.as_mut() {
+                    job.sent = true;
+                }
+                next.ready = false;
+            }
+            RetrainAction::Report(report, now) => {
+                let Some(job) = next.current.as_mut() else { return self };
+                match report {
+                    Report::Ready => next.ready = true,
+                    Report::Started { shard, nodes, total, samples } if shard == job.shard => {
+                        (job.nodes, job.total, job.samples, job.started, job.now) =
+                            (nodes, total, samples, Some(now), now);
+                    }
+                    Report::Progress { shard, samples, nodes_done } if shard == job.shard => {
+                        if nodes_done > 0 && job.first_node.is_none() {
+                            job.first_node = Some(now);
+                        }
+                        (job.trained, job.nodes_done, job.now) = (samples, nodes_done, now);
+                    }
+                    Report::Failed { shard, error } if shard == job.shard => {
+                        next.error = Some(format!("retraining shard {shard} failed: {error}"));
+                        next.current = None;
+                        next.ready = true;
+                    }
+                    // `Done` is applied by the effect, which then reports `Applied`.
+                    _ => return self,
+                }
+            }
+            RetrainAction::Applied { shard, result, again } => {
+                if next.current.as_ref().is_some_and(|j| j.shard == shard) {
+                    next.current = None;
+                    next.ready = true;
+                }
+                match result {
+                    Ok(seconds) => {
+                        next.finished.retain(|f| f.shard != shard);
+                        let nodes = self.current.as_ref().map_or(0, |j| j.nodes);
+                        next.finished.push(Finished { shard, nodes, seconds });
+                    }
+                    Err(e) if again => {
+                        next.error = Some(format!("shard {shard}: {e}; retraining it again"));
+                        if !next.queue.contains(&shard) {
+                            next.queue.insert(0, shard);
+                        }
+                    }
+                    Err(e) => next.error = Some(format!("shard {shard}: the retrained nodes were refused: {e}")),
+                }
+            }
+        }
+        Rc::new(next.next())
+    }
+}
+
+/// Every deleted id of a session: the bundle's ledger and the visitor's.
+pub fn all_deleted(session: &Session) -> Vec<SampleId> {
+    session.state.deleted().cloned().collect()
+}
+
+/// Whether a shard serves less than its full model (offline, or a shortened prefix): what a retrain mends.
+pub fn needs_retrain(state: &State, shard: u16, slices: u16) -> bool {
+    state.served(shard).is_none_or(|s| s.prefix < slices)
+}
+
+/// Serves a finished retrain, if it is still exact: checks the nodes against every deletion known now, swaps
+/// them in while the evaluator is held (nothing memoised from the old nodes survives), then the caller dispatches
+/// the route reducer's retrain event. `Err((why, again))`: refused; `again` when the shard still needs retraining.
+pub async fn apply(
+    loaded: &Loaded,
+    session: impl Fn() -> Rc<Session>,
+    shard: u16,
+    nodes: Vec<s3t::bundle::NodeEntry>,
+    retrained: Vec<usize>,
+    weights: Vec<Vec<u8>>,
+) -> Result<(), (String, bool)> {
+    let mut evaluator = loop {
+        if let Some(e) = loaded.evaluator.borrow_mut().take() {
+            break e;
+        }
+        yield_now().await;
+    };
+    // From here to the dispatch nothing awaits: the session read now is the one the nodes are served in.
+    let now = session();
+    let result = (|| {
+        let guard = Guard::new(loaded.routers.s3t.assignment(), all_deleted(&now));
+        let plan = loaded.plan.shards.get(usize::from(shard)).ok_or((format!("no shard {shard}"), false))?;
+        let again = needs_retrain(&now.state, shard, loaded.plan.slices);
+        accept(&guard, shard, plan, &nodes, &retrained, &weights).map_err(|e| (e, again))?;
+        // A session without retrains serves the bundle's nodes: start from those.
+        let base = if now.retrains.is_empty() {
+            for s in 0..now.state.shards() {
+                evaluator.forget_shard(s);
+            }
+            loaded.original.clone()
+        } else {
+            loaded.model.borrow().clone()
+        };
+        let mut model = (*base).clone();
+        model.replace_shard(shard, nodes, retrained.into_iter().zip(weights).collect()).map_err(|e| (e, false))?;
+        evaluator.forget_shard(shard);
+        *loaded.model.borrow_mut() = Rc::new(model);
+        Ok(())
+    })();
+    *loaded.evaluator.borrow_mut() = Some(evaluator);
+    result
+}
+
+fn now() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+/// Starts the worker and routes its reports: progress to the queue, a finished shard through [`apply`] to the
+/// session (its retrain event) and back to the queue.
+pub fn start_worker(
+    loaded: Rc<Loaded>,
+    session: yew::UseReducerHandle<Session>,
+    retraining: yew::UseReducerHandle<Retraining>,
+    latest: Rc<std::cell::RefCell<Rc<Session>>>,
+) -> Result<web_sys::Worker, String> {
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::prelude::Closure;
+
+    let worker = web_sys::Worker::new(WORKER_URL).map_err(|e| format!("the retraining worker did not start: {e:?}"))?;
+    let on_message = {
+        let retraining = retraining.clone();
+        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
+            let parts: js_sys::Array = event.data().unchecked_into();
+            let Some(report) = parts.get(0).as_string().and_then(|t| serde_json::from_str::<Report>(&t).ok()) else {
+                return;
+            };
+            match report {
+                Report::Ready => retraining.dispatch(RetrainAction::WorkerReady),
+                Report::Done { shard, nodes, retrained, seconds } => {
+                    let weights: Vec<Vec<u8>> =
+                        (1..parts.length()).map(|i| js_sys::Uint8Array::new(&parts.get(i)).to_vec()).collect();
+                    let (loaded, session, retraining, latest) =
+                        (loaded.clone(), session.clone(), retraining.clone(), latest.clone());
+                    wasm_bindgen_futures::spawn_local(async move {
+                        let nodes = Rc::new(nodes);
+                        let served =
+                            apply(&loaded, || latest.borrow().clone(), shard, (*nodes).clone(), retrained, weights)
+                                .await;
+                        let (result, again) = match served {
+                            Ok(()) => {
+                                session.dispatch(crate::state::SessionAction::Retrained { shard, nodes });
+                                (Ok(seconds), false)
+                            }
+                            Err((why, again)) => (Err(why), again),
+                        };
+                        retraining.dispatch(RetrainAction::Applied { shard, result, again });
+                    });
+                }
+                other => retraining.dispatch(RetrainAction::Report(other, now())),
+            }
+        })
+    };
+    let on_error = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
+        let shard = retraining.current.as_ref().map_or(0, |j| j.shard);
+        let error = format!("the retraining worker stopped: {}", event.message());
+        retraining.dispatch(RetrainAction::Report(Report::Failed { shard, error }, now()));
+    });
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    // The handlers live as long as the worker (one per retrain queue run; a cancelled worker takes its own along).
+    on_message.forget();
+    on_error.forget();
+    Ok(worker)
+}
