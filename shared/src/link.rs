@@ -1,7 +1,8 @@
 //! The web page's saved state: the visitor's deletions as a shareable link (the URL's fragment) and in local
 //! storage, tagged with the bundle they belong to so that a link made with another model is recognised as stale.
 //!
-//! The text is `b=TAG&deleted=ID,ID,…`. Ids are percent-escaped so that a string id holding `,`, `&` or `%` still
+//! The text is `b=TAG&deleted=ID,ID,…`, and `&retrained=SHARD@N,…` when the page retrained shards (shard SHARD
+//! after the first N deletions). Ids are percent-escaped so that a string id holding `,`, `&` or `%` still
 //! reads back; integer ids (the page's) need no escape. The text comes from whoever made the link, so
 //! [`decode`] accepts any input without panicking and bounds its work ([`MAX_TEXT_BYTES`], [`MAX_IDS`]).
 
@@ -14,16 +15,45 @@ pub const MAX_TEXT_BYTES: usize = 16 << 20;
 /// Most ids a saved state may hold.
 pub const MAX_IDS: usize = 1_000_000;
 
+/// A shard the page retrained, after the first `after` of the visitor's deletions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retrain {
+    pub after: usize,
+    pub shard: u16,
+}
+
+/// A saved state: the visitor's deletions in order, and the page's retrains among them (in order).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Saved {
+    pub deleted: Vec<SampleId>,
+    pub retrained: Vec<Retrain>,
+}
+
 /// The saved state of `deleted` (in deletion order) for the bundle tagged `bundle_tag`.
 pub fn encode(bundle_tag: &str, deleted: &[SampleId]) -> String {
-    let ids: Vec<String> = deleted.iter().map(|id| escape(&id.to_string())).collect();
-    format!("b={}&deleted={}", escape(bundle_tag), ids.join(","))
+    encode_saved(bundle_tag, &Saved { deleted: deleted.to_vec(), retrained: Vec::new() })
+}
+
+/// The saved state of deletions and retrains.
+pub fn encode_saved(bundle_tag: &str, saved: &Saved) -> String {
+    let ids: Vec<String> = saved.deleted.iter().map(|id| escape(&id.to_string())).collect();
+    let mut text = format!("b={}&deleted={}", escape(bundle_tag), ids.join(","));
+    if !saved.retrained.is_empty() {
+        let retrains: Vec<String> = saved.retrained.iter().map(|r| format!("{}@{}", r.shard, r.after)).collect();
+        text.push_str(&format!("&retrained={}", retrains.join(",")));
+    }
+    text
 }
 
 /// Parses a saved state (a leading `#` is ignored). `Ok(None)`: nothing saved; `Ok(Some(ids))`: the deleted ids,
 /// each once, in their first order; `Err`: one line saying why the state cannot be used (another bundle's, or not a
 /// saved state at all), for the page to show before it ignores the state.
 pub fn decode(text: &str, bundle_tag: &str) -> Result<Option<Vec<SampleId>>, String> {
+    Ok(decode_saved(text, bundle_tag)?.map(|s| s.deleted))
+}
+
+/// [`decode`] with the retrains: each names a shard and a number of deletions, in order, none after the last.
+pub fn decode_saved(text: &str, bundle_tag: &str) -> Result<Option<Saved>, String> {
     if text.len() > MAX_TEXT_BYTES {
         return Err(format!("it is {} bytes long, more than a saved state can be ({MAX_TEXT_BYTES})", text.len()));
     }
@@ -33,10 +63,12 @@ pub fn decode(text: &str, bundle_tag: &str) -> Result<Option<Vec<SampleId>>, Str
     }
     let mut tag = None;
     let mut deleted = None;
+    let mut retrained = None;
     for part in text.split('&') {
         let slot = match part.split_once('=') {
             Some(("b", v)) => (&mut tag, v),
             Some(("deleted", v)) => (&mut deleted, v),
+            Some(("retrained", v)) => (&mut retrained, v),
             _ => return Err(format!("unrecognised part {:?}", shorten(part))),
         };
         if slot.0.replace(slot.1).is_some() {
@@ -48,21 +80,38 @@ pub fn decode(text: &str, bundle_tag: &str) -> Result<Option<Vec<SampleId>>, Str
         return Err("it was made with another model bundle".into());
     }
     let ids = deleted.unwrap_or("");
-    if ids.is_empty() {
-        return Ok(Some(Vec::new()));
-    }
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for (n, text) in ids.split(',').enumerate() {
-        if n >= MAX_IDS {
-            return Err(format!("it lists more than {MAX_IDS} deleted samples"));
-        }
-        let id = SampleId::parse(&unescape(text)?).map_err(|e| format!("deleted sample {}: {e}", n + 1))?;
-        if seen.insert(id.clone()) {
-            out.push(id);
+    if !ids.is_empty() {
+        for (n, text) in ids.split(',').enumerate() {
+            if n >= MAX_IDS {
+                return Err(format!("it lists more than {MAX_IDS} deleted samples"));
+            }
+            let id = SampleId::parse(&unescape(text)?).map_err(|e| format!("deleted sample {}: {e}", n + 1))?;
+            if seen.insert(id.clone()) {
+                out.push(id);
+            }
         }
     }
-    Ok(Some(out))
+    let mut retrains = Vec::new();
+    for (n, text) in retrained.unwrap_or("").split(',').filter(|t| !t.is_empty()).enumerate() {
+        if n >= MAX_IDS {
+            return Err(format!("it lists more than {MAX_IDS} retrains"));
+        }
+        let bad = || format!("retrain {}: {:?} is not SHARD@DELETIONS", n + 1, shorten(text));
+        let (shard, after) = text.split_once('@').ok_or_else(bad)?;
+        let retrain = Retrain { shard: shard.parse().map_err(|_| bad())?, after: after.parse().map_err(|_| bad())? };
+        if retrain.after > out.len() || retrains.last().is_some_and(|r: &Retrain| r.after > retrain.after) {
+            return Err(format!(
+                "retrain {} is out of order: after {} of {} deletions",
+                n + 1,
+                retrain.after,
+                out.len()
+            ));
+        }
+        retrains.push(retrain);
+    }
+    Ok(Some(Saved { deleted: out, retrained: retrains }))
 }
 
 /// Percent-escapes every byte outside `A-Z a-z 0-9 - . _ ~`.
@@ -129,6 +178,23 @@ mod tests {
         for bad in ["garbage", "b=abc123&b=abc123", "deleted=1", "b=abc123&deleted=1,,2", "b=abc123&deleted=%zz", "b=%"]
         {
             assert!(decode(bad, "abc123").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn retrains_round_trip_in_order() {
+        let saved = Saved {
+            deleted: vec![SampleId::Int(3), SampleId::Int(9), SampleId::Int(4)],
+            retrained: vec![Retrain { shard: 2, after: 2 }, Retrain { shard: 0, after: 3 }],
+        };
+        let text = encode_saved("t", &saved);
+        assert!(text.ends_with("&retrained=2@2,0@3"), "{text}");
+        assert_eq!(decode_saved(&text, "t"), Ok(Some(saved.clone())));
+        assert_eq!(decode(&text, "t"), Ok(Some(saved.deleted)));
+        for bad in
+            ["b=t&deleted=1&retrained=0@2", "b=t&deleted=1,2&retrained=0@2,1@1", "b=t&retrained=x", "b=t&retrained=1@"]
+        {
+            assert!(decode_saved(bad, "t").is_err(), "{bad}");
         }
     }
 

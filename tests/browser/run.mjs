@@ -437,6 +437,7 @@ async function currentAccuracy(page) {
 await test('an offline shard retrains in a worker while the page serves; the result matches trainer retrain', async () => {
   const context = await cpu.newContext({ viewport: { width: 1280, height: 1600 } });
   const page = await context.newPage();
+  page.on('console', (m) => { if (m.text().startsWith('s3t worker timing')) console.log(`  ${m.text()}`); });
   const requested = [];
   page.on('request', (r) => requested.push(r.url()));
   await page.goto(BASE_URL);
@@ -501,6 +502,25 @@ await test('an offline shard retrains in a worker while the page serves; the res
     assert.ok(Math.abs(accuracy - trainer.accuracy) <= 0.001, `bit-identical nodes, page ${accuracy} vs ${trainer.accuracy}`);
   }
   assert.ok(metrics.retrain_longest_task_ms <= 200, `longest main-thread task ${metrics.retrain_longest_task_ms} ms`);
+  // The retrained state persists: a reload serves the stored nodes again (checked, no worker), the same accuracy.
+  assert.match(await page.evaluate(() => location.hash), /&retrained=0@\d+$/);
+  const before = requested.length;
+  await page.reload();
+  await accuracyAfter(page, ids.length + 1);
+  assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'false');
+  const reloaded = await currentAccuracy(page);
+  metrics.retrain_reloaded_accuracy = reloaded;
+  assert.equal(reloaded, accuracy);
+  assert.ok(!requested.slice(before).some((u) => u.includes('s3t-worker')), 'the reload retrained');
+  // A shared link: the receiving page has no stored weights, so it retrains shard 0 itself, to the same model.
+  const linkContext = await cpu.newContext();
+  const linked = await linkContext.newPage();
+  await linked.goto(page.url());
+  await linked.getByTestId('retrained-0').waitFor({ timeout: TIMEOUT * 3 });
+  const linkedAccuracy = await currentAccuracy(linked);
+  metrics.retrain_link_accuracy = linkedAccuracy;
+  assert.equal(linkedAccuracy, accuracy);
+  await linkContext.close();
   // Reset returns to the bundle's own nodes.
   await page.getByTestId('reset').click();
   await accuracyAfter(page, 0);

@@ -447,13 +447,18 @@ fn link_input() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn check_link(bytes: &[u8]) -> Outcome {
-    match s3t::link::decode(&text(bytes), seeds::LINK_TAG) {
+    match s3t::link::decode_saved(&text(bytes), seeds::LINK_TAG) {
         Ok(None) => Ok(true),
-        Ok(Some(ids)) => {
+        Ok(Some(saved)) => {
+            let ids = &saved.deleted;
             let unique: std::collections::HashSet<_> = ids.iter().collect();
             ensure(unique.len() == ids.len(), || "an id twice".into())?;
-            let again = s3t::link::decode(&s3t::link::encode(seeds::LINK_TAG, &ids), seeds::LINK_TAG);
-            ensure(again.as_ref() == Ok(&Some(ids.clone())), || format!("{ids:?} re-encodes to {again:?}"))
+            ensure(saved.retrained.iter().all(|r| r.after <= ids.len()), || {
+                "a retrain after the last deletion".into()
+            })?;
+            ensure(saved.retrained.windows(2).all(|w| w[0].after <= w[1].after), || "retrains out of order".into())?;
+            let again = s3t::link::decode_saved(&s3t::link::encode_saved(seeds::LINK_TAG, &saved), seeds::LINK_TAG);
+            ensure(again.as_ref() == Ok(&Some(saved.clone())), || format!("{saved:?} re-encodes to {again:?}"))
         }
         // `decode` is given no source name: the page prefixes its own.
         Err(e) => rejection(&e, &[]),

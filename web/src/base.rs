@@ -4,8 +4,11 @@
 
 use std::collections::HashSet;
 
+use s3t::bundle::guard::Guard;
 use s3t::ledger::Recovery;
 use s3t::{Action, Ledger, Router, SampleId, State};
+
+use crate::state::Retrain;
 
 /// The routing states after the bundle's ledger.
 pub struct Base {
@@ -41,10 +44,34 @@ impl Base {
         Ok(Self { actions, state, sisa, deleted, note })
     }
 
-    /// The S3T and SISA states after the base and then the visitor's `ids` (each a deletion).
-    pub fn with(&self, s3t: &Router, sisa: &Router, ids: &[SampleId]) -> Result<(State, State), String> {
+    /// The S3T and SISA states after the base and then the visitor's `ids` (each a deletion), with the page's
+    /// `retrains` in their places. Each retrain's nodes must have been trained without every sample deleted at
+    /// that point (the guard), or the state is refused.
+    pub fn with(
+        &self,
+        s3t: &Router,
+        sisa: &Router,
+        ids: &[SampleId],
+        retrains: &[Retrain],
+    ) -> Result<(State, State), String> {
+        let mut state = self.state.clone();
+        let mut pending = retrains.iter().peekable();
+        for n in 0..=ids.len() {
+            while let Some(r) = pending.next_if(|r| r.after == n) {
+                let guard = Guard::new(s3t.assignment(), state.deleted().cloned());
+                if let Some(stale) = r.nodes.iter().find_map(|e| guard.check_node(e).err()) {
+                    return Err(format!("the retrain of shard {} after {n} deletions: {stale}", r.shard));
+                }
+                s3t.apply_in_place(&mut state, &Action::Retrained { shard: r.shard }).map_err(|e| e.to_string())?;
+            }
+            if let Some(id) = ids.get(n) {
+                s3t.apply_in_place(&mut state, &Action::Delete(id.clone())).map_err(|e| e.to_string())?;
+            }
+        }
+        if let Some(r) = pending.next() {
+            return Err(format!("a retrain after {} deletions, but there are {}", r.after, ids.len()));
+        }
         let visitor: Vec<Action> = ids.iter().cloned().map(Action::Delete).collect();
-        let state = s3t.replay(self.actions.iter().chain(&visitor)).map_err(|e| e.to_string())?;
         let sisa = sisa.replay(deletions(&self.actions).chain(&visitor)).map_err(|e| e.to_string())?;
         Ok((state, sisa))
     }

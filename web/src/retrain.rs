@@ -18,8 +18,9 @@ use crate::state::Session;
 
 /// The worker's loader script (trunk names it after the worker crate, without a content hash).
 pub const WORKER_URL: &str = "./s3t-worker_loader.js";
-/// Nodes of one depth the worker trains as one batched computation.
-pub const BATCH_NODES: usize = 16;
+/// Nodes of one depth the worker trains as one batched computation: one, so the first node arrives as soon as
+/// it can (on the CPU batching saves nothing, and a node's weights do not depend on it).
+pub const BATCH_NODES: usize = 1;
 
 /// A retrain under way.
 #[derive(Clone, Debug, PartialEq)]
@@ -220,9 +221,8 @@ pub async fn apply(
     loaded: &Loaded,
     session: impl Fn() -> Rc<Session>,
     shard: u16,
-    nodes: Vec<s3t::bundle::NodeEntry>,
-    retrained: Vec<usize>,
-    weights: Vec<Vec<u8>>,
+    nodes: &[s3t::bundle::NodeEntry],
+    weights: &[(usize, Vec<u8>)],
 ) -> Result<(), (String, bool)> {
     let mut evaluator = loop {
         if let Some(e) = loaded.evaluator.borrow_mut().take() {
@@ -236,7 +236,8 @@ pub async fn apply(
         let guard = Guard::new(loaded.routers.s3t.assignment(), all_deleted(&now));
         let plan = loaded.plan.shards.get(usize::from(shard)).ok_or((format!("no shard {shard}"), false))?;
         let again = needs_retrain(&now.state, shard, loaded.plan.slices);
-        accept(&guard, shard, plan, &nodes, &retrained, &weights).map_err(|e| (e, again))?;
+        let (ids, bytes): (Vec<usize>, Vec<Vec<u8>>) = weights.iter().cloned().unzip();
+        accept(&guard, shard, plan, nodes, &ids, &bytes).map_err(|e| (e, again))?;
         // A session without retrains serves the bundle's nodes: start from those.
         let base = if now.retrains.is_empty() {
             for s in 0..now.state.shards() {
@@ -247,7 +248,7 @@ pub async fn apply(
             loaded.model.borrow().clone()
         };
         let mut model = (*base).clone();
-        model.replace_shard(shard, nodes, retrained.into_iter().zip(weights).collect()).map_err(|e| (e, false))?;
+        model.replace_shard(&loaded.original, shard, nodes.to_vec(), weights.to_vec()).map_err(|e| (e, false))?;
         evaluator.forget_shard(shard);
         *loaded.model.borrow_mut() = Rc::new(model);
         Ok(())
@@ -282,18 +283,24 @@ pub fn start_worker(
             match report {
                 Report::Ready => retraining.dispatch(RetrainAction::WorkerReady),
                 Report::Done { shard, nodes, retrained, seconds } => {
-                    let weights: Vec<Vec<u8>> =
-                        (1..parts.length()).map(|i| js_sys::Uint8Array::new(&parts.get(i)).to_vec()).collect();
+                    let weights: Vec<(usize, Vec<u8>)> = retrained
+                        .iter()
+                        .zip(1..parts.length())
+                        .map(|(&id, i)| (id, js_sys::Uint8Array::new(&parts.get(i)).to_vec()))
+                        .collect();
+                    if weights.len() != retrained.len() {
+                        let error = format!("{} weight files for {} retrained nodes", weights.len(), retrained.len());
+                        retraining.dispatch(RetrainAction::Report(Report::Failed { shard, error }, now()));
+                        return;
+                    }
                     let (loaded, session, retraining, latest) =
                         (loaded.clone(), session.clone(), retraining.clone(), latest.clone());
                     wasm_bindgen_futures::spawn_local(async move {
-                        let nodes = Rc::new(nodes);
-                        let served =
-                            apply(&loaded, || latest.borrow().clone(), shard, (*nodes).clone(), retrained, weights)
-                                .await;
+                        let served = apply(&loaded, || latest.borrow().clone(), shard, &nodes, &weights).await;
                         let (result, again) = match served {
                             Ok(()) => {
-                                session.dispatch(crate::state::SessionAction::Retrained { shard, nodes });
+                                let (nodes, weights) = (Rc::new(nodes), Rc::new(weights));
+                                session.dispatch(crate::state::SessionAction::Retrained { shard, nodes, weights });
                                 (Ok(seconds), false)
                             }
                             Err((why, again)) => (Err(why), again),

@@ -136,9 +136,13 @@ pub fn session_view(props: &Props) -> Html {
     let failure = use_state(|| None::<String>);
     let bundle_tag: String = loaded.original.manifest.backbone.weights.sha256.chars().take(12).collect();
 
-    // Restore from the URL, else from local storage (once).
+    let retraining = use_reducer(Retraining::default);
+    // Restore from the URL, else from local storage (once). Retrains kept with this very state are served again
+    // (checked like a fresh retrain); those a link only names are retrained here.
     {
         let session = session.clone();
+        let retraining = retraining.clone();
+        let loaded = loaded.clone();
         let tag = bundle_tag.clone();
         use_effect_with((), move |_| {
             let url = persist::url_state();
@@ -147,20 +151,50 @@ pub fn session_view(props: &Props) -> Html {
             } else {
                 (url, "link")
             };
-            match s3t::link::decode(&text, &tag) {
-                Ok(Some(ids)) => session.dispatch(SessionAction::Restore { ids, source }),
+            match s3t::link::decode_saved(&text, &tag) {
+                Ok(Some(saved)) => {
+                    let stored = persist::stored_retrains(&text);
+                    let named: Vec<(usize, u16)> = saved.retrained.iter().map(|r| (r.after, r.shard)).collect();
+                    let kept: Vec<(usize, u16)> = stored.iter().map(|r| (r.after, r.shard)).collect();
+                    let retrains = if !named.is_empty() && named == kept && serve_stored(&loaded, &stored).is_ok() {
+                        stored
+                    } else {
+                        Vec::new()
+                    };
+                    let to_retrain: Vec<u16> = if retrains.is_empty() {
+                        let mut shards: Vec<u16> = named.iter().map(|&(_, s)| s).collect();
+                        shards.dedup();
+                        shards
+                    } else {
+                        Vec::new()
+                    };
+                    session.dispatch(SessionAction::Restore { ids: saved.deleted, retrains, source });
+                    for shard in to_retrain {
+                        retraining.dispatch(RetrainAction::Enqueue(shard));
+                    }
+                }
                 Ok(None) => {}
                 Err(why) => session.dispatch(SessionAction::Ignore { why, source }),
             }
         });
     }
-    // Save the visitor's changes (only theirs: see `Session::revision`).
+    // Save the visitor's changes (only theirs: see `Session::revision`), the retrains' weights with them.
     {
         let tag = bundle_tag.clone();
-        let deleted = session.deleted.clone();
+        let current = session.clone();
         use_effect_with(session.revision, move |&revision| {
             if revision > 0 {
-                persist::save(&s3t::link::encode(&tag, &deleted));
+                let saved = s3t::link::Saved {
+                    deleted: current.deleted.clone(),
+                    retrained: current
+                        .retrains
+                        .iter()
+                        .map(|r| s3t::link::Retrain { after: r.after, shard: r.shard })
+                        .collect(),
+                };
+                let link = s3t::link::encode_saved(&tag, &saved);
+                persist::save(&link);
+                persist::save_retrains(&link, &current.retrains);
             }
         });
     }
@@ -195,7 +229,6 @@ pub fn session_view(props: &Props) -> Html {
         let session = session.clone();
         Callback::from(move |id: s3t::SampleId| session.dispatch(SessionAction::Delete(id)))
     };
-    let retraining = use_reducer(Retraining::default);
     let worker = use_mut_ref(|| None::<web_sys::Worker>);
     // The session as last rendered, for the worker's messages (their handler outlives a render).
     let latest = use_mut_ref(|| Rc::new((*session).clone()));
@@ -321,7 +354,7 @@ pub fn session_view(props: &Props) -> Html {
                 </div>
                 <Capacity expected={capacity} />
             </section>
-            <Chart history={(*history).clone()} sisa={loaded.original.has_sisa()} retrains={session.retrains.clone()} />
+            <Chart history={(*history).clone()} sisa={loaded.original.has_sisa()} retrains={session.retrains.iter().map(|r| (r.after, r.shard)).collect::<Vec<_>>()} />
             <section class="shards">
                 { for (0..state.shards()).map(|shard| html! {
                     <ShardPanel shard={shard} sequences={loaded.plan.shards.get(usize::from(shard)).map(|p| p.sequences.clone()).unwrap_or_default()}
@@ -416,4 +449,30 @@ fn served_digests(loaded: &Loaded, shard: u16) -> (String, String) {
         .collect::<Vec<_>>()
         .join(",");
     (weights, lineage)
+}
+
+/// Serves stored retrains at startup (before the first evaluation): each shard's nodes of its last retrain, their
+/// bytes checked against their entries. Their lineage is checked by the session's restore, at their place among
+/// the deletions; a refused one leaves the bundle's own nodes in place.
+fn serve_stored(loaded: &Loaded, stored: &[crate::state::Retrain]) -> Result<(), String> {
+    let Some(mut evaluator) = loaded.evaluator.borrow_mut().take() else {
+        return Err("the evaluator is busy".into());
+    };
+    let result = (|| {
+        let mut model = (*loaded.original).clone();
+        for r in stored {
+            for (id, bytes) in r.weights.iter() {
+                let entry = r.nodes.get(*id).ok_or_else(|| format!("shard {}: no node {id}", r.shard))?;
+                s3t::bundle::manifest::verify_bytes(&entry.weights, bytes)?;
+            }
+            model.replace_shard(&loaded.original, r.shard, (*r.nodes).clone(), (*r.weights).clone())?;
+        }
+        for shard in 0..loaded.plan.shards.len() as u16 {
+            evaluator.forget_shard(shard);
+        }
+        *loaded.model.borrow_mut() = Rc::new(model);
+        Ok(())
+    })();
+    *loaded.evaluator.borrow_mut() = Some(evaluator);
+    result
 }

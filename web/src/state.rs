@@ -21,15 +21,24 @@ pub struct Session {
     pub deleted: Vec<SampleId>,
     pub events: Vec<Event>,
     pub note: Option<String>,
-    /// The shards the page retrained, each with the number of the visitor's deletions at that moment (the chart
-    /// marks them). Not saved: a restored link replays the deletions, and its offline shards say they need
-    /// retraining.
-    pub retrains: Vec<(usize, u16)>,
+    /// The shards the page retrained, in order, each after `after` of the visitor's deletions (the chart marks
+    /// them; local storage keeps their weights, a link names them).
+    pub retrains: Vec<Retrain>,
     /// Counts every change of the routing state (what is evaluated); a retrain changes it but not `deleted`.
     pub changes: u64,
     /// Counts the changes to `deleted` that are to be saved (a deletion, a reset, a restored link). It stays 0 until
     /// one happens, so a page that ignored a stale or invalid link never overwrites the saved state.
     pub revision: u64,
+}
+
+/// A retrain the page served: its place among the visitor's deletions, the shard's new nodes and the weights of
+/// those that were retrained (by node id).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Retrain {
+    pub after: usize,
+    pub shard: u16,
+    pub nodes: Rc<Vec<NodeEntry>>,
+    pub weights: Rc<Vec<(usize, Vec<u8>)>>,
 }
 
 /// What a session never changes: both routers and the ledger's base state; compared by identity.
@@ -54,10 +63,13 @@ pub enum SessionAction {
     Retrained {
         shard: u16,
         nodes: Rc<Vec<NodeEntry>>,
+        weights: Rc<Vec<(usize, Vec<u8>)>>,
     },
     /// Replays a stored list of deletions (from the URL or local storage); an invalid list is ignored with a note.
     Restore {
         ids: Vec<SampleId>,
+        /// The page's retrains among them, with their weights (from local storage; the model serves them already).
+        retrains: Vec<Retrain>,
         source: &'static str,
     },
     /// A stored state that could not even be read: shown as a note, the state is unchanged.
@@ -84,12 +96,18 @@ impl Session {
 }
 
 impl Session {
-    fn retrained(self: Rc<Self>, shard: u16) -> Rc<Self> {
+    fn retrained(
+        self: Rc<Self>,
+        shard: u16,
+        nodes: Rc<Vec<NodeEntry>>,
+        weights: Rc<Vec<(usize, Vec<u8>)>>,
+    ) -> Rc<Self> {
         match self.fixed.s3t.apply(&self.state, &Action::Retrained { shard }) {
             Ok((state, events)) => {
                 let mut retrains = self.retrains.clone();
-                retrains.push((self.deleted.len(), shard));
-                Rc::new(Session { state, events, retrains, changes: self.changes + 1, ..(*self).clone() })
+                retrains.push(Retrain { after: self.deleted.len(), shard, nodes, weights });
+                let (changes, revision) = (self.changes + 1, self.revision + 1);
+                Rc::new(Session { state, events, retrains, changes, revision, ..(*self).clone() })
             }
             Err(e) => Rc::new(Session { note: Some(e.to_string()), events: Vec::new(), ..(*self).clone() }),
         }
@@ -133,11 +151,11 @@ impl Reducible for Session {
                 let mut fresh = Session::new(fixed.clone());
                 // Resetting nothing changes nothing: no save (it could overwrite a state a rejected link left alone).
                 let changed = !self.deleted.is_empty() || !self.retrains.is_empty();
-                fresh.revision = self.revision + u64::from(!self.deleted.is_empty());
+                fresh.revision = self.revision + u64::from(changed);
                 fresh.changes = self.changes + u64::from(changed);
                 Rc::new(fresh)
             }
-            SessionAction::Retrained { shard, nodes } => {
+            SessionAction::Retrained { shard, nodes, weights } => {
                 // The last word on exactness: the new nodes must have been trained without every sample this
                 // state has deleted (one deleted while the worker ran makes them stale; they are then not served).
                 let guard = Guard::new(fixed.s3t.assignment(), self.state.deleted().cloned());
@@ -145,23 +163,28 @@ impl Reducible for Session {
                     let note = format!("the retrained shard {shard} was not served: {stale}");
                     return Rc::new(Session { note: Some(note), events: Vec::new(), ..(*self).clone() });
                 }
-                self.retrained(shard)
+                self.retrained(shard, nodes, weights)
             }
             SessionAction::Ignore { why, source } => Rc::new(Session {
                 note: Some(format!("the saved state in the {source} was ignored: {why}")),
                 ..(*self).clone()
             }),
-            SessionAction::Restore { ids, source } => {
-                // The ledger's ids in a link are simply deleted already.
-                let ids: Vec<SampleId> = ids.into_iter().filter(|id| !fixed.base.deleted.contains(id)).collect();
-                match fixed.base.with(&fixed.s3t, &fixed.sisa, &ids) {
+            SessionAction::Restore { ids, retrains, source } => {
+                // The ledger's ids in a link are simply deleted already (a retrain keeps its place among the rest).
+                let fresh = |id: &SampleId| !fixed.base.deleted.contains(id);
+                let mut retrains = retrains;
+                for r in &mut retrains {
+                    r.after = ids.iter().take(r.after).filter(|id| fresh(id)).count();
+                }
+                let ids: Vec<SampleId> = ids.into_iter().filter(|id| fresh(id)).collect();
+                match fixed.base.with(&fixed.s3t, &fixed.sisa, &ids, &retrains) {
                     Ok((state, sisa)) => Rc::new(Session {
                         state,
                         sisa,
                         deleted: ids,
                         events: Vec::new(),
                         note: None,
-                        retrains: Vec::new(),
+                        retrains,
                         changes: self.changes + 1,
                         revision: self.revision + 1,
                         fixed: fixed.clone(),

@@ -146,7 +146,7 @@ pub fn grid(props: &GridProps) -> Html {
                 <span data-testid="page">{ format!(" page {} / {} ({} samples) ", current + 1, pages, matching.len()) }</span>
                 <button onclick={go((current + 1).min(pages - 1))} disabled={current + 1 >= pages} data-testid="page-next">{ "▶" }</button>
             </div>
-            <div class="samples" role="list">
+            <ul class="samples">
                 { for matching.iter().skip(current * PAGE).take(PAGE).map(|&i| {
                     let id = SampleId::Int(i as u64);
                     let gone = if ledger.contains(&id) {
@@ -173,7 +173,7 @@ pub fn grid(props: &GridProps) -> Html {
                         Callback::from(move |_| cb.emit(id.clone()))
                     };
                     html! {
-                        <button role="listitem" class={classes!("sample", gone.map(|_| "deleted"))} aria-label={label.clone()} title={label}
+                        <li><button class={classes!("sample", gone.map(|_| "deleted"))} aria-label={label.clone()} title={label}
                             disabled={gone.is_some()} onclick={on_click} data-testid={format!("sample-{i}")}
                             data-deleted={gone.unwrap_or("")}>
                             if gone.is_some() {
@@ -181,10 +181,10 @@ pub fn grid(props: &GridProps) -> Html {
                             } else {
                                 <Thumb pixels={Rc::new(data.image(i).to_vec())} side={data.rows} />
                             }
-                        </button>
+                        </button></li>
                     }
                 }) }
-            </div>
+            </ul>
         </section>
     }
 }

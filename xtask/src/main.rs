@@ -100,6 +100,8 @@ fn test(extra: &[String]) -> Result<(), String> {
                 "s3t",
                 "-p",
                 "s3t-web",
+                "-p",
+                "s3t-worker",
                 "--target",
                 tools::WASM_TARGET,
                 "--profile",

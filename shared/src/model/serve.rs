@@ -83,21 +83,22 @@ impl Model {
         &self.manifest.model
     }
 
-    /// Serves a retrained shard: its new node entries and the weights of those whose entry changed (`weights` by
-    /// node id; the others keep theirs). The caller has checked the entries against the deletions
-    /// ([`crate::bundle::retrain::accept`]).
+    /// Serves a retrained shard: its new node entries and the weights of the retrained ones (`weights` by node id);
+    /// the others are `bundle`'s (the model the retrain started from) and must be its entries unchanged. The caller
+    /// has checked the entries against the deletions ([`crate::bundle::retrain::accept`]).
     pub fn replace_shard(
         &mut self,
+        bundle: &Model,
         shard: u16,
         entries: Vec<crate::bundle::NodeEntry>,
         weights: Vec<(usize, Vec<u8>)>,
     ) -> Result<(), String> {
         let s = usize::from(shard);
-        let (Some(nodes), Some(old)) = (self.nodes.get(s), self.manifest.nodes.get(s)) else {
+        let (Some(nodes), Some(old)) = (bundle.nodes.get(s), bundle.manifest.nodes.get(s)) else {
             return Err(format!("the bundle has no shard {shard}"));
         };
         let mut loaded = nodes.clone();
-        if entries.len() != loaded.len() || entries.len() != old.len() {
+        if entries.len() != loaded.len() || entries.len() != old.len() || s >= self.nodes.len() {
             return Err(format!("shard {shard}: {} nodes, the plan has {}", entries.len(), loaded.len()));
         }
         let mut fresh = vec![false; entries.len()];

@@ -245,5 +245,13 @@ pub fn links() -> Vec<Vec<u8>> {
         format!("#{}", s3t::link::encode(LINK_TAG, &ids)).into_bytes(),
         s3t::link::encode(LINK_TAG, &ids[..2]).into_bytes(),
         s3t::link::encode(LINK_TAG, &[]).into_bytes(),
+        s3t::link::encode_saved(
+            LINK_TAG,
+            &s3t::link::Saved {
+                deleted: ids.to_vec(),
+                retrained: vec![s3t::link::Retrain { shard: 1, after: 2 }, s3t::link::Retrain { shard: 0, after: 4 }],
+            },
+        )
+        .into_bytes(),
     ]
 }

@@ -29,6 +29,11 @@ fn now() -> f64 {
     scope().performance().map_or(0.0, |p| p.now())
 }
 
+/// Logs how long a phase took (the browser tests print the worker's console).
+fn timing(what: &str, since: f64) {
+    web_sys::console::log_1(&format!("s3t worker timing: {what} {:.0} ms", now() - since).into());
+}
+
 /// Posts a report, followed by `weights` (one byte array each) in the same message.
 fn post(report: &Report, weights: &[Vec<u8>]) {
     let message = Array::new();
@@ -144,8 +149,11 @@ async fn run(request: &Request) -> Result<(), String> {
     }
     let empty = Dataset { pixels: Vec::new(), labels: Vec::new(), ..validation.clone() };
     let data = Splits { public: empty.clone(), deletable, validation, test: empty };
+    timing("fetch and verify", started);
+    let t = now();
     let features = Features::new(&config, &pretrained.backbone, &data.deletable, &device);
     let validation_features = Features::new(&config, &pretrained.backbone, &data.validation, &device);
+    timing("backbone features", t);
 
     let stale: Vec<&s3t::Node> =
         plan.shards[usize::from(shard)].nodes.iter().filter(|n| reuse.get(n.id).is_none_or(Option::is_none)).collect();
@@ -188,7 +196,10 @@ async fn run(request: &Request) -> Result<(), String> {
                 post(&Report::Progress { shard, samples: trained, nodes_done }, &[]);
             }
         }
-        BuildEvent::Done { reused, .. } => {
+        BuildEvent::Done { reused, label, .. } => {
+            if !reused {
+                timing(&format!("{label} done, since the request"), started);
+            }
             nodes_done += usize::from(!reused);
             post(&Report::Progress { shard, samples: trained, nodes_done }, &[]);
         }
