@@ -111,3 +111,58 @@ export async function serveBundle(context, dir) {
   });
   return { requested, missing };
 }
+
+/// Ids on the grid of `shard` (filtered), one for each of its slices, read from the samples' labels.
+export async function onePerSlice(page, shard, slices) {
+  await page.getByTestId('filter-shard').selectOption(String(shard));
+  const labels = await page.$$eval('[data-testid^="sample-"]', (els) => els.map((e) => e.getAttribute('aria-label')));
+  const bySlice = new Map();
+  const assert = (ok, what) => { if (!ok) throw new Error(what); };
+  for (const label of labels) {
+    const m = label.match(/^sample (\d+), .*, shard (\d+), slice (\d+)$/);
+    if (m && Number(m[2]) === shard && !bySlice.has(m[3])) bySlice.set(m[3], Number(m[1]));
+  }
+  await page.getByTestId('filter-shard').selectOption('');
+  assert(bySlice.size === slices, `shard ${shard}: slices on the first page ${[...bySlice.keys()]}`);
+  return [...bySlice.values()];
+}
+
+/// Waits until the accuracy shown is the one of the session's current state (a retrain changes it, not the
+/// deletion count).
+export async function currentAccuracy(page) {
+  await page.waitForFunction(() => {
+    const a = document.querySelector('[data-testid="accuracy"]');
+    const live = document.querySelector('[data-testid="live-shards"]');
+    return a && live && a.dataset.changes === live.dataset.changes && a.dataset.value !== '';
+  }, null, { timeout: TIMEOUT });
+  return Number(await page.getByTestId('accuracy').getAttribute('data-value'));
+}
+
+/// Starts collecting the long tasks from now on (those during a retrain) in `window.__retrainTasks`.
+export async function watchRetrainTasks(page) {
+  await page.evaluate(() => {
+    window.__retrainTasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__retrainTasks.push(Math.round(e.duration));
+    }).observe({ type: 'longtask' });
+  });
+}
+
+/// Retrains shard `shard` from its button: the time to the first retrained node and to the retrained shard (ms),
+/// and the longest main-thread task meanwhile.
+export async function timeRetrain(page, shard) {
+  await watchRetrainTasks(page);
+  const started = Date.now();
+  await page.getByTestId(`retrain-button-${shard}`).click();
+  await page.waitForFunction((s) => {
+    const p = document.querySelector(`[data-testid="retrain-progress-${s}"]`);
+    return p && Number(p.dataset.nodesDone) > 0;
+  }, shard, { timeout: TIMEOUT * 5 });
+  const firstNode = Date.now() - started;
+  await page.getByTestId(`retrained-${shard}`).waitFor({ timeout: TIMEOUT * 10 });
+  return {
+    first_node_ms: firstNode,
+    shard_ms: Date.now() - started,
+    longest_task_ms: await page.evaluate(() => Math.max(0, ...window.__retrainTasks)),
+  };
+}

@@ -6,8 +6,8 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  accuracyAfter, clickToAccuracy, launch, longestTask, recordBodies, serveBundle, settled, TIMEOUT, transferred,
-  watchClicks, watchLongTasks,
+  accuracyAfter, clickToAccuracy, currentAccuracy, launch, longestTask, onePerSlice, recordBodies, serveBundle,
+  settled, TIMEOUT, transferred, watchClicks, watchLongTasks, watchRetrainTasks,
 } from './page.mjs';
 import { audit } from './audit.mjs';
 
@@ -409,31 +409,6 @@ await test('without WebGPU the CPU backend runs and still works, also through qu
   await context.close();
 });
 
-/// Ids on the grid of `shard` (filtered), one for each of its slices, read from the samples' labels.
-async function onePerSlice(page, shard) {
-  await page.getByTestId('filter-shard').selectOption(String(shard));
-  const labels = await page.$$eval('[data-testid^="sample-"]', (els) => els.map((e) => e.getAttribute('aria-label')));
-  const bySlice = new Map();
-  for (const label of labels) {
-    const m = label.match(/^sample (\d+), .*, shard (\d+), slice (\d+)$/);
-    if (m && Number(m[2]) === shard && !bySlice.has(m[3])) bySlice.set(m[3], Number(m[1]));
-  }
-  await page.getByTestId('filter-shard').selectOption('');
-  assert.equal(bySlice.size, slices, `shard ${shard}: slices on the first page ${[...bySlice.keys()]}`);
-  return [...bySlice.values()];
-}
-
-/// Waits until the accuracy shown is the one of the session's current state (a retrain changes it, not the
-/// deletion count).
-async function currentAccuracy(page) {
-  await page.waitForFunction(() => {
-    const a = document.querySelector('[data-testid="accuracy"]');
-    const live = document.querySelector('[data-testid="live-shards"]');
-    return a && live && a.dataset.changes === live.dataset.changes && a.dataset.value !== '';
-  }, null, { timeout: TIMEOUT });
-  return Number(await page.getByTestId('accuracy').getAttribute('data-value'));
-}
-
 await test('an offline shard retrains in a worker while the page serves; the result matches trainer retrain', async () => {
   const context = await cpu.newContext({ viewport: { width: 1280, height: 1600 } });
   const page = await context.newPage();
@@ -445,20 +420,14 @@ await test('an offline shard retrains in a worker while the page serves; the res
   await settled(page, 0);
   // The worker's code is not part of the page's first load.
   assert.deepEqual(requested.filter((u) => u.includes('s3t-worker')), []);
-  const ids = await onePerSlice(page, 0);
+  const ids = await onePerSlice(page, 0, slices);
   for (const [n, id] of ids.entries()) {
     await page.getByTestId(`sample-${id}`).click();
     await accuracyAfter(page, n + 1);
   }
   await settled(page, ids.length);
   assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'true');
-  // Long tasks from here on: only those during the retrain.
-  await page.evaluate(() => {
-    window.__retrainTasks = [];
-    new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) window.__retrainTasks.push(Math.round(e.duration));
-    }).observe({ type: 'longtask' });
-  });
+  await watchRetrainTasks(page);
   const t0 = Date.now();
   await page.getByTestId('retrain-button-0').click();
   await page.waitForFunction(() => {
@@ -468,7 +437,7 @@ await test('an offline shard retrains in a worker while the page serves; the res
   metrics.retrain_first_node_ms = Date.now() - t0;
   assert.ok(requested.some((u) => u.includes('s3t-worker')), 'the worker was not loaded');
   // The page keeps serving: a deletion in another shard while the worker trains.
-  const other = (await onePerSlice(page, 1))[0];
+  const other = (await onePerSlice(page, 1, slices))[0];
   const t1 = Date.now();
   await page.getByTestId(`sample-${other}`).click();
   await accuracyAfter(page, ids.length + 1);

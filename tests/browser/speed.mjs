@@ -1,11 +1,12 @@
 // Measures the web app's speed on a served bundle in headless Chromium on the software WebGPU adapter: first
 // accuracy after navigation, a deletion that needs one new prefix node, the same deletion with every node memoised,
-// the longest main-thread task, and the bytes transferred. `cargo xtask demo --measure` runs it on the default demo
-// bundle with BASE_URL and CHROMIUM set; OUT, when set, names a JSON file for the figures.
+// the longest main-thread task, the bytes transferred, and retraining one offline shard in the page's worker.
+// `cargo xtask demo --measure` runs it on the default demo bundle with BASE_URL and CHROMIUM set; OUT, when set,
+// names a JSON file for the figures.
 import { writeFileSync } from 'node:fs';
 import {
-  accuracyAfter, clickToAccuracy, launch, longestTask, recordBodies, settled, transferred, watchClicks,
-  watchLongTasks,
+  accuracyAfter, clickToAccuracy, launch, longestTask, onePerSlice, recordBodies, settled, timeRetrain, transferred,
+  watchClicks, watchLongTasks,
 } from './page.mjs';
 
 const { BASE_URL, CHROMIUM, OUT } = process.env;
@@ -18,7 +19,7 @@ const context = await browser.newContext({ viewport: { width: 1280, height: 1600
 const page = await context.newPage();
 await watchLongTasks(page);
 await watchClicks(page);
-page.on('console', (m) => { if (m.text().startsWith('s3t timing')) console.log(`  ${m.text()}`); });
+page.on('console', (m) => { if (m.text().startsWith('s3t ')) console.log(`  ${m.text()}`); });
 const bodies = recordBodies(page);
 const figures = {};
 
@@ -50,6 +51,22 @@ await accuracyAfter(page, 0);
 await settled(page, 0);
 await timeDeletion(sample, 'memoised');
 figures.longest_task_ms = await longestTask(page);
+
+// Shard 0 offline (one deletion in each of its slices), then retrained in the page's worker.
+await page.getByTestId('reset').click();
+await accuracyAfter(page, 0);
+await settled(page, 0);
+const manifest = await (await fetch(new URL('bundle/manifest.json', BASE_URL))).json();
+const ids = await onePerSlice(page, 0, manifest.partition.slices);
+for (const [n, id] of ids.entries()) {
+  await page.getByTestId(`sample-${id}`).click();
+  await accuracyAfter(page, n + 1);
+}
+await settled(page, ids.length);
+const retrain = await timeRetrain(page, 0);
+figures.retrain_first_node_ms = retrain.first_node_ms;
+figures.retrain_shard_ms = retrain.shard_ms;
+figures.retrain_longest_task_ms = retrain.longest_task_ms;
 await context.close();
 await browser.close();
 Object.assign(figures, transferred(bodies));
@@ -60,6 +77,9 @@ const goals = [
   ['deletion that needs one new node, click to frame', figures.delete_click_to_accuracy_in_page_ms_new_node, 1000, 'ms'],
   ['deletion whose nodes are memoised, click to frame', figures.delete_click_to_accuracy_in_page_ms_memoised, 100, 'ms'],
   ['longest main-thread task', figures.longest_task_ms, 200, 'ms'],
+  ['retraining one offline shard in the worker: first node', figures.retrain_first_node_ms, 10_000, 'ms'],
+  ['retraining one offline shard in the worker: whole shard', figures.retrain_shard_ms, 60_000, 'ms'],
+  ['longest main-thread task during the retrain', figures.retrain_longest_task_ms, 200, 'ms'],
   ['transferred, gzipped', figures.transferred_gzip_bytes, 8_000_000, 'bytes'],
 ];
 console.log(JSON.stringify(figures, null, 2));

@@ -14,9 +14,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use s3t::bundle::guard::Guard;
 use s3t::bundle::manifest::{BackboneEntry, Backend, DataInfo, FORMAT, Manifest, NodeEntry, VERSION, WeightFile};
+use s3t::bundle::retrain::accept;
 use s3t::bundle::store::{read_weights, write_weights};
 use s3t::dataset::{Dataset, Splits};
-use s3t::model::build::{BuildContext, BundleDir, ShardPart, build_shard};
+use s3t::model::build::{BuildContext, BundleDir, MemoryStore, PartStore, ShardPart, build_shard};
 use s3t::model::device::{Selected, cpu};
 use s3t::model::features::{Features, logits_all, to_host};
 use s3t::model::serve::Model;
@@ -241,8 +242,12 @@ impl Fixture {
     }
 
     fn build(&self, dir: &Path, reuse: &[Option<NodeEntry>], deleted: &[u64]) -> ShardPart {
+        self.build_in(&BundleDir(dir), reuse, deleted)
+    }
+
+    fn build_in(&self, store: &dyn PartStore, reuse: &[Option<NodeEntry>], deleted: &[u64]) -> ShardPart {
         let ctx = BuildContext {
-            bundle: &BundleDir(dir),
+            bundle: store,
             config: &self.config,
             train: &self.train,
             seed: SEED,
@@ -632,6 +637,62 @@ fn e6_retrain_after_deletion_equals_training_without_the_sample() {
         let clean = reuse[i].is_some();
         assert_eq!(read(entry) == *before, clean, "node {i} (clean: {clean}) changed iff it saw the deleted sample");
     }
+}
+
+/// The page's retrain (the worker's in-memory store, the reused nodes' bytes put in beforehand) is `trainer
+/// retrain` bit for bit, and what it sends back is accepted exactly when it is still exact: a sample deleted while
+/// it ran, or bytes changed on the way, make the page refuse it.
+#[test]
+fn page_retrain_in_memory_equals_trainer_retrain_and_is_checked_on_arrival() {
+    let _guard = lock();
+    let fx = Fixture::new();
+    let prefixes = fx.prefixes();
+    let slice = prefixes[1][1];
+    let ids: Vec<u64> = fx
+        .assignment
+        .members(Cell { shard: 0, slice })
+        .iter()
+        .map(|id| match id {
+            SampleId::Int(i) => *i,
+            other => panic!("unexpected id {other}"),
+        })
+        .collect();
+    let gone = ids[0];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = fx.build(dir.path(), &[], &[]);
+    let guard = Guard::new(&fx.assignment, [SampleId::Int(gone)]);
+    let reuse = guard.reusable(&original.nodes);
+
+    let trainer = fx.build(dir.path(), &reuse, &[gone]);
+    let memory = MemoryStore::default();
+    for entry in reuse.iter().flatten() {
+        memory.insert(&entry.weights.path, read_weights(dir.path(), &entry.weights).expect("node file"));
+    }
+    let page = fx.build_in(&memory, &reuse, &[gone]);
+    assert_eq!(page.nodes, trainer.nodes, "entries (lineage, seeds, weight checksums) differ from trainer retrain");
+    let retrained: Vec<usize> = page.nodes.iter().filter(|e| reuse[e.id].is_none()).map(|e| e.id).collect();
+    let weights: Vec<Vec<u8>> =
+        retrained.iter().map(|&id| memory.take(&page.nodes[id].weights.path).expect("trained weights")).collect();
+    for (&id, bytes) in retrained.iter().zip(&weights) {
+        assert_eq!(bytes, &read_weights(dir.path(), &trainer.nodes[id].weights).expect("node file"), "node {id}");
+    }
+
+    let plan = &fx.plan.shards[0];
+    accept(&guard, 0, plan, &page.nodes, &retrained, &weights).expect("an exact retrain is accepted");
+    // Another sample of the same slice deleted while the worker ran: the retrained nodes saw it.
+    let later = Guard::new(&fx.assignment, [SampleId::Int(gone), SampleId::Int(ids[1])]);
+    let stale = accept(&later, 0, plan, &page.nodes, &retrained, &weights).expect_err("a stale retrain is served");
+    assert!(stale.contains(&format!("slice {slice}")), "{stale}");
+    // A flipped byte on the way.
+    let mut tampered = weights.clone();
+    tampered[0][40] ^= 1;
+    let bad = accept(&guard, 0, plan, &page.nodes, &retrained, &tampered).expect_err("changed bytes are served");
+    assert!(bad.contains("checksum mismatch"), "{bad}");
+    // Weights missing, or a node of another prefix.
+    assert!(accept(&guard, 0, plan, &page.nodes, &retrained, &weights[1..]).is_err());
+    let mut moved = page.nodes.clone();
+    moved[1].prefix = moved[2].prefix.clone();
+    assert!(accept(&guard, 0, plan, &moved, &retrained, &weights).is_err());
 }
 
 /// The tensors of every node of a built shard.

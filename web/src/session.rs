@@ -10,7 +10,7 @@ use crate::load::{Loaded, Pacer, yield_now};
 use crate::persist;
 use crate::retrain::{self, RetrainAction, Retraining};
 use crate::state::{Fixed, Session, SessionAction};
-use crate::views::{Capacity, Chart, Explanation, Grid, Inspector, ShardPanel, Theory, Tour};
+use crate::views::{Capacity, Chart, Explanation, Grid, Inspector, Probe, ShardPanel, Theory, Tour};
 
 /// One evaluation result, for the display and the accuracy chart.
 #[derive(Clone, PartialEq)]
@@ -364,6 +364,7 @@ pub fn session_view(props: &Props) -> Html {
                     </ShardPanel>
                 }) }
             </section>
+            <Probe loaded={loaded.clone()} state={session.state.clone()} id={session.deleted.last().cloned()} changes={session.changes} />
             <Inspector loaded={loaded.clone()} state={session.state.clone()} version={scores.as_ref().map_or(0, |s| 2 * s.deleted + 1 + usize::from(s.sisa.is_some()))} />
             <Grid loaded={loaded.clone()} deleted={session.deleted.clone()} on_delete={on_delete} />
             <Explanation />

@@ -204,17 +204,21 @@ fn demo(args: &[String]) -> Result<(), String> {
     };
     tools::rust_components()?;
     tools::web_tools()?;
+    // The trainer of the test build (`cargo run -p trainer` would resolve features anew and compile the burn stack
+    // a second time).
+    step("build the trainer", run("cargo", &["test", "--workspace", "--no-run"]))?;
+    let trainer = target_dir().join("debug").join("trainer").to_string_lossy().into_owned();
     let bundle = root().join("web/demo/bundle");
-    if !valid_bundle(run("cargo", &["run", "-q", "-p", "trainer", "--"]), &bundle) {
+    if !valid_bundle(Command::new(&trainer), &bundle) {
         // An older format or a broken build: start again rather than resume it.
         let _ = std::fs::remove_dir_all(&bundle);
         let out = bundle.to_string_lossy().into_owned();
         step(
             "build the default bundle (first time only, a few minutes)",
-            run("cargo", &["run", "-p", "trainer", "--", "build", "--data", "default", "--out", &out, "--resume"]),
+            run(&trainer, &["build", "--data", "default", "--out", &out, "--resume"]),
         )?;
     }
-    web_data(run("cargo", &["run", "-q", "-p", "trainer", "--"]), &bundle)?;
+    web_data(run(&trainer, &[]), &bundle)?;
     step("build the web app", run("trunk", &["build"]))?;
     let server = serve::start(root().join("web/dist"), bundle, port)?;
     if measure {

@@ -146,6 +146,26 @@ impl Model {
         Ok((groups, head.ok_or_else(|| format!("shard {shard}: empty prefix"))?))
     }
 
+    /// Class probabilities [n, classes] of a shard's served component on `data`, with asynchronous read-back and
+    /// `pause` between operations (the page asks it for one sample: a deleted one, under the model that serves now).
+    pub async fn probabilities_async(
+        &self,
+        shard: u16,
+        served: Served,
+        data: &Dataset,
+        pause: impl AsyncFn(),
+    ) -> Result<Vec<f32>, String> {
+        let config = self.config();
+        let backbone = &self.pretrained.backbone;
+        let mut features = Features::embedded_paced(config, backbone, data, &self.device, EVAL_BATCH, &pause).await;
+        features.extend_paced(config, backbone, usize::from(served.prefix), &pause).await;
+        let (groups, head) = self.component(shard, served)?;
+        let logits =
+            logits_all_async(config, backbone, Component { groups: &groups, head }, &features, EVAL_BATCH, &pause)
+                .await?;
+        Ok(softmax_rows(&logits, config.vit.classes))
+    }
+
     /// SISA checkpoint k (1-based) of a shard, when loaded.
     pub fn sisa_checkpoint(&self, shard: u16, checkpoint: u16) -> Result<&SisaParams, String> {
         self.sisa

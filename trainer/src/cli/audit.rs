@@ -169,8 +169,8 @@ fn strict(bundle: &Bundle, guard: &Guard) -> Result<Walk> {
             }
             continue;
         }
-        if rel.starts_with("data/test-") {
-            continue; // the test split is never deletable
+        if rel.starts_with("data/test-") || rel.starts_with("data/validation-") {
+            continue; // the test and validation splits are never deletable
         }
         if rel.ends_with("adapter_config.json") {
             if let Err(e) = crate::cli::export::check_export(&path, &rel, m, guard) {
