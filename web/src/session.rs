@@ -386,8 +386,10 @@ fn retrain_controls(
     let slices = loaded.plan.slices;
     let state = &session.state;
     let assignment = loaded.routers.s3t.assignment();
-    let deleted_here =
-        session.deleted.iter().filter(|id| assignment.cell(id).is_some_and(|c| c.shard == shard)).count();
+    // The visitor's deletions since this shard was last retrained in the page (all of them if never).
+    let since = session.retrains.iter().rev().find(|r| r.shard == shard).map_or(0, |r| r.after);
+    let recent = session.deleted.get(since..).unwrap_or_default();
+    let deleted_here = recent.iter().filter(|id| assignment.cell(id).is_some_and(|c| c.shard == shard)).count();
     let sisa_stale = slices - session.sisa.served(shard).map_or(0, |s| s.prefix);
     let retrain = on_retrain.reform(move |_: MouseEvent| shard);
     let cancel = on_cancel.reform(move |_: MouseEvent| shard);
@@ -428,9 +430,10 @@ fn retrain_controls(
             if deleted_here > 0 {
                 <p class="cost" data-testid={format!("cost-{shard}")}>
                     { format!(
-                        "{deleted_here} of your deletions hit this shard. SISA would have to retrain {sisa_stale} of its {slices} checkpoints; S3T {}",
-                        if state.is_offline(shard) { "served every deletion before this one without retraining".to_owned() }
-                        else { format!("serves on without retraining (prefix {} of {slices})", state.served(shard).map_or(0, |s| s.prefix)) }
+                        "S3T has served {} of your deletions without retraining ({deleted_here} in this shard{}). For the same deletions SISA would retrain {sisa_stale} of this shard's {slices} checkpoints.",
+                        recent.len(),
+                        if state.is_offline(shard) { ", the last of which took it offline".to_owned() }
+                        else { format!("; it serves {} of {slices} groups", state.served(shard).map_or(0, |s| s.prefix)) }
                     ) }
                 </p>
             }
