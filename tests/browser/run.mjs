@@ -398,6 +398,9 @@ await test('without WebGPU the CPU backend runs and still works, also through qu
   metrics.cpu_longest_task_ms = await longestTask(page);
   const { evaluation } = trainerAfter([7]);
   assert.ok(Math.abs(after.value - evaluation.accuracy) <= 0.001, `page ${after.value} vs trainer ${evaluation.accuracy}`);
+  // The deleted sample under the model its shard serves now (never its pixels).
+  await page.getByTestId('probe').waitFor({ timeout: TIMEOUT });
+  assert.match(await page.getByTestId('probe').innerText(), /^Sample 7 .*(gives the true class \d+%|is offline)/);
   // Two deletions in quick succession: the second supersedes the first's evaluation, and the page ends on both.
   await page.getByTestId('sample-8').click();
   await page.getByTestId('sample-9').click();
@@ -495,6 +498,38 @@ await test('an offline shard retrains in a worker while the page serves; the res
   await accuracyAfter(page, 0);
   const reset = await currentAccuracy(page);
   assert.ok(Math.abs(reset - trainerAfter([]).evaluation.accuracy) <= 0.001, `after reset ${reset}`);
+  await context.close();
+});
+
+
+await test('retrains queue one after another and cancel, the shard then still offline', async () => {
+  const context = await cpu.newContext({ viewport: { width: 1280, height: 1600 } });
+  const page = await context.newPage();
+  await page.goto(BASE_URL);
+  await accuracyAfter(page, 0);
+  const ids = await onePerSlice(page, 0, slices);
+  for (const [n, id] of ids.entries()) {
+    await page.getByTestId(`sample-${id}`).click();
+    await accuracyAfter(page, n + 1);
+  }
+  await page.getByTestId(`sample-${(await onePerSlice(page, 1, slices))[0]}`).click();
+  await accuracyAfter(page, ids.length + 1);
+  assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'true');
+  // Shard 1 serves a shortened prefix: it may be retrained to full depth on demand, queued behind shard 0.
+  await page.getByTestId('retrain-button-0').click();
+  await page.getByTestId('retrain-button-1').click();
+  await page.getByTestId('retrain-progress-0').waitFor({ timeout: TIMEOUT });
+  assert.match(await page.getByTestId('retrain-1').innerText(), /queued/);
+  await page.getByTestId('retrain-cancel-1').click();
+  await page.getByTestId('retrain-button-1').waitFor({ timeout: TIMEOUT });
+  await page.getByTestId('retrain-cancel-0').click();
+  await page.getByTestId('retrain-button-0').waitFor({ timeout: TIMEOUT });
+  assert.equal(await page.getByTestId('retrain-progress-0').count(), 0);
+  assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'true');
+  // A retrain after a cancel starts a fresh worker and still finishes.
+  await page.getByTestId('retrain-button-0').click();
+  await page.getByTestId('retrained-0').waitFor({ timeout: TIMEOUT * 3 });
+  assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'false');
   await context.close();
 });
 

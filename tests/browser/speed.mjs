@@ -28,6 +28,8 @@ await page.goto(BASE_URL);
 figures.first_accuracy_ms = (await accuracyAfter(page, 0), Date.now() - started);
 figures.backend = await page.getByTestId('backend').innerText();
 await settled(page, 0);
+// The first load's responses (the retrain later fetches the worker and its data).
+const firstLoad = bodies.length;
 
 /// Clicks `sample` (deleting it) and records, under `label`, the harness's and the page's click-to-accuracy times.
 async function timeDeletion(sample, label) {
@@ -58,6 +60,7 @@ await accuracyAfter(page, 0);
 await settled(page, 0);
 const manifest = await (await fetch(new URL('bundle/manifest.json', BASE_URL))).json();
 const ids = await onePerSlice(page, 0, manifest.partition.slices);
+figures.retrain_deleted_ids = ids;
 for (const [n, id] of ids.entries()) {
   await page.getByTestId(`sample-${id}`).click();
   await accuracyAfter(page, n + 1);
@@ -69,7 +72,9 @@ figures.retrain_shard_ms = retrain.shard_ms;
 figures.retrain_longest_task_ms = retrain.longest_task_ms;
 await context.close();
 await browser.close();
-Object.assign(figures, transferred(bodies));
+Object.assign(figures, transferred(bodies.slice(0, firstLoad)));
+const all = transferred(bodies);
+figures.transferred_gzip_bytes_with_retrain = all.transferred_gzip_bytes;
 
 // The web app's speed goals, against the figures measured inside the page.
 const goals = [
@@ -80,7 +85,7 @@ const goals = [
   ['retraining one offline shard in the worker: first node', figures.retrain_first_node_ms, 10_000, 'ms'],
   ['retraining one offline shard in the worker: whole shard', figures.retrain_shard_ms, 60_000, 'ms'],
   ['longest main-thread task during the retrain', figures.retrain_longest_task_ms, 200, 'ms'],
-  ['transferred, gzipped', figures.transferred_gzip_bytes, 8_000_000, 'bytes'],
+  ['first load transferred, gzipped', figures.transferred_gzip_bytes, 8_000_000, 'bytes'],
 ];
 console.log(JSON.stringify(figures, null, 2));
 for (const [what, value, limit, unit] of goals) {

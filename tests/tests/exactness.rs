@@ -7,6 +7,7 @@
 //! the rule under test.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -246,19 +247,44 @@ impl Fixture {
     }
 
     fn build_in(&self, store: &dyn PartStore, reuse: &[Option<NodeEntry>], deleted: &[u64]) -> ShardPart {
+        self.build_with(store, reuse, deleted, &self.splits, &self.features, None)
+    }
+
+    /// The worker's way: the deletable split held in another row order (its own copy of the shard's samples), the
+    /// cached activations computed from that copy, and a map from sample id to row.
+    fn build_relocated(&self, store: &dyn PartStore, reuse: &[Option<NodeEntry>], deleted: &[u64]) -> ShardPart {
+        let n = self.splits.deletable.len();
+        let order: Vec<usize> = (0..n).rev().collect();
+        let mut splits = self.splits.clone();
+        splits.deletable = self.splits.deletable.select(&order);
+        let rows: HashMap<u64, usize> = order.iter().enumerate().map(|(row, &i)| (i as u64, row)).collect();
+        let features = Features::new(&self.config, &self.pretrained.backbone, &splits.deletable, &self.cpu.device);
+        self.build_with(store, reuse, deleted, &splits, &features, Some(&rows))
+    }
+
+    fn build_with(
+        &self,
+        store: &dyn PartStore,
+        reuse: &[Option<NodeEntry>],
+        deleted: &[u64],
+        data: &Splits,
+        features: &Features,
+        rows: Option<&HashMap<u64, usize>>,
+    ) -> ShardPart {
         let ctx = BuildContext {
             bundle: store,
             config: &self.config,
             train: &self.train,
             seed: SEED,
-            data: &self.splits,
+            data,
             pretrained: &self.pretrained,
             assignment: &self.assignment,
             plan: &self.plan,
             device: &self.cpu.device,
-            features: &self.features,
+            features,
             validation: &self.validation,
             batch_nodes: 1,
+            rows,
         };
         let gone = |id: &SampleId| matches!(id, SampleId::Int(i) if deleted.contains(i));
         build_shard(&ctx, 0, reuse, &[], false, 0, &gone, &mut |_| {}).expect("build_shard")
@@ -639,8 +665,8 @@ fn e6_retrain_after_deletion_equals_training_without_the_sample() {
     }
 }
 
-/// The page's retrain (the worker's in-memory store, the reused nodes' bytes put in beforehand) is `trainer
-/// retrain` bit for bit, and what it sends back is accepted exactly when it is still exact: a sample deleted while
+/// The page's retrain (the worker's in-memory store, the reused nodes' bytes put in beforehand, its own copy of the
+/// samples in another row order) is `trainer retrain` bit for bit, and what it sends back is accepted exactly when it is still exact: a sample deleted while
 /// it ran, or bytes changed on the way, make the page refuse it.
 #[test]
 fn page_retrain_in_memory_equals_trainer_retrain_and_is_checked_on_arrival() {
@@ -668,7 +694,7 @@ fn page_retrain_in_memory_equals_trainer_retrain_and_is_checked_on_arrival() {
     for entry in reuse.iter().flatten() {
         memory.insert(&entry.weights.path, read_weights(dir.path(), &entry.weights).expect("node file"));
     }
-    let page = fx.build_in(&memory, &reuse, &[gone]);
+    let page = fx.build_relocated(&memory, &reuse, &[gone]);
     assert_eq!(page.nodes, trainer.nodes, "entries (lineage, seeds, weight checksums) differ from trainer retrain");
     let retrained: Vec<usize> = page.nodes.iter().filter(|e| reuse[e.id].is_none()).map(|e| e.id).collect();
     let weights: Vec<Vec<u8>> =

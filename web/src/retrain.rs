@@ -96,6 +96,8 @@ pub enum RetrainAction {
     /// Stop everything (Reset: the deletions the jobs were for are undone).
     CancelAll,
     WorkerReady,
+    /// The worker itself failed (its code did not load, or it crashed): it is stopped, the job dropped.
+    WorkerError(String),
     Sent,
     Report(Report, f64),
     /// The result was served (`Ok(seconds)`), or refused; `again`: a deletion arrived meanwhile, so the shard is
@@ -150,6 +152,12 @@ impl Reducible for Retraining {
                 }
             }
             RetrainAction::WorkerReady => next.ready = true,
+            RetrainAction::WorkerError(error) => {
+                let shard = next.current.take().map_or_else(String::new, |j| format!(" (shard {})", j.shard));
+                next.error = Some(format!("the retraining worker failed{shard}: {error}"));
+                next.ready = false;
+                next.stops += 1;
+            }
             RetrainAction::Sent => {
                 if let Some(job) = next.current.as_mut() {
                     job.sent = true;
@@ -313,9 +321,7 @@ pub fn start_worker(
         })
     };
     let on_error = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
-        let shard = retraining.current.as_ref().map_or(0, |j| j.shard);
-        let error = format!("the retraining worker stopped: {}", event.message());
-        retraining.dispatch(RetrainAction::Report(Report::Failed { shard, error }, now()));
+        retraining.dispatch(RetrainAction::WorkerError(event.message()));
     });
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));

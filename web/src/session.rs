@@ -257,10 +257,7 @@ pub fn session_view(props: &Props) -> Html {
             if worker.borrow().is_none() {
                 match retrain::start_worker(loaded.clone(), session.clone(), retraining_handle.clone(), latest) {
                     Ok(w) => *worker.borrow_mut() = Some(w),
-                    Err(e) => retraining_handle.dispatch(RetrainAction::Report(
-                        s3t::bundle::retrain::Report::Failed { shard, error: e },
-                        now(),
-                    )),
+                    Err(e) => retraining_handle.dispatch(RetrainAction::WorkerError(e)),
                 }
                 return;
             }
@@ -364,7 +361,8 @@ pub fn session_view(props: &Props) -> Html {
                     </ShardPanel>
                 }) }
             </section>
-            <Probe loaded={loaded.clone()} state={session.state.clone()} id={session.deleted.last().cloned()} changes={session.changes} />
+            <Probe loaded={loaded.clone()} state={session.state.clone()} id={session.deleted.last().cloned()} changes={session.changes}
+                scored={scores.as_ref().is_some_and(|s| s.changes == session.changes)} />
             <Inspector loaded={loaded.clone()} state={session.state.clone()} version={scores.as_ref().map_or(0, |s| 2 * s.deleted + 1 + usize::from(s.sisa.is_some()))} />
             <Grid loaded={loaded.clone()} deleted={session.deleted.clone()} on_delete={on_delete} />
             <Explanation />

@@ -600,11 +600,16 @@ pub struct ProbeProps {
     pub id: Option<SampleId>,
     /// Changes with every state change (a retrain changes the served model, not the deletions).
     pub changes: u64,
+    /// Whether the accuracy of this state is shown already: the probe waits for it, so it never delays it.
+    pub scored: bool,
 }
 
 impl PartialEq for ProbeProps {
     fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.loaded, &other.loaded) && self.id == other.id && self.changes == other.changes
+        Rc::ptr_eq(&self.loaded, &other.loaded)
+            && self.id == other.id
+            && self.changes == other.changes
+            && self.scored == other.scored
     }
 }
 
@@ -617,9 +622,12 @@ pub fn probe(props: &ProbeProps) -> Html {
         let text = text.clone();
         let loaded = props.loaded.clone();
         let state = props.state.clone();
-        use_effect_with((props.id.clone(), props.changes), move |(id, _)| {
+        use_effect_with((props.id.clone(), props.changes, props.scored), move |(id, _, scored)| {
             text.set(None);
             let Some(SampleId::Int(i)) = id.clone() else { return };
+            if !scored {
+                return;
+            }
             let i = i as usize;
             let Some(cell) = loaded.routers.s3t.assignment().cell(&SampleId::Int(i as u64)) else { return };
             let label = loaded.deletable.labels.get(i).copied().map(usize::from);

@@ -3,7 +3,7 @@
 //! stopped. Retraining after deletions is the same procedure with the clean nodes reused.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 #[cfg(not(target_family = "wasm"))]
 use std::path::Path;
 
@@ -130,6 +130,9 @@ pub struct BuildContext<'a> {
     /// Most training runs (nodes of one depth, or SISA checkpoints) trained as one batched computation; 1 trains
     /// them one at a time. A node's weights do not depend on it.
     pub batch_nodes: usize,
+    /// The row of each sample in `data.deletable` and `features`, when they hold only some of the samples (the
+    /// page's worker keeps the shard it retrains); `None`: sample i is row i.
+    pub rows: Option<&'a HashMap<u64, usize>>,
 }
 
 impl BuildContext<'_> {
@@ -138,18 +141,22 @@ impl BuildContext<'_> {
         self.train.for_slices(k, usize::from(self.plan.slices))
     }
 
-    fn samples(&self, shard: u16, slices: &[u16], deleted: &dyn Fn(&SampleId) -> bool) -> Vec<usize> {
+    fn samples(&self, shard: u16, slices: &[u16], deleted: &dyn Fn(&SampleId) -> bool) -> Result<Vec<usize>, String> {
         let mut out = Vec::new();
         for &slice in slices {
             for id in self.assignment.members(Cell { shard, slice }) {
                 if !deleted(id)
                     && let SampleId::Int(i) = id
                 {
-                    out.push(*i as usize);
+                    let row = match self.rows {
+                        Some(rows) => rows.get(i).copied().ok_or_else(|| format!("sample {i} is not loaded"))?,
+                        None => *i as usize,
+                    };
+                    out.push(row);
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     fn validation_accuracy(&self, groups: &[&GroupAdapter], params_head: &super::vit::Head) -> f64 {
@@ -273,8 +280,10 @@ fn train_node_batch(
 ) -> Result<(), String> {
     let run = ctx.run_config(depth);
     let node = |j: usize, id: usize| &ctx.plan.shards[usize::from(jobs[j].shard)].nodes[id];
-    let samples: Vec<Vec<usize>> =
-        batch.iter().map(|&(j, id)| ctx.samples(jobs[j].shard, &node(j, id).prefix, deleted)).collect();
+    let samples: Vec<Vec<usize>> = batch
+        .iter()
+        .map(|&(j, id)| ctx.samples(jobs[j].shard, &node(j, id).prefix, deleted))
+        .collect::<Result<_, _>>()?;
     let shards: BTreeSet<u16> = batch.iter().map(|&(j, _)| jobs[j].shard).collect();
     events(BuildEvent::Start {
         label: format!("depth {depth}: {} nodes of shards {}", batch.len(), list(&shards)),
@@ -397,7 +406,7 @@ fn build_sisa(
             // Deleted samples are skipped here too: a checkpoint trained after a deletion (a resumed build) must
             // not see them.
             let samples: Vec<Vec<usize>> =
-                batch.iter().map(|&j| ctx.samples(jobs[j].shard, &slices, deleted)).collect();
+                batch.iter().map(|&j| ctx.samples(jobs[j].shard, &slices, deleted)).collect::<Result<_, _>>()?;
             let shards: BTreeSet<u16> = batch.iter().map(|&j| jobs[j].shard).collect();
             events(BuildEvent::Start {
                 label: format!("{label}: shards {}", list(&shards)),

@@ -220,6 +220,7 @@ pub fn run(args: &Args) -> Result<()> {
         features: &features,
         validation: &validation,
         batch_nodes: args.batch_nodes,
+        rows: None,
     };
     let steps: usize = shards
         .iter()

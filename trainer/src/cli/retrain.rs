@@ -105,6 +105,7 @@ pub fn run(args: &Args) -> Result<()> {
         features: &features,
         validation: &validation,
         batch_nodes: args.batch_nodes.max(1),
+        rows: None,
     };
     let mut progress = Progress::new(entries.len() as u64, "retrain", quiet);
     // SISA is the baseline without retraining: its checkpoints are kept as they are (the stale ones are not

@@ -1,7 +1,7 @@
 //! One retrain job: load what `trainer retrain` reads (manifest, backbone, the reusable nodes, the deletable and
 //! validation splits), rebuild the shard with the shared build code, and post the result.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use burn::tensor::Device;
 use js_sys::{Array, Uint8Array};
@@ -148,7 +148,16 @@ async fn run(request: &Request) -> Result<(), String> {
         ));
     }
     let empty = Dataset { pixels: Vec::new(), labels: Vec::new(), ..validation.clone() };
-    let data = Splits { public: empty.clone(), deletable, validation, test: empty };
+    // Only this shard's samples go through the backbone (a quarter of the split at m = 4): `rows` maps each id to
+    // its row in that copy.
+    let ids: Vec<u64> = (0..plan.slices)
+        .flat_map(|slice| assignment.members(Cell { shard, slice }).iter())
+        .filter_map(|id| if let SampleId::Int(i) = id { Some(*i) } else { None })
+        .filter(|&i| (i as usize) < deletable.len())
+        .collect();
+    let order: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
+    let rows: HashMap<u64, usize> = ids.iter().enumerate().map(|(row, &i)| (i, row)).collect();
+    let data = Splits { public: empty.clone(), deletable: deletable.select(&order), validation, test: empty };
     timing("fetch and verify", started);
     let t = now();
     let features = Features::new(&config, &pretrained.backbone, &data.deletable, &device);
@@ -185,6 +194,7 @@ async fn run(request: &Request) -> Result<(), String> {
         features: &features,
         validation: &validation_features,
         batch_nodes: request.batch_nodes.max(1),
+        rows: Some(&rows),
     };
     let (mut trained, mut nodes_done, mut last) = (0usize, 0usize, now());
     let part = build_shard(&ctx, shard, &reuse, &[], false, generation, &is_deleted, &mut |event| match event {
