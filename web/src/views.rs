@@ -339,7 +339,9 @@ pub fn chart(props: &ChartProps) -> Html {
                 { for props.retrains.iter().map(|&(d, shard)| html! {
                     <g class="retrain-marker" data-testid="retrain-marker">
                         <line x1={format!("{:.1}", x(d))} x2={format!("{:.1}", x(d))} y1={top.to_string()} y2={(h - bottom).to_string()} />
-                        <text x={format!("{:.1}", x(d) + 3.0)} y={(top + 10.0).to_string()}>{ format!("retrained shard {shard}") }</text>
+                        // The label sits on the side of the marker with room for it.
+                        <text x={format!("{:.1}", if x(d) > w / 2.0 { x(d) - 3.0 } else { x(d) + 3.0 })} y={(top + 10.0).to_string()}
+                            text-anchor={if x(d) > w / 2.0 { "end" } else { "start" }}>{ format!("retrained shard {shard}") }</text>
                     </g>
                 }) }
                 if props.sisa {
@@ -452,11 +454,12 @@ pub fn explanation() -> Html {
             <h2>{ "What is happening here?" }</h2>
             <p>{ "The training data is split into shards, and every shard into slices. Each shard's model is a frozen \
                   backbone with small adapter layers stacked in groups: group 1 learned from one slice, group 2 from \
-                  that slice and the next, and so on, in several different slice orders (the rows of each table)." }</p>
+                  that slice and the next, and so on, in several different slice orders (the columns of each shard)." }</p>
             <p>{ "When you delete a sample, every group that learned from its slice is switched off (greyed). The \
                   groups above it never saw the sample, so the shard keeps answering with the longest clean order \
-                  (highlighted) — exactly the model that would have been trained without the sample. Only when every \
-                  order of a shard has lost its first group does the shard go offline and need retraining." }</p>
+                  (outlined) — exactly the model that would have been trained without the sample. Only when every \
+                  order of a shard has lost its first group does the shard go offline. Then it can be retrained in \
+                  the background, on the samples that remain, while the other shards keep answering." }</p>
             <p>{ "SISA, the classic method, keeps one order per shard, so it falls back further on each deletion." }</p>
         </section>
     }
