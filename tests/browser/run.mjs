@@ -474,24 +474,34 @@ await test('an offline shard retrains in a worker while the page serves; the res
     assert.ok(Math.abs(accuracy - trainer.accuracy) <= 0.001, `bit-identical nodes, page ${accuracy} vs ${trainer.accuracy}`);
   }
   assert.ok(metrics.retrain_longest_task_ms <= 200, `longest main-thread task ${metrics.retrain_longest_task_ms} ms`);
+  // One more deletion in shard 0, after its retrain: it switches groups of the new nodes off.
+  await page.getByTestId('filter-shard').selectOption('0');
+  const labels = await page.$$eval('[data-testid^="sample-"]', (els) => els.map((e) => e.getAttribute('aria-label')));
+  const later = Number(labels.find((l) => !l.includes(', deleted')).match(/^sample (\d+),/)[1]);
+  await page.getByTestId(`sample-${later}`).click();
+  await accuracyAfter(page, ids.length + 2);
+  const final = await currentAccuracy(page);
+  const finalCells = await cellStates(page);
   // The retrained state persists: a reload serves the stored nodes again (checked, no worker), the same accuracy.
-  assert.match(await page.evaluate(() => location.hash), /&retrained=0@\d+$/);
+  assert.match(await page.evaluate(() => location.hash), new RegExp(`&retrained=0@${ids.length + 1}$`));
   const before = requested.length;
   await page.reload();
-  await accuracyAfter(page, ids.length + 1);
-  assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'false');
+  await accuracyAfter(page, ids.length + 2);
   const reloaded = await currentAccuracy(page);
   metrics.retrain_reloaded_accuracy = reloaded;
-  assert.equal(reloaded, accuracy);
+  assert.equal(reloaded, final);
+  assert.deepEqual(await cellStates(page), finalCells);
   assert.ok(!requested.slice(before).some((u) => u.includes('s3t-worker')), 'the reload retrained');
-  // A shared link: the receiving page has no stored weights, so it retrains shard 0 itself, to the same model.
+  // A shared link: the receiving page has no stored weights, so it retrains shard 0 itself, at its place among the
+  // deletions (before the last one), and ends in the same state.
   const linkContext = await cpu.newContext();
   const linked = await linkContext.newPage();
   await linked.goto(page.url());
   await linked.getByTestId('retrained-0').waitFor({ timeout: TIMEOUT * 3 });
   const linkedAccuracy = await currentAccuracy(linked);
   metrics.retrain_link_accuracy = linkedAccuracy;
-  assert.equal(linkedAccuracy, accuracy);
+  assert.equal(linkedAccuracy, final);
+  assert.deepEqual(await cellStates(linked), finalCells);
   await linkContext.close();
   // Reset returns to the bundle's own nodes.
   await page.getByTestId('reset').click();

@@ -26,6 +26,9 @@ pub const BATCH_NODES: usize = 1;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Job {
     pub shard: u16,
+    /// A link's retrain, replayed at its place: after the first `after` of the visitor's deletions (`None`: now,
+    /// after all of them).
+    pub after: Option<usize>,
     /// The request went to the worker.
     pub sent: bool,
     /// From the worker's `Started`: nodes to train, nodes of the shard, samples to train in all.
@@ -41,9 +44,10 @@ pub struct Job {
 }
 
 impl Job {
-    fn new(shard: u16) -> Self {
+    fn new(shard: u16, after: Option<usize>) -> Self {
         Self {
             shard,
+            after,
             sent: false,
             nodes: 0,
             total: 0,
@@ -78,7 +82,8 @@ pub struct Finished {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Retraining {
-    pub queue: Vec<u16>,
+    /// Waiting: (shard, place among the deletions for a link's retrain).
+    pub queue: Vec<(u16, Option<usize>)>,
     pub current: Option<Job>,
     /// The worker is loaded and waits for a request.
     pub ready: bool,
@@ -91,6 +96,11 @@ pub struct Retraining {
 pub enum RetrainAction {
     /// Retrain a shard (queued behind the others).
     Enqueue(u16),
+    /// Replay a link's retrain of a shard after the first `after` of the visitor's deletions.
+    EnqueueAt {
+        shard: u16,
+        after: usize,
+    },
     /// Drop a queued shard, or stop the running job.
     Cancel(u16),
     /// Stop everything (Reset: the deletions the jobs were for are undone).
@@ -112,14 +122,18 @@ pub enum RetrainAction {
 impl Retraining {
     fn next(mut self) -> Self {
         if self.current.is_none() && !self.queue.is_empty() {
-            let shard = self.queue.remove(0);
-            self.current = Some(Job::new(shard));
+            let (shard, after) = self.queue.remove(0);
+            self.current = Some(Job::new(shard, after));
         }
         self
     }
 
     pub fn is_busy(&self, shard: u16) -> bool {
-        self.queue.contains(&shard) || self.current.as_ref().is_some_and(|j| j.shard == shard)
+        self.is_queued(shard) || self.current.as_ref().is_some_and(|j| j.shard == shard)
+    }
+
+    pub fn is_queued(&self, shard: u16) -> bool {
+        self.queue.iter().any(|&(s, _)| s == shard)
     }
 }
 
@@ -133,11 +147,13 @@ impl Reducible for Retraining {
                 if next.is_busy(shard) {
                     return self;
                 }
-                next.queue.push(shard);
+                next.queue.push((shard, None));
                 next.error = None;
             }
+            // A link may name a shard more than once: each retrain is replayed at its place, in order.
+            RetrainAction::EnqueueAt { shard, after } => next.queue.push((shard, Some(after))),
             RetrainAction::Cancel(shard) => {
-                next.queue.retain(|&s| s != shard);
+                next.queue.retain(|&(s, _)| s != shard);
                 if next.current.as_ref().is_some_and(|j| j.shard == shard) {
                     next.current = None;
                     next.ready = false;
@@ -200,8 +216,8 @@ impl Reducible for Retraining {
                     }
                     Err(e) if again => {
                         next.error = Some(format!("shard {shard}: {e}; retraining it again"));
-                        if !next.queue.contains(&shard) {
-                            next.queue.insert(0, shard);
+                        if !next.is_queued(shard) {
+                            next.queue.insert(0, (shard, None));
                         }
                     }
                     Err(e) => next.error = Some(format!("shard {shard}: the retrained nodes were refused: {e}")),
@@ -212,9 +228,13 @@ impl Reducible for Retraining {
     }
 }
 
-/// Every deleted id of a session: the bundle's ledger and the visitor's.
-pub fn all_deleted(session: &Session) -> Vec<SampleId> {
-    session.state.deleted().cloned().collect()
+/// The deleted ids a retrain is for: the bundle's ledger and the visitor's deletions, all of them or (a link's
+/// retrain, replayed at its place) the first `after`.
+pub fn deleted_at(loaded: &Loaded, session: &Session, after: Option<usize>) -> Vec<SampleId> {
+    match after {
+        None => session.state.deleted().cloned().collect(),
+        Some(n) => loaded.base.deleted.iter().chain(session.deleted.iter().take(n)).cloned().collect(),
+    }
 }
 
 /// Whether a shard serves less than its full model (offline, or a shortened prefix): what a retrain mends.
@@ -229,6 +249,7 @@ pub async fn apply(
     loaded: &Loaded,
     session: impl Fn() -> Rc<Session>,
     shard: u16,
+    after: Option<usize>,
     nodes: &[s3t::bundle::NodeEntry],
     weights: &[(usize, Vec<u8>)],
 ) -> Result<(), (String, bool)> {
@@ -241,9 +262,10 @@ pub async fn apply(
     // From here to the dispatch nothing awaits: the session read now is the one the nodes are served in.
     let now = session();
     let result = (|| {
-        let guard = Guard::new(loaded.routers.s3t.assignment(), all_deleted(&now));
+        let guard = Guard::new(loaded.routers.s3t.assignment(), deleted_at(loaded, &now, after));
         let plan = loaded.plan.shards.get(usize::from(shard)).ok_or((format!("no shard {shard}"), false))?;
-        let again = needs_retrain(&now.state, shard, loaded.plan.slices);
+        // A link's retrain is replayed once; a retrain of now is tried again while the shard needs it.
+        let again = after.is_none() && needs_retrain(&now.state, shard, loaded.plan.slices);
         let (ids, bytes): (Vec<usize>, Vec<Vec<u8>>) = weights.iter().cloned().unzip();
         accept(&guard, shard, plan, nodes, &ids, &bytes).map_err(|e| (e, again))?;
         // A session without retrains serves the bundle's nodes: start from those.
@@ -290,7 +312,7 @@ pub fn start_worker(
             };
             match report {
                 Report::Ready => retraining.dispatch(RetrainAction::WorkerReady),
-                Report::Done { shard, nodes, retrained, seconds } => {
+                Report::Done { shard, after, nodes, retrained, seconds } => {
                     let weights: Vec<(usize, Vec<u8>)> = retrained
                         .iter()
                         .zip(1..parts.length())
@@ -304,11 +326,19 @@ pub fn start_worker(
                     let (loaded, session, retraining, latest) =
                         (loaded.clone(), session.clone(), retraining.clone(), latest.clone());
                     wasm_bindgen_futures::spawn_local(async move {
-                        let served = apply(&loaded, || latest.borrow().clone(), shard, &nodes, &weights).await;
+                        let served = apply(&loaded, || latest.borrow().clone(), shard, after, &nodes, &weights).await;
                         let (result, again) = match served {
                             Ok(()) => {
                                 let (nodes, weights) = (Rc::new(nodes), Rc::new(weights));
-                                session.dispatch(crate::state::SessionAction::Retrained { shard, nodes, weights });
+                                session.dispatch(match after {
+                                    None => crate::state::SessionAction::Retrained { shard, nodes, weights },
+                                    Some(after) => crate::state::SessionAction::Replayed(crate::state::Retrain {
+                                        after,
+                                        shard,
+                                        nodes,
+                                        weights,
+                                    }),
+                                });
                                 (Ok(seconds), false)
                             }
                             Err((why, again)) => (Err(why), again),

@@ -161,16 +161,11 @@ pub fn session_view(props: &Props) -> Html {
                     } else {
                         Vec::new()
                     };
-                    let to_retrain: Vec<u16> = if retrains.is_empty() {
-                        let mut shards: Vec<u16> = named.iter().map(|&(_, s)| s).collect();
-                        shards.dedup();
-                        shards
-                    } else {
-                        Vec::new()
-                    };
+                    // Without their weights, the link's retrains are done again here, each at its place.
+                    let replay = if retrains.is_empty() { named } else { Vec::new() };
                     session.dispatch(SessionAction::Restore { ids: saved.deleted, retrains, source });
-                    for shard in to_retrain {
-                        retraining.dispatch(RetrainAction::Enqueue(shard));
+                    for (after, shard) in replay {
+                        retraining.dispatch(RetrainAction::EnqueueAt { shard, after });
                     }
                 }
                 Ok(None) => {}
@@ -265,9 +260,14 @@ pub fn session_view(props: &Props) -> Html {
                 let request = s3t::bundle::retrain::Request {
                     bundle: crate::app::BUNDLE_URL.to_owned(),
                     shard,
-                    deleted: retrain::all_deleted(&session),
+                    deleted: retrain::deleted_at(
+                        &loaded,
+                        &session,
+                        retraining_handle.current.as_ref().and_then(|j| j.after),
+                    ),
                     purged: loaded.base.deleted_indices().into_iter().map(|i| i as u64).collect(),
                     batch_nodes: retrain::BATCH_NODES,
+                    after: retraining_handle.current.as_ref().and_then(|j| j.after),
                 };
                 if let Ok(text) = serde_json::to_string(&request) {
                     let _ = w.post_message(&text.into());
@@ -410,7 +410,7 @@ fn retrain_controls(
                     } }</span>
                     <button onclick={cancel} data-testid={format!("retrain-cancel-{shard}")}>{ "Cancel" }</button>
                 </div>
-            } else if retraining.queue.contains(&shard) {
+            } else if retraining.is_queued(shard) {
                 <span>{ "queued for retraining " }</span>
                 <button onclick={cancel} data-testid={format!("retrain-cancel-{shard}")}>{ "Cancel" }</button>
             } else if retrain::needs_retrain(state, shard, slices) {

@@ -65,6 +65,9 @@ pub enum SessionAction {
         nodes: Rc<Vec<NodeEntry>>,
         weights: Rc<Vec<(usize, Vec<u8>)>>,
     },
+    /// A link's retrain, done again here, in its place among the deletions (the whole state is replayed, and the
+    /// retrain checked there against the deletions before it).
+    Replayed(Retrain),
     /// Replays a stored list of deletions (from the URL or local storage); an invalid list is ignored with a note.
     Restore {
         ids: Vec<SampleId>,
@@ -164,6 +167,27 @@ impl Reducible for Session {
                     return Rc::new(Session { note: Some(note), events: Vec::new(), ..(*self).clone() });
                 }
                 self.retrained(shard, nodes, weights)
+            }
+            SessionAction::Replayed(retrain) => {
+                let mut retrains = self.retrains.clone();
+                retrains.push(retrain);
+                // Stable: two retrains at the same place keep their order.
+                retrains.sort_by_key(|r| r.after);
+                match fixed.base.with(&fixed.s3t, &fixed.sisa, &self.deleted, &retrains) {
+                    Ok((state, sisa)) => Rc::new(Session {
+                        state,
+                        sisa,
+                        retrains,
+                        events: Vec::new(),
+                        changes: self.changes + 1,
+                        revision: self.revision + 1,
+                        ..(*self).clone()
+                    }),
+                    Err(e) => Rc::new(Session {
+                        note: Some(format!("the link's retrain was not served: {e}")),
+                        ..(*self).clone()
+                    }),
+                }
             }
             SessionAction::Ignore { why, source } => Rc::new(Session {
                 note: Some(format!("the saved state in the {source} was ignored: {why}")),

@@ -24,6 +24,10 @@ pub struct Request {
     pub purged: Vec<u64>,
     /// Nodes of one depth trained as one batched computation.
     pub batch_nodes: usize,
+    /// A link's retrain replayed at its place: after the first `after` of the visitor's deletions (`deleted` holds
+    /// those and the ledger's); echoed in `Done`.
+    #[serde(default)]
+    pub after: Option<usize>,
 }
 
 /// What the worker reports: worker → main thread. The weights of `Done` follow the JSON in the same message, one
@@ -47,9 +51,12 @@ pub enum Report {
         samples: usize,
         nodes_done: usize,
     },
-    /// The shard's new node list; `retrained` names the entries (by node id) whose weights follow.
+    /// The shard's new node list; `retrained` names the entries (by node id) whose weights follow. `after` is the
+    /// request's.
     Done {
         shard: u16,
+        #[serde(default)]
+        after: Option<usize>,
         nodes: Vec<NodeEntry>,
         retrained: Vec<usize>,
         seconds: f64,

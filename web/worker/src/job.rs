@@ -222,6 +222,6 @@ async fn run(request: &Request) -> Result<(), String> {
         weights.push(store.take(path).ok_or_else(|| format!("{path}: trained but not stored"))?);
     }
     let seconds = (now() - started) / 1000.0;
-    post(&Report::Done { shard, nodes: part.nodes, retrained, seconds }, &weights);
+    post(&Report::Done { shard, after: request.after, nodes: part.nodes, retrained, seconds }, &weights);
     Ok(())
 }
