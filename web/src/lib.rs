@@ -6,15 +6,23 @@ mod app;
 #[cfg(target_arch = "wasm32")]
 mod base;
 #[cfg(target_arch = "wasm32")]
+mod chart;
+#[cfg(target_arch = "wasm32")]
 mod load;
 #[cfg(target_arch = "wasm32")]
 mod persist;
+#[cfg(target_arch = "wasm32")]
+mod probe;
 #[cfg(target_arch = "wasm32")]
 mod retrain;
 #[cfg(target_arch = "wasm32")]
 mod session;
 #[cfg(target_arch = "wasm32")]
 mod state;
+#[cfg(target_arch = "wasm32")]
+mod theory;
+#[cfg(target_arch = "wasm32")]
+mod tour;
 #[cfg(target_arch = "wasm32")]
 mod views;
 

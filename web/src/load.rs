@@ -45,6 +45,19 @@ pub struct Loaded {
     pub generation: Cell<u64>,
 }
 
+impl Loaded {
+    /// Takes the evaluator out (one evaluation or model swap at a time), waiting while another holds it; the
+    /// caller puts it back.
+    pub async fn take_evaluator(&self) -> Evaluator {
+        loop {
+            if let Some(e) = self.evaluator.borrow_mut().take() {
+                return e;
+            }
+            yield_now().await;
+        }
+    }
+}
+
 pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
     let window = web_sys::window().ok_or("no window")?;
     let response = JsFuture::from(window.fetch_with_str(url)).await.map_err(|e| format!("{url}: {e:?}"))?;

@@ -13,7 +13,7 @@ use s3t::bundle::retrain::{Report, accept};
 use s3t::{SampleId, State};
 use yew::Reducible;
 
-use crate::load::{Loaded, yield_now};
+use crate::load::Loaded;
 use crate::state::Session;
 
 /// The worker's loader script (trunk names it after the worker crate, without a content hash).
@@ -253,12 +253,7 @@ pub async fn apply(
     nodes: &[s3t::bundle::NodeEntry],
     weights: &[(usize, Vec<u8>)],
 ) -> Result<(), (String, bool)> {
-    let mut evaluator = loop {
-        if let Some(e) = loaded.evaluator.borrow_mut().take() {
-            break e;
-        }
-        yield_now().await;
-    };
+    let mut evaluator = loaded.take_evaluator().await;
     // From here to the dispatch nothing awaits: the session read now is the one the nodes are served in.
     let now = session();
     let result = (|| {

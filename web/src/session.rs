@@ -6,11 +6,15 @@ use s3t::model::serve::Evaluation;
 use s3t::simulate::expected_deletions_left;
 use yew::prelude::*;
 
-use crate::load::{Loaded, Pacer, yield_now};
+use crate::chart::Chart;
+use crate::load::{Loaded, Pacer};
 use crate::persist;
+use crate::probe::Probe;
 use crate::retrain::{self, RetrainAction, Retraining};
 use crate::state::{Fixed, Session, SessionAction};
-use crate::views::{Capacity, Chart, Explanation, Grid, Inspector, Probe, ShardPanel, Theory, Tour};
+use crate::theory::Theory;
+use crate::tour::Tour;
+use crate::views::{Capacity, Explanation, Grid, Inspector, ShardPanel};
 
 /// One evaluation result, for the display and the accuracy chart.
 #[derive(Clone, PartialEq)]
@@ -52,12 +56,7 @@ async fn evaluate(
     publish: impl Fn(Scores),
 ) -> Result<(), String> {
     // One evaluation at a time: the evaluator is taken out and put back.
-    let mut evaluator = loop {
-        if let Some(e) = loaded.evaluator.borrow_mut().take() {
-            break e;
-        }
-        yield_now().await;
-    };
+    let mut evaluator = loaded.take_evaluator().await;
     // A session without the page's retrains serves the bundle's own nodes again (after Reset or a restored link).
     if session.retrains.is_empty() && !Rc::ptr_eq(&loaded.model.borrow(), &loaded.original) {
         for shard in 0..session.state.shards() {
@@ -393,6 +392,7 @@ fn retrain_controls(
     let cancel = on_cancel.reform(move |_: MouseEvent| shard);
     let job = retraining.current.as_ref().filter(|j| j.shard == shard);
     let finished = retraining.finished.iter().find(|f| f.shard == shard);
+    let digests = if finished.is_some() { served_digests(loaded, shard) } else { Default::default() };
     html! {
         <div class="retrain" data-testid={format!("retrain-{shard}")}>
             if let Some(job) = job {
@@ -421,7 +421,7 @@ fn retrain_controls(
             }
             if let Some(f) = finished {
                 <p class="retrained" data-testid={format!("retrained-{shard}")} data-seconds={format!("{:.2}", f.seconds)}
-                    data-weights={served_digests(loaded, shard).0} data-lineage={served_digests(loaded, shard).1}>
+                    data-weights={digests.0.clone()} data-lineage={digests.1.clone()}>
                     { format!("retrained {} nodes in the background in {:.1} s; the other shards kept serving", f.nodes, f.seconds) }
                 </p>
             }
