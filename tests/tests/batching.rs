@@ -1,5 +1,6 @@
 //! Level batching (DESIGN.md "Level batching"): on the CPU backend a training run's weights are bit-identical
-//! whether it trains alone or stacked with any other runs, in any order and any batch size.
+//! whether it trains alone, stacked with any other runs (in any order and any batch size), or on one of several
+//! threads next to other runs.
 //!
 //! The model is the default width (64) with the default batch (64 samples of 16 tokens), so the products cross
 //! burn-flex's thresholds where a lone product is split across threads and a batch of products runs one per thread:
@@ -10,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use s3t::dataset::Dataset;
 use s3t::model::device::{Selected, cpu};
 use s3t::model::features::{Features, to_host};
+use s3t::model::parallel::Batching;
 use s3t::model::train::{NodeRun, SisaRun, train_nodes, train_sisas};
 use s3t::model::{Backbone, GroupAdapter, Head, ModelConfig, NodeParams, SisaParams, TrainConfig};
 
@@ -71,10 +73,18 @@ impl Setup {
         Self { config, cpu, backbone, head, data, validation, features, validation_features }
     }
 
-    fn nodes(&self, runs: &[NodeRun<'_>], batch: usize) -> Vec<Vec<u32>> {
+    fn nodes(&self, runs: &[NodeRun<'_>], batching: Batching) -> Vec<Vec<u32>> {
+        self.fitted(runs, batching).into_iter().map(|(bits, _)| bits).collect()
+    }
+
+    /// Each run's weight bits and selected validation score.
+    fn fitted(&self, runs: &[NodeRun<'_>], batching: Batching) -> Vec<(Vec<u32>, Option<f64>)> {
         let validation = Some((&self.validation_features, self.validation.labels.as_slice()));
         let (c, b, f, d) = (&self.config, &self.backbone, &self.features, &self.data);
-        train_nodes(c, b, runs, batch, f, d, validation, &self.cpu.device, &mut |_| {}).iter().map(node_bits).collect()
+        train_nodes(c, b, runs, batching, f, d, validation, &self.cpu.device, &mut |_| {})
+            .iter()
+            .map(|f| (node_bits(&f.params), f.validation_accuracy))
+            .collect()
     }
 }
 
@@ -93,13 +103,23 @@ fn train() -> TrainConfig {
     TrainConfig::new().with_epochs(2)
 }
 
-/// Every ordering and batch size of `runs` gives each run the weights it has alone.
+/// Every ordering, batch size and thread count of `runs` gives each run the weights (and the validation score) it
+/// has alone.
 fn check_nodes(setup: &Setup, runs: &[NodeRun<'_>]) {
-    let alone: Vec<Vec<u32>> = runs.iter().flat_map(|r| setup.nodes(std::slice::from_ref(r), 1)).collect();
-    assert!(alone.iter().all(|w| !w.is_empty()));
-    for batch in [2, runs.len()] {
-        assert_eq!(setup.nodes(runs, batch), alone, "a batch of {batch} changed a node's weights");
+    let one = Batching::stacked(1);
+    let alone: Vec<(Vec<u32>, Option<f64>)> =
+        runs.iter().flat_map(|r| setup.fitted(std::slice::from_ref(r), one)).collect();
+    assert!(alone.iter().all(|(w, score)| !w.is_empty() && score.is_some()));
+    for batching in [
+        Batching::stacked(2),
+        Batching::stacked(runs.len()),
+        Batching::threaded(2),
+        Batching::threaded(3),
+        Batching { nodes: 2, threads: 2 },
+    ] {
+        assert_eq!(setup.fitted(runs, batching), alone, "{batching:?} changed a node's weights");
     }
+    let alone: Vec<Vec<u32>> = alone.into_iter().map(|(w, _)| w).collect();
     let reversed: Vec<NodeRun<'_>> = runs
         .iter()
         .rev()
@@ -111,7 +131,7 @@ fn check_nodes(setup: &Setup, runs: &[NodeRun<'_>]) {
             run: r.run.clone(),
         })
         .collect();
-    let mut back = setup.nodes(&reversed, runs.len());
+    let mut back = setup.nodes(&reversed, Batching::stacked(runs.len()));
     back.reverse();
     assert_eq!(back, alone, "another order in the batch changed a node's weights");
 }
@@ -135,9 +155,10 @@ fn a_node_trains_the_same_alone_or_in_any_batch() {
 
     // Depth 2: each node below a different parent (its frozen group and head are its own).
     let (c, b, f, d) = (&setup.config, &setup.backbone, &setup.features, &setup.data);
-    let parents = train_nodes(c, b, &depth1[..3], 3, f, d, None, &setup.cpu.device, &mut |_| {});
+    let parents = train_nodes(c, b, &depth1[..3], Batching::stacked(3), f, d, None, &setup.cpu.device, &mut |_| {});
     let depth2: Vec<NodeRun<'_>> = parents
         .iter()
+        .map(|f| &f.params)
         .enumerate()
         .map(|(i, p)| NodeRun {
             frozen: vec![&p.adapter],
@@ -160,12 +181,19 @@ fn a_sisa_checkpoint_trains_the_same_alone_or_in_a_batch() {
         .enumerate()
         .map(|(i, s)| SisaRun { previous: None, samples: s.clone(), seed: 31 + i as u64, run: train() })
         .collect();
-    let sisa = |runs: &[SisaRun<'_>], batch: usize| {
-        train_sisas(c, b, &setup.head, runs, batch, f, d, validation, &setup.cpu.device, &mut |_| {})
+    let sisa = |runs: &[SisaRun<'_>], batching: Batching| -> Vec<SisaParams> {
+        train_sisas(c, b, &setup.head, runs, batching, f, d, validation, &setup.cpu.device, &mut |_| {})
+            .into_iter()
+            .map(|f| f.params)
+            .collect()
     };
-    let alone: Vec<SisaParams> = first.iter().flat_map(|r| sisa(std::slice::from_ref(r), 1)).collect();
-    let together = sisa(&first, 3);
-    assert_eq!(together.iter().map(sisa_bits).collect::<Vec<_>>(), alone.iter().map(sisa_bits).collect::<Vec<_>>());
+    let one = Batching::stacked(1);
+    let alone: Vec<SisaParams> = first.iter().flat_map(|r| sisa(std::slice::from_ref(r), one)).collect();
+    let alone_bits: Vec<Vec<u32>> = alone.iter().map(sisa_bits).collect();
+    for batching in [Batching::stacked(3), Batching::threaded(2)] {
+        let together = sisa(&first, batching);
+        assert_eq!(together.iter().map(sisa_bits).collect::<Vec<_>>(), alone_bits, "{batching:?}");
+    }
     // Continuing from different previous checkpoints.
     let second: Vec<SisaRun<'_>> = alone
         .iter()
@@ -173,8 +201,8 @@ fn a_sisa_checkpoint_trains_the_same_alone_or_in_a_batch() {
         .map(|(i, p)| SisaRun { previous: Some(p), samples: sample_sets()[i + 2].clone(), seed: 41, run: train() })
         .collect();
     let alone: Vec<Vec<u32>> =
-        second.iter().flat_map(|r| sisa(std::slice::from_ref(r), 1)).map(|p| sisa_bits(&p)).collect();
-    assert_eq!(sisa(&second, 2).iter().map(sisa_bits).collect::<Vec<_>>(), alone);
+        second.iter().flat_map(|r| sisa(std::slice::from_ref(r), one)).map(|p| sisa_bits(&p)).collect();
+    assert_eq!(sisa(&second, Batching::stacked(2)).iter().map(sisa_bits).collect::<Vec<_>>(), alone);
 }
 
 /// Negative control: the comparison sees a change of one run's seed (so equal weights above are not vacuous).
@@ -188,5 +216,6 @@ fn control_another_seed_changes_the_weights() {
         seed,
         run: train(),
     };
-    assert_ne!(setup.nodes(&[run(1)], 1), setup.nodes(&[run(2)], 1));
+    let one = Batching::stacked(1);
+    assert_ne!(setup.nodes(&[run(1)], one), setup.nodes(&[run(2)], one));
 }

@@ -21,6 +21,7 @@ use s3t::dataset::{Dataset, Splits};
 use s3t::model::build::{BuildContext, BundleDir, MemoryStore, PartStore, ShardPart, build_shard};
 use s3t::model::device::{Selected, cpu};
 use s3t::model::features::{Features, logits_all, to_host};
+use s3t::model::parallel::Batching;
 use s3t::model::serve::Model;
 use s3t::model::train::{pretrain, train_node, train_sisa};
 use s3t::model::vit::{Component, forward};
@@ -283,7 +284,7 @@ impl Fixture {
             device: &self.cpu.device,
             features,
             validation: &self.validation,
-            batch_nodes: 1,
+            batching: Batching::stacked(1),
             rows,
         };
         let gone = |id: &SampleId| matches!(id, SampleId::Int(i) if deleted.contains(i));

@@ -3,6 +3,7 @@
 use anyhow::{Result, anyhow};
 use clap::ValueEnum;
 use s3t::model::device::{DeviceChoice, Selected, select};
+use s3t::model::parallel::Batching;
 
 use crate::output;
 
@@ -51,4 +52,36 @@ pub fn choose(arg: DeviceArg, quiet: bool) -> Result<Selected> {
         output::note(&format!("notice: {notice}"));
     }
     Ok(selected)
+}
+
+/// How the independent training runs of one depth share the device (shared by `build`, `retrain` and `bench`).
+/// A run's weights do not depend on it (on the CPU, bit for bit).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BatchingOptions {
+    /// Most training runs (nodes of one depth across shards and sequences, or SISA checkpoints of one step across
+    /// shards) stacked into one batched computation; memory grows with it [default: 16 on a GPU, where a lone run
+    /// waits on kernel launches; 1 on the CPU, where a run keeps a core busy].
+    #[arg(long, value_name = "N")]
+    pub batch_nodes: Option<usize>,
+    /// Such computations trained at the same time, one per CPU thread [default: the CPU's cores; 1 on a GPU].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+impl BatchingOptions {
+    pub fn resolve(&self, selected: &Selected) -> Result<Batching> {
+        if self.batch_nodes == Some(0) {
+            return Err(anyhow!("--batch-nodes 0: at least one run per batch"));
+        }
+        if self.threads == Some(0) {
+            return Err(anyhow!("--threads 0: at least one thread"));
+        }
+        let (nodes, threads) = if selected.is_gpu { (16, 1) } else { (1, cpu_threads()) };
+        Ok(Batching { nodes: self.batch_nodes.unwrap_or(nodes), threads: self.threads.unwrap_or(threads) })
+    }
+}
+
+/// The CPU's cores (the threads this process may run at once).
+pub fn cpu_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }

@@ -267,6 +267,7 @@ pub fn session_view(props: &Props) -> Html {
                     purged: loaded.base.deleted_indices().into_iter().map(|i| i as u64).collect(),
                     batch_nodes: retrain::BATCH_NODES,
                     after: retraining_handle.current.as_ref().and_then(|j| j.after),
+                    roots: None,
                 };
                 if let Ok(text) = serde_json::to_string(&request) {
                     let _ = w.post_message(&text.into());

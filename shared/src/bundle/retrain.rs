@@ -5,12 +5,14 @@
 //! not allow retrained, the others reused). What it sends back is untrusted until [`accept`] has checked it against
 //! the deletions known when it arrives: a sample deleted while the worker ran may lie in a slice the new nodes saw.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use super::guard::Guard;
 use super::manifest::{NodeEntry, verify_bytes};
 use crate::partition::SampleId;
-use crate::plan::ShardPlan;
+use crate::plan::{Node, ShardPlan};
 
 /// A retrain job: main thread → worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,6 +30,10 @@ pub struct Request {
     /// those and the ledger's); echoed in `Done`.
     #[serde(default)]
     pub after: Option<usize>,
+    /// A helper's share of the job (see [`split`]): only the subtrees under these top-level nodes. `None`: the
+    /// whole shard (the worker may split it among helpers of its own).
+    #[serde(default)]
+    pub roots: Option<Vec<usize>>,
 }
 
 /// What the worker reports: worker → main thread. The weights of `Done` follow the JSON in the same message, one
@@ -102,4 +108,138 @@ pub fn accept(
         verify_bytes(&entry.weights, bytes)?;
     }
     Ok(())
+}
+
+/// The top-level node of `node`'s subtree (its first slice's node).
+fn root(plan: &ShardPlan, node: &Node) -> usize {
+    let mut id = node.id;
+    while let Some(parent) = plan.nodes[id].parent {
+        id = parent;
+    }
+    id
+}
+
+/// Splits a shard's retrain among up to `workers` helpers. The prefix trie's top-level subtrees are independent
+/// given the frozen backbone, so each goes whole to one helper: those with work (`work(node)` of their nodes that
+/// must be retrained) in decreasing order of work, each to the helper with the least so far. Returns each busy
+/// helper's subtree roots (subtrees without work are reused as they are and go to none).
+pub fn split(plan: &ShardPlan, work: impl Fn(&Node) -> usize, workers: usize) -> Vec<Vec<usize>> {
+    let mut subtrees: Vec<(usize, usize)> = Vec::new();
+    for node in &plan.nodes {
+        let r = root(plan, node);
+        match subtrees.iter_mut().find(|(id, _)| *id == r) {
+            Some((_, w)) => *w += work(node),
+            None => subtrees.push((r, work(node))),
+        }
+    }
+    subtrees.retain(|&(_, w)| w > 0);
+    // Largest first; ties by root id, so the split is the same every time.
+    subtrees.sort_by_key(|&(id, w)| (std::cmp::Reverse(w), id));
+    let mut helpers: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); workers.max(1).min(subtrees.len().max(1))];
+    for (id, w) in subtrees {
+        let least = helpers.iter_mut().min_by_key(|(load, _)| *load).expect("at least one helper");
+        least.0 += w;
+        least.1.push(id);
+    }
+    helpers
+        .into_iter()
+        .map(|(_, mut roots)| {
+            roots.sort_unstable();
+            roots
+        })
+        .filter(|roots| !roots.is_empty())
+        .collect()
+}
+
+/// The nodes of the subtrees under `roots`.
+pub fn subtrees(plan: &ShardPlan, roots: &[usize]) -> BTreeSet<usize> {
+    plan.nodes.iter().filter(|n| roots.contains(&root(plan, n))).map(|n| n.id).collect()
+}
+
+/// Merges the helpers' parts of a split retrain into the shard's node list: each node from the helper that built
+/// it, every other one reused as it was (`reuse`). `Err` names a node nobody has.
+pub fn merge(
+    shard: u16,
+    plan: &ShardPlan,
+    reuse: &[Option<NodeEntry>],
+    parts: Vec<Vec<NodeEntry>>,
+) -> Result<Vec<NodeEntry>, String> {
+    let mut nodes: Vec<Option<NodeEntry>> = plan.nodes.iter().map(|n| reuse.get(n.id).cloned().flatten()).collect();
+    for entry in parts.into_iter().flatten() {
+        let slot = nodes.get_mut(entry.id).ok_or_else(|| format!("shard {shard}: a helper built node {}", entry.id))?;
+        *slot = Some(entry);
+    }
+    nodes
+        .into_iter()
+        .enumerate()
+        .map(|(id, n)| n.ok_or_else(|| format!("shard {shard}: node {id} was neither retrained nor reused")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::WeightFile;
+    use crate::plan::Plan;
+    use crate::sequence::Strategy;
+
+    fn shard() -> ShardPlan {
+        Plan::new(1, 4, 4, &Strategy::Cyclic).expect("plan").shards.remove(0)
+    }
+
+    fn entry(node: &Node, generation: u32) -> NodeEntry {
+        NodeEntry {
+            shard: 0,
+            id: node.id,
+            prefix: node.prefix.clone(),
+            parent: node.parent,
+            seed: 0,
+            lineage: Vec::new(),
+            samples: 0,
+            validation_accuracy: 0.0,
+            generation,
+            weights: WeightFile { path: format!("node-{}", node.id), sha256: String::new(), bytes: 0 },
+        }
+    }
+
+    #[test]
+    fn a_split_gives_each_subtree_to_one_helper_and_balances_the_work() {
+        let plan = shard();
+        let halves = split(&plan, |n| n.prefix.len(), 2);
+        assert_eq!(halves.len(), 2);
+        let (a, b) = (subtrees(&plan, &halves[0]), subtrees(&plan, &halves[1]));
+        assert!(a.is_disjoint(&b));
+        assert_eq!(a.len() + b.len(), plan.nodes.len());
+        // Every node's parent is built by the same helper.
+        for part in [&a, &b] {
+            for &id in part {
+                assert!(plan.nodes[id].parent.is_none_or(|p| part.contains(&p)));
+            }
+        }
+        assert_eq!(a.len(), b.len());
+    }
+
+    #[test]
+    fn subtrees_without_work_go_to_no_helper() {
+        let plan = shard();
+        let root = plan.chains[2][0];
+        let only = subtrees(&plan, &[root]);
+        let parts = split(&plan, |n| usize::from(only.contains(&n.id)), 4);
+        assert_eq!(parts, vec![vec![root]]);
+        assert!(split(&plan, |_| 0, 2).is_empty());
+    }
+
+    #[test]
+    fn a_merge_takes_the_helpers_nodes_and_the_reused_ones_and_names_a_missing_node() {
+        let plan = shard();
+        let root = plan.chains[1][0];
+        let built = subtrees(&plan, &[root]);
+        let reuse: Vec<Option<NodeEntry>> =
+            plan.nodes.iter().map(|n| (!built.contains(&n.id)).then(|| entry(n, 0))).collect();
+        let part: Vec<NodeEntry> = built.iter().map(|&id| entry(&plan.nodes[id], 1)).collect();
+        let merged = merge(0, &plan, &reuse, vec![part]).expect("merge");
+        assert!(merged.iter().enumerate().all(|(id, e)| e.id == id && (e.generation == 1) == built.contains(&id)));
+        let error = merge(0, &plan, &reuse, Vec::new()).expect_err("a subtree is missing");
+        assert!(error.contains(&format!("node {root} was neither")), "{error}");
+    }
 }

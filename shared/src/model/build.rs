@@ -13,6 +13,7 @@ use super::adapter::GroupAdapter;
 use super::config::{ModelConfig, TrainConfig};
 use super::ensemble::{accuracy, softmax_rows};
 use super::features::{Features, logits_all};
+use super::parallel::Batching;
 use super::parts::{NodeParams, Pretrained, SisaParams};
 use super::serve::{node_skeleton, sisa_skeleton};
 use super::train::{NodeRun, SisaRun, train_nodes, train_sisas};
@@ -127,9 +128,9 @@ pub struct BuildContext<'a> {
     /// Cached backbone activations of the deletable and validation splits.
     pub features: &'a Features,
     pub validation: &'a Features,
-    /// Most training runs (nodes of one depth, or SISA checkpoints) trained as one batched computation; 1 trains
-    /// them one at a time. A node's weights do not depend on it.
-    pub batch_nodes: usize,
+    /// How the independent runs of one depth (or SISA step) share the machine: stacked into one computation, one
+    /// per thread, or one after another. A node's weights do not depend on it.
+    pub batching: Batching,
     /// The row of each sample in `data.deletable` and `features`, when they hold only some of the samples (the
     /// page's worker keeps the shard it retrains); `None`: sample i is row i.
     pub rows: Option<&'a HashMap<u64, usize>>,
@@ -186,6 +187,10 @@ pub struct ShardJob {
     pub reuse_sisa: Vec<Option<SisaEntry>>,
     /// The generation of the nodes trained now.
     pub generation: u32,
+    /// The nodes built here when other workers build the rest (the page's retraining helpers, see
+    /// [`crate::bundle::retrain::split`]): whole subtrees of the prefix trie, so a parent is always built or reused
+    /// here. `None`: every node.
+    pub only: Option<BTreeSet<usize>>,
 }
 
 /// Trains (or reuses) every node of one shard, then its SISA checkpoints when `sisa` is set: [`build_shards`] with
@@ -201,13 +206,13 @@ pub fn build_shard(
     deleted: &dyn Fn(&SampleId) -> bool,
     events: &mut dyn FnMut(BuildEvent),
 ) -> Result<ShardPart, String> {
-    let job = ShardJob { shard, reuse: reuse.to_vec(), reuse_sisa: reuse_sisa.to_vec(), generation };
+    let job = ShardJob { shard, reuse: reuse.to_vec(), reuse_sisa: reuse_sisa.to_vec(), generation, only: None };
     let mut parts = build_shards(ctx, &[job], sisa, deleted, events)?;
     Ok(parts.remove(0))
 }
 
 /// Trains (or reuses) every node of the given shards level by level: the nodes of one depth, across shards and
-/// sequences, train together in batches of `ctx.batch_nodes` (a parent always before its children), then the SISA
+/// sequences, train together as `ctx.batching` says (a parent always before its children), then the SISA
 /// checkpoints when `sisa` is set, checkpoint k of every shard together. `deleted` says which samples are gone
 /// (empty for a first build). A shard's progress record is rewritten after every batch that trained one of its
 /// nodes, so an interrupted build resumes there.
@@ -228,7 +233,10 @@ pub fn build_shards(
         // (job, node id) of the nodes of this depth to train.
         let mut pending: Vec<(usize, usize)> = Vec::new();
         for (j, job) in jobs.iter().enumerate() {
-            for node in ctx.plan.shards[usize::from(job.shard)].nodes.iter().filter(|n| n.prefix.len() == depth) {
+            let here = |id: usize| job.only.as_ref().is_none_or(|only| only.contains(&id));
+            for node in
+                ctx.plan.shards[usize::from(job.shard)].nodes.iter().filter(|n| n.prefix.len() == depth && here(n.id))
+            {
                 match job.reuse.get(node.id).cloned().flatten() {
                     Some(entry) => {
                         trained[j][node.id] = Some(ctx.load_node(&entry)?);
@@ -244,7 +252,7 @@ pub fn build_shards(
                 }
             }
         }
-        for batch in pending.chunks(ctx.batch_nodes.max(1)) {
+        for batch in pending.chunks(ctx.batching.width()) {
             train_node_batch(ctx, jobs, batch, depth, deleted, &mut trained, &mut parts, events)?;
         }
     }
@@ -313,24 +321,28 @@ fn train_node_batch(
                 run: run.clone(),
             });
         }
-        let params = train_nodes(
+        let fitted = train_nodes(
             ctx.config,
             &ctx.pretrained.backbone,
             &runs,
-            batch.len(),
+            ctx.batching,
             ctx.features,
             &ctx.data.deletable,
             Some((ctx.validation, &ctx.data.validation.labels)),
             ctx.device,
             &mut |n| events(BuildEvent::Progress { samples: n }),
         );
-        let mut accuracies = Vec::with_capacity(runs.len());
-        for (r, p) in runs.iter().zip(&params) {
-            let mut groups = r.frozen.clone();
-            groups.push(&p.adapter);
-            accuracies.push(ctx.validation_accuracy(&groups, &p.head));
+        // Model selection scored the kept epoch already; the same score is recorded.
+        let mut params = Vec::with_capacity(runs.len());
+        for (r, f) in runs.iter().zip(fitted) {
+            let accuracy = f.validation_accuracy.unwrap_or_else(|| {
+                let mut groups = r.frozen.clone();
+                groups.push(&f.params.adapter);
+                ctx.validation_accuracy(&groups, &f.params.head)
+            });
+            params.push((f.params, accuracy));
         }
-        params.into_iter().zip(accuracies).collect::<Vec<_>>()
+        params
     };
     for ((&(j, id), samples), (p, validation_accuracy)) in batch.iter().zip(samples).zip(params) {
         let job = &jobs[j];
@@ -374,7 +386,7 @@ fn list(shards: &BTreeSet<u16>) -> String {
 }
 
 /// SISA baseline: checkpoint k trains every group and the head on slices 0..k, continuing from checkpoint k−1;
-/// checkpoint k of every shard trains in one batch (of `ctx.batch_nodes`).
+/// checkpoint k of every shard trains together (as `ctx.batching` says).
 fn build_sisa(
     ctx: &BuildContext<'_>,
     jobs: &[ShardJob],
@@ -402,7 +414,7 @@ fn build_sisa(
             }
         }
         let run = ctx.run_config(usize::from(k));
-        for batch in pending.chunks(ctx.batch_nodes.max(1)) {
+        for batch in pending.chunks(ctx.batching.width()) {
             // Deleted samples are skipped here too: a checkpoint trained after a deletion (a resumed build) must
             // not see them.
             let samples: Vec<Vec<usize>> =
@@ -429,7 +441,7 @@ fn build_sisa(
                     &ctx.pretrained.backbone,
                     &ctx.pretrained.head,
                     &runs,
-                    batch.len(),
+                    ctx.batching,
                     ctx.features,
                     &ctx.data.deletable,
                     Some((ctx.validation, &ctx.data.validation.labels)),
@@ -437,10 +449,12 @@ fn build_sisa(
                     &mut |n| events(BuildEvent::Progress { samples: n }),
                 )
             };
-            for ((&j, samples), params) in batch.iter().zip(samples).zip(params) {
+            for ((&j, samples), fitted) in batch.iter().zip(samples).zip(params) {
                 let shard = jobs[j].shard;
+                let params = fitted.params;
                 let groups: Vec<&GroupAdapter> = params.adapters.iter().collect();
-                let validation_accuracy = ctx.validation_accuracy(&groups, &params.head);
+                let validation_accuracy =
+                    fitted.validation_accuracy.unwrap_or_else(|| ctx.validation_accuracy(&groups, &params.head));
                 let bytes = to_safetensors(&params)?;
                 let weights =
                     ctx.bundle.write_weights(&format!("weights/shard-{shard}/sisa-{k}.safetensors"), &bytes)?;

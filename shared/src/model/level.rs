@@ -51,6 +51,8 @@ pub struct Member<'a> {
 pub struct Trained {
     pub groups: Vec<GroupAdapter>,
     pub head: Head,
+    /// The selected epoch's validation score (with model selection).
+    pub score: Option<f64>,
 }
 
 /// Shared settings of a level batch.
@@ -154,7 +156,7 @@ impl Stacked {
         let weight = one(&self.head_weight, i);
         let bias: Param<Tensor<2>> = one(&self.head_bias, i);
         let bias = Param::from_tensor(bias.val().squeeze_dim::<1>(0));
-        Trained { groups, head: Head { linear: Linear { weight, bias: Some(bias) } } }
+        Trained { groups, head: Head { linear: Linear { weight, bias: Some(bias) } }, score: None }
     }
 }
 
@@ -364,7 +366,7 @@ impl Readout<'_> {
         }
         if last {
             self.results[i] = Some(match self.best[i].take() {
-                Some((_, t)) => t,
+                Some((score, t)) => Trained { score: Some(score), ..t },
                 None => valid.member(i, self.scale),
             });
         }

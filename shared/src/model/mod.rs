@@ -22,6 +22,8 @@ pub mod build;
 #[cfg(feature = "learn")]
 pub mod level;
 #[cfg(feature = "learn")]
+pub mod parallel;
+#[cfg(feature = "learn")]
 pub mod train;
 
 pub use adapter::{BlockAdapter, GroupAdapter};

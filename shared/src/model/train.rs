@@ -20,6 +20,7 @@ use super::config::{ModelConfig, TrainConfig};
 use super::features::{Features, component_logits, logits_all, to_host};
 use super::input;
 use super::level::{Level, Member, Select as LevelSelect, Trained, train_level};
+use super::parallel::{self, Batching};
 use super::parts::{NodeParams, Pretrained, SisaParams};
 use super::vit::{Backbone, Component, Head, forward_backbone};
 use crate::dataset::Dataset;
@@ -113,20 +114,20 @@ pub struct NodeRun<'a> {
     pub run: TrainConfig,
 }
 
-/// S3T node steps of one level, `batch_nodes` at a time (see [`super::level`]): each trains group k (its
+/// S3T node steps of one level, grouped by `batching` (see [`super::level`] and [`super::parallel`]): each trains group k (its
 /// `frozen.len() + 1`) and the head on its samples, starting from its parent's head.
 #[allow(clippy::too_many_arguments)]
 pub fn train_nodes<'r>(
     config: &ModelConfig,
     backbone: &Backbone,
     runs: &'r [NodeRun<'_>],
-    batch_nodes: usize,
+    batching: Batching,
     features: &Features,
     data: &Dataset,
     validation: Option<(&Features, &[u8])>,
     device: &Device,
     progress: Progress<'_>,
-) -> Vec<NodeParams> {
+) -> Vec<Fitted<NodeParams>> {
     // The node's component (its frozen groups, its own group, its head) on the activations entering group k.
     let score = validation.map(|(features, labels)| {
         move |r: &NodeRun<'_>, t: &Trained| {
@@ -138,7 +139,7 @@ pub fn train_nodes<'r>(
             logits_accuracy(logits, labels, config.vit.classes)
         }
     });
-    let batches = Batches { config, backbone, features, data, device, batch_nodes };
+    let batches = Batches { config, backbone, features, data, device, batching };
     let score = score.as_ref().map(|f| f as Score<'_, NodeRun<'_>>);
     let member = |r: &'r NodeRun<'_>| Member {
         trainable: vec![GroupAdapter::init(config, r.frozen.len() + 1, r.seed, device)],
@@ -151,12 +152,21 @@ pub fn train_nodes<'r>(
     batches
         .train(runs, |r| &r.run, member, score, progress)
         .into_iter()
-        .map(|mut t| NodeParams { adapter: t.groups.remove(0), head: t.head })
+        .map(|mut t| Fitted {
+            params: NodeParams { adapter: t.groups.remove(0), head: t.head },
+            validation_accuracy: t.score,
+        })
         .collect()
 }
 
 /// Model selection of a run: its validation score after an epoch.
-type Score<'a, R> = &'a dyn Fn(&R, &Trained) -> f64;
+type Score<'a, R> = &'a (dyn Fn(&R, &Trained) -> f64 + Sync);
+
+/// A trained run: its parameters and, with model selection, the selected epoch's validation accuracy.
+pub struct Fitted<P> {
+    pub params: P,
+    pub validation_accuracy: Option<f64>,
+}
 
 /// What every level batch of a call shares.
 struct Batches<'a> {
@@ -165,22 +175,23 @@ struct Batches<'a> {
     features: &'a Features,
     data: &'a Dataset,
     device: &'a Device,
-    batch_nodes: usize,
+    batching: Batching,
 }
 
 impl Batches<'_> {
-    /// Trains `runs` in batches of `batch_nodes` (with the batch size and learning rate of a batch's first run),
-    /// with model selection by `score` when given.
-    fn train<'r, R>(
+    /// Trains `runs` in level batches of `batching.nodes` (with the batch size and learning rate of a batch's first
+    /// run), `batching.threads` batches at a time, with model selection by `score` when given.
+    fn train<'r, R: Sync>(
         &self,
         runs: &'r [R],
-        settings: impl Fn(&R) -> &TrainConfig,
-        member: impl Fn(&'r R) -> Member<'r>,
+        settings: impl Fn(&R) -> &TrainConfig + Sync,
+        member: impl Fn(&'r R) -> Member<'r> + Sync,
         score: Option<Score<'_, R>>,
         progress: Progress<'_>,
     ) -> Vec<Trained> {
-        let mut out = Vec::with_capacity(runs.len());
-        for chunk in runs.chunks(self.batch_nodes.max(1)) {
+        let chunks: Vec<&'r [R]> = runs.chunks(self.batching.nodes.max(1)).collect();
+        let train_chunk = |chunk: &&'r [R], report: &dyn Fn(usize)| {
+            let chunk: &'r [R] = chunk;
             let members: Vec<Member<'_>> = chunk.iter().map(&member).collect();
             let select = score.map(|f| move |i: usize, t: &Trained| f(&chunk[i], t));
             let run = settings(&chunk[0]);
@@ -194,9 +205,9 @@ impl Batches<'_> {
                 device: self.device,
             };
             let select = select.as_ref().map(|f| f as LevelSelect<'_>);
-            out.extend(train_level(&level, &members, select, &mut *progress));
-        }
-        out
+            train_level(&level, &members, select, &mut |n| report(n))
+        };
+        parallel::map(&chunks, self.batching.threads, train_chunk, progress).into_iter().flatten().collect()
     }
 }
 /// One S3T node step alone: a level batch of one ([`train_nodes`] gives every node the same weights).
@@ -216,8 +227,9 @@ pub fn train_node(
     progress: Progress<'_>,
 ) -> NodeParams {
     let run = NodeRun { frozen: frozen.to_vec(), parent_head, samples: samples.to_vec(), seed, run: train.clone() };
-    let mut out = train_nodes(config, backbone, &[run], 1, features, data, validation, device, progress);
-    out.remove(0)
+    let mut out =
+        train_nodes(config, backbone, &[run], Batching::stacked(1), features, data, validation, device, progress);
+    out.remove(0).params
 }
 
 /// One SISA checkpoint run: every adapter group and the head trainable, continuing from the previous checkpoint,
@@ -229,7 +241,7 @@ pub struct SisaRun<'a> {
     pub run: TrainConfig,
 }
 
-/// SISA checkpoints (of different shards) as level batches of `batch_nodes`, from the cached embedded patches
+/// SISA checkpoints (of different shards) grouped by `batching`, from the cached embedded patches
 /// (`features` at group L).
 #[allow(clippy::too_many_arguments)]
 pub fn train_sisas<'r>(
@@ -237,13 +249,13 @@ pub fn train_sisas<'r>(
     backbone: &Backbone,
     pretrained_head: &Head,
     runs: &'r [SisaRun<'_>],
-    batch_nodes: usize,
+    batching: Batching,
     features: &Features,
     data: &Dataset,
     validation: Option<(&Features, &[u8])>,
     device: &Device,
     progress: Progress<'_>,
-) -> Vec<SisaParams> {
+) -> Vec<Fitted<SisaParams>> {
     let member = |r: &'r SisaRun<'_>| {
         let (trainable, head) = match r.previous {
             Some(p) => (p.adapters.clone(), p.head.clone()),
@@ -264,12 +276,12 @@ pub fn train_sisas<'r>(
             super::ensemble::accuracy(&super::ensemble::softmax_rows(&logits, classes), classes, labels)
         }
     });
-    let batches = Batches { config, backbone, features, data, device, batch_nodes };
+    let batches = Batches { config, backbone, features, data, device, batching };
     let score = score.as_ref().map(|f| f as Score<'_, SisaRun<'_>>);
     batches
         .train(runs, |r| &r.run, member, score, progress)
         .into_iter()
-        .map(|t| SisaParams { adapters: t.groups, head: t.head })
+        .map(|t| Fitted { params: SisaParams { adapters: t.groups, head: t.head }, validation_accuracy: t.score })
         .collect()
 }
 /// One SISA checkpoint alone (a level batch of one).
@@ -289,9 +301,10 @@ pub fn train_sisa(
     progress: Progress<'_>,
 ) -> SisaParams {
     let run = SisaRun { previous, samples: samples.to_vec(), seed, run: train.clone() };
+    let one = Batching::stacked(1);
     let mut out =
-        train_sisas(config, backbone, pretrained_head, &[run], 1, features, data, validation, device, progress);
-    out.remove(0)
+        train_sisas(config, backbone, pretrained_head, &[run], one, features, data, validation, device, progress);
+    out.remove(0).params
 }
 
 /// Accuracy of the backbone-only model on a data set.

@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use s3t::ledger::Ledger;
 use s3t::model::ensemble::{mean_probabilities, softmax_rows};
 use s3t::model::features::{Features, logits_all};
+use s3t::model::parallel::Batching;
 use s3t::model::serve::node_skeleton;
 use s3t::model::train::{NodeRun, SisaRun, train_nodes, train_sisa, train_sisas};
 use s3t::model::vit::Component;
@@ -18,7 +19,7 @@ use s3t::{Action, Plan, Router, SampleId, Strategy};
 
 use crate::cli::pretrain::Preset;
 use crate::data::Source;
-use crate::device::{DeviceArg, choose};
+use crate::device::{DeviceArg, choose, cpu_threads};
 use crate::output;
 
 #[derive(Debug, clap::Args)]
@@ -26,9 +27,13 @@ pub struct Args {
     /// Samples for the throughput measurement.
     #[arg(long, default_value_t = 2048)]
     pub samples: usize,
-    /// Training runs batched together for the batched throughput figures.
+    /// Training runs measured together (a plan level of the default bundle has 16): stacked into one batched
+    /// computation, and one per thread.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub batch_nodes: usize,
+    /// Threads for the one-run-per-thread figure [default: the CPU's cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Seed of the deleted sample and of the initialisation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -65,15 +70,19 @@ pub fn run(args: &Args) -> Result<()> {
     let one_epoch = TrainConfig::new().with_epochs(1);
     let features = Features::new(&config, &pretrained.backbone, &splits.deletable, device);
     let width = args.batch_nodes.max(1);
-    let all_adapters = |samples: &[usize], runs: usize| {
+    if args.threads == Some(0) {
+        return Err(anyhow!("--threads 0: at least one thread"));
+    }
+    let threads = Batching::threaded(args.threads.unwrap_or_else(cpu_threads));
+    let all_adapters = |samples: &[usize], runs: usize, batching: Batching| {
         let runs: Vec<SisaRun<'_>> = (0..runs as u64)
             .map(|seed| SisaRun { previous: None, samples: samples.to_vec(), seed, run: one_epoch.clone() })
             .collect();
         let h = &pretrained.head;
         let b = &pretrained.backbone;
-        train_sisas(&config, b, h, &runs, runs.len(), &features, &splits.deletable, None, device, &mut |_| {});
+        train_sisas(&config, b, h, &runs, batching, &features, &splits.deletable, None, device, &mut |_| {});
     };
-    let top_group = |samples: &[usize], runs: usize| {
+    let top_group = |samples: &[usize], runs: usize, batching: Batching| {
         let runs: Vec<NodeRun<'_>> = (0..runs as u64)
             .map(|seed| NodeRun {
                 frozen: Vec::new(),
@@ -84,27 +93,37 @@ pub fn run(args: &Args) -> Result<()> {
             })
             .collect();
         let b = &pretrained.backbone;
-        train_nodes(&config, b, &runs, runs.len(), &features, &splits.deletable, None, device, &mut |_| {});
+        train_nodes(&config, b, &runs, batching, &features, &splits.deletable, None, device, &mut |_| {});
     };
-    let throughput = |f: &dyn Fn(&[usize], usize), runs: usize| {
+    let throughput = |f: &dyn Fn(&[usize], usize, Batching), runs: usize, batching: Batching| {
         // One batch of each kind first, untimed: a GPU compiles its kernels at their first use.
-        f(&subset[..one_epoch.batch_size.min(n)], runs);
+        f(&subset[..one_epoch.batch_size.min(n)], runs, batching);
         let started = Instant::now();
-        f(&subset, runs);
+        f(&subset, runs, batching);
         (n * runs) as f64 / started.elapsed().as_secs_f64()
     };
-    let train_samples_per_s = throughput(&all_adapters, 1);
-    let train_batched_samples_per_s = throughput(&all_adapters, width);
-    let node_samples_per_s = throughput(&top_group, 1);
-    let node_batched_samples_per_s = throughput(&top_group, width);
+    let alone = Batching::stacked(1);
+    let stacked = Batching::stacked(width);
+    // A GPU has one queue: threads would only interleave its launches.
+    let threaded = (!selected.is_gpu).then_some(threads);
+    let measure = |f: &dyn Fn(&[usize], usize, Batching)| {
+        (throughput(f, 1, alone), throughput(f, width, stacked), threaded.map(|t| throughput(f, width, t)))
+    };
+    let (train_samples_per_s, train_batched_samples_per_s, train_threaded_samples_per_s) = measure(&all_adapters);
+    let (node_samples_per_s, node_batched_samples_per_s, node_threaded_samples_per_s) = measure(&top_group);
+    let line = |what: &str, one: f64, batched: f64, threaded: Option<f64>| {
+        let threaded = threaded.map_or(String::new(), |t| format!(" / {t:.0} ({:.2}×)", t / one));
+        format!("  {what}: {one:.0} / {batched:.0} ({:.2}×){threaded} samples/s\n", batched / one)
+    };
+    let threaded_label = threaded.map_or(String::new(), |t| format!(" / {width} runs on {} threads", t.threads));
     let throughput_text = format!(
-        "device: {}\nmodel: width {}, {} blocks, {} heads\ntraining throughput, one run alone / {width} runs batched:\n  all adapters: {train_samples_per_s:.0} / {train_batched_samples_per_s:.0} samples/s ({:.2}×)\n  S3T top-group step: {node_samples_per_s:.0} / {node_batched_samples_per_s:.0} samples/s ({:.2}×)\n",
+        "device: {}\nmodel: width {}, {} blocks, {} heads\ntraining throughput, one run alone / {width} runs stacked{threaded_label}:\n{}{}",
         selected.name,
         config.vit.d_model,
         config.vit.depth,
         config.vit.heads,
-        train_batched_samples_per_s / train_samples_per_s,
-        node_batched_samples_per_s / node_samples_per_s,
+        line("all adapters", train_samples_per_s, train_batched_samples_per_s, train_threaded_samples_per_s),
+        line("S3T top-group step", node_samples_per_s, node_batched_samples_per_s, node_threaded_samples_per_s),
     );
     let mut report = serde_json::json!({
         "device": selected.name,
@@ -112,10 +131,13 @@ pub fn run(args: &Args) -> Result<()> {
         "depth": config.vit.depth,
         "heads": config.vit.heads,
         "batch_nodes": width,
+        "threads": threaded.map(|t| t.threads),
         "train_samples_per_s": train_samples_per_s,
         "train_batched_samples_per_s": train_batched_samples_per_s,
+        "train_threaded_samples_per_s": train_threaded_samples_per_s,
         "node_train_samples_per_s": node_samples_per_s,
         "node_train_batched_samples_per_s": node_batched_samples_per_s,
+        "node_train_threaded_samples_per_s": node_threaded_samples_per_s,
     });
     if args.throughput_only {
         if args.json {

@@ -21,7 +21,7 @@ use crate::args::StrategyArg;
 use crate::bundle_dir::{Bundle, load_pretrained};
 use crate::cli::pretrain::{PretrainOptions, run_pretrain};
 use crate::data::Source;
-use crate::device::{RunOptions, choose};
+use crate::device::{BatchingOptions, RunOptions, choose};
 use crate::output;
 use crate::progress::Progress;
 
@@ -87,11 +87,8 @@ pub struct Args {
     /// Build only these shards (comma-separated), writing a partial artifact for `trainer assemble`.
     #[arg(long, value_name = "I[,J…]", value_delimiter = ',')]
     pub shard: Vec<u16>,
-    /// Most training runs (the nodes of one depth across shards and sequences, or the SISA checkpoints of one
-    /// step across shards) trained as one batched computation; 1 trains one at a time. Memory grows with it; the
-    /// weights do not change (on the CPU, bit for bit).
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    pub batch_nodes: usize,
+    #[command(flatten)]
+    pub batching: BatchingOptions,
     #[command(flatten)]
     pub pretrain: PretrainOptions,
     #[command(flatten)]
@@ -163,9 +160,7 @@ pub fn run(args: &Args) -> Result<()> {
             record.model.vit.depth
         );
     }
-    if args.batch_nodes == 0 {
-        bail!("--batch-nodes 0: at least one run per batch");
-    }
+    let batching = args.batching.resolve(&selected)?;
     let config = record
         .model
         .clone()
@@ -219,7 +214,7 @@ pub fn run(args: &Args) -> Result<()> {
         device: &selected.device,
         features: &features,
         validation: &validation,
-        batch_nodes: args.batch_nodes,
+        batching,
         rows: None,
     };
     let steps: usize = shards
@@ -232,7 +227,7 @@ pub fn run(args: &Args) -> Result<()> {
     for &shard in &shards {
         let (reuse, reuse_sisa, generation) =
             if args.resume { resumable(&args.out, shard, &guard)? } else { (Vec::new(), Vec::new(), 0) };
-        jobs.push(ShardJob { shard, reuse, reuse_sisa, generation });
+        jobs.push(ShardJob { shard, reuse, reuse_sisa, generation, only: None });
     }
     build_shards(&ctx, &jobs, spec.sisa, &is_deleted, &mut |e| progress.event(e)).map_err(|e| anyhow!(e))?;
     let (samples, per_second) = progress.finish();

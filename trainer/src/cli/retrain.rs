@@ -18,7 +18,7 @@ use s3t::model::features::Features;
 use s3t::{Action, SampleId};
 
 use crate::bundle_dir::{Bundle, load_pretrained};
-use crate::device::{RunOptions, choose};
+use crate::device::{BatchingOptions, RunOptions, choose};
 use crate::output;
 use crate::progress::Progress;
 
@@ -36,9 +36,8 @@ pub struct Args {
     /// reproduction of a build without the deleted samples on the original backend).
     #[arg(long)]
     pub allow_backend_change: bool,
-    /// Most stale nodes of one depth trained as one batched computation (see `trainer build --batch-nodes`).
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    pub batch_nodes: usize,
+    #[command(flatten)]
+    pub batching: BatchingOptions,
     #[command(flatten)]
     pub run: RunOptions,
 }
@@ -104,7 +103,7 @@ pub fn run(args: &Args) -> Result<()> {
         device: &selected.device,
         features: &features,
         validation: &validation,
-        batch_nodes: args.batch_nodes.max(1),
+        batching: args.batching.resolve(&selected)?,
         rows: None,
     };
     let mut progress = Progress::new(entries.len() as u64, "retrain", quiet);

@@ -1,31 +1,33 @@
 //! One retrain job: load what `trainer retrain` reads (manifest, backbone, the reusable nodes, the deletable and
 //! validation splits), rebuild the shard with the shared build code, and post the result.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use burn::tensor::Device;
 use js_sys::{Array, Uint8Array};
 use s3t::bundle::guard::Guard;
 use s3t::bundle::manifest::{MANIFEST_FILE, verify_bytes};
-use s3t::bundle::retrain::{Report, Request};
+use s3t::bundle::retrain::{Report, Request, subtrees};
 use s3t::bundle::samples::{self, DATA_DIR, DIGESTS_FILE};
-use s3t::bundle::{Manifest, WeightFile};
+use s3t::bundle::{Manifest, NodeEntry, WeightFile};
 use s3t::dataset::{self, Dataset, Splits};
-use s3t::model::build::{BuildContext, BuildEvent, MemoryStore, build_shard};
+use s3t::model::build::{BuildContext, BuildEvent, MemoryStore, ShardJob, build_shards};
 use s3t::model::features::Features;
+use s3t::model::parallel::Batching;
 use s3t::model::weights::load_safetensors;
 use s3t::model::{Backbone, Head, Pretrained};
-use s3t::{Cell, SampleId};
+use s3t::partition::Assignment;
+use s3t::{Cell, Node, Plan, SampleId, ShardPlan};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-fn scope() -> DedicatedWorkerGlobalScope {
+pub fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
 }
 
-fn now() -> f64 {
+pub fn now() -> f64 {
     scope().performance().map_or(0.0, |p| p.now())
 }
 
@@ -35,7 +37,7 @@ fn timing(what: &str, since: f64) {
 }
 
 /// Posts a report, followed by `weights` (one byte array each) in the same message.
-fn post(report: &Report, weights: &[Vec<u8>]) {
+pub fn post(report: &Report, weights: &[Vec<u8>]) {
     let message = Array::new();
     message.push(&serde_json::to_string(report).unwrap_or_default().into());
     for bytes in weights {
@@ -45,14 +47,21 @@ fn post(report: &Report, weights: &[Vec<u8>]) {
     let _ = scope().post_message(&message);
 }
 
-/// Installs the message handler (one request at a time: the page sends the next after `Done` or `Failed`).
+/// Installs the message handler (one request at a time: the page, or the coordinating worker, sends the next after
+/// `Done` or `Failed`).
 pub fn listen() {
     let handler = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
         let Some(text) = event.data().as_string() else { return };
         wasm_bindgen_futures::spawn_local(async move {
             match serde_json::from_str::<Request>(&text) {
                 Ok(request) => {
-                    if let Err(error) = run(&request).await {
+                    // A helper's share is trained here; a whole shard may be split among helpers.
+                    let result = if request.roots.is_some() {
+                        run(&request).await
+                    } else {
+                        crate::team::coordinate(&request).await
+                    };
+                    if let Err(error) = result {
                         post(&Report::Failed { shard: request.shard, error }, &[]);
                     }
                 }
@@ -101,26 +110,80 @@ async fn split(base: &str, name: &str, manifest: &Manifest) -> Result<Dataset, S
     Ok(data)
 }
 
-async fn run(request: &Request) -> Result<(), String> {
+/// What the manifest and the deletions say about a retrain: the shard's nodes, which are reused, and the work.
+pub struct Setup {
+    pub manifest: Manifest,
+    pub plan: Plan,
+    pub assignment: Assignment,
+    pub guard: Guard,
+    /// The nodes `trainer retrain` would reuse: exactly those whose lineage holds no deleted sample.
+    pub reuse: Vec<Option<NodeEntry>>,
+    /// Nodes of the shard.
+    pub total: usize,
+    pub generation: u32,
+}
+
+impl Setup {
+    pub async fn load(request: &Request) -> Result<Self, String> {
+        let manifest_url = format!("{}/{MANIFEST_FILE}", request.bundle);
+        let text = String::from_utf8(fetch(&manifest_url).await?).map_err(|e| format!("{manifest_url}: {e}"))?;
+        let manifest = Manifest::from_json(&manifest_url, &text)?;
+        let plan = manifest.plan().map_err(|e| format!("{manifest_url}: {e}"))?;
+        let assignment = manifest.assignment().map_err(|e| format!("{manifest_url}: {e}"))?;
+        let entries = manifest
+            .nodes
+            .get(usize::from(request.shard))
+            .ok_or_else(|| format!("{manifest_url}: the bundle has no shard {}", request.shard))?;
+        let guard = Guard::new(&assignment, request.deleted.iter().cloned());
+        let reuse = guard.reusable(entries);
+        let generation = entries.iter().map(|e| e.generation).max().unwrap_or(0) + 1;
+        let total = entries.len();
+        Ok(Self { manifest, plan, assignment, guard, reuse, total, generation })
+    }
+
+    pub fn shard_plan(&self, shard: u16) -> &ShardPlan {
+        &self.plan.shards[usize::from(shard)]
+    }
+
+    /// A node's training work: its clean samples × passes if it is retrained, else nothing.
+    pub fn work(&self, node: &Node) -> usize {
+        if self.reuse.get(node.id).is_some_and(Option::is_some) {
+            return 0;
+        }
+        let run = self.manifest.train.for_slices(node.prefix.len(), usize::from(self.plan.slices));
+        let clean = node
+            .prefix
+            .iter()
+            .map(|&slice| {
+                let cell = Cell { shard: node.shard, slice };
+                self.assignment.members(cell).iter().filter(|id| !self.guard.is_deleted(id)).count()
+            })
+            .sum::<usize>();
+        clean * run.epochs
+    }
+
+    /// The `Started` report of the nodes in `only` (all: `None`).
+    pub fn started(&self, shard: u16, only: Option<&BTreeSet<usize>>) -> Report {
+        let stale = self
+            .shard_plan(shard)
+            .nodes
+            .iter()
+            .filter(|n| only.is_none_or(|o| o.contains(&n.id)) && self.reuse.get(n.id).is_none_or(Option::is_none));
+        let (nodes, samples) = stale.fold((0, 0), |(count, samples), n| (count + 1, samples + self.work(n)));
+        Report::Started { shard, nodes, total: self.total, samples }
+    }
+}
+
+/// Retrains the nodes of `request.roots`' subtrees (a helper's share), or the whole shard.
+pub async fn run(request: &Request) -> Result<(), String> {
     let started = now();
     let base = request.bundle.as_str();
     let shard = request.shard;
-    let manifest_url = format!("{base}/{MANIFEST_FILE}");
-    let text = String::from_utf8(fetch(&manifest_url).await?).map_err(|e| format!("{manifest_url}: {e}"))?;
-    let manifest = Manifest::from_json(&manifest_url, &text)?;
-    let plan = manifest.plan().map_err(|e| format!("{manifest_url}: {e}"))?;
-    let assignment = manifest.assignment().map_err(|e| format!("{manifest_url}: {e}"))?;
-    let entries = manifest
-        .nodes
-        .get(usize::from(shard))
-        .ok_or_else(|| format!("{manifest_url}: the bundle has no shard {shard}"))?;
-
-    // The nodes `trainer retrain` would reuse: exactly those whose lineage holds no deleted sample.
-    let guard = Guard::new(&assignment, request.deleted.iter().cloned());
-    let reuse = guard.reusable(entries);
-    let generation = entries.iter().map(|e| e.generation).max().unwrap_or(0) + 1;
+    let setup = Setup::load(request).await?;
+    let only = request.roots.as_ref().map(|roots| subtrees(setup.shard_plan(shard), roots));
+    let Setup { manifest, plan, assignment, guard, reuse, generation, .. } = &setup;
     let store = MemoryStore::default();
-    for entry in reuse.iter().flatten() {
+    for entry in reuse.iter().flatten().filter(|e| only.as_ref().is_none_or(|o| o.contains(&e.id))) {
         store.insert(&entry.weights.path, fetch_weights(base, &entry.weights).await?);
     }
     let device = Device::flex();
@@ -130,7 +193,7 @@ async fn run(request: &Request) -> Result<(), String> {
     let pretrained = load_safetensors(skeleton, backbone, &manifest.backbone.weights.path)?;
 
     // The data, checked as the page checks it: each kept sample opens the bundle's commitment.
-    let deletable = split(base, "deletable", &manifest).await?;
+    let deletable = split(base, "deletable", manifest).await?;
     let digests_url = format!("{base}/{DIGESTS_FILE}");
     let digests = fetch(&digests_url).await?;
     let purged: HashSet<usize> = request.purged.iter().map(|&i| i as usize).collect();
@@ -139,7 +202,7 @@ async fn run(request: &Request) -> Result<(), String> {
     }
     let file = format!("{base}/{DATA_DIR}/deletable");
     samples::verify(&file, &deletable, &digests, &manifest.data.deletable_digests_sha256, &purged)?;
-    let validation = split(base, "validation", &manifest).await?;
+    let validation = split(base, "validation", manifest).await?;
     if validation.len() != manifest.data.validation {
         return Err(format!(
             "{base}/{DATA_DIR}/validation: {} samples, but the bundle was built with {}",
@@ -164,22 +227,8 @@ async fn run(request: &Request) -> Result<(), String> {
     let validation_features = Features::new(&config, &pretrained.backbone, &data.validation, &device);
     timing("backbone features", t);
 
-    let stale: Vec<&s3t::Node> =
-        plan.shards[usize::from(shard)].nodes.iter().filter(|n| reuse.get(n.id).is_none_or(Option::is_none)).collect();
     let is_deleted = |id: &SampleId| guard.is_deleted(id);
-    let samples: usize = stale
-        .iter()
-        .map(|n| {
-            let run = manifest.train.for_slices(n.prefix.len(), usize::from(plan.slices));
-            let clean = n
-                .prefix
-                .iter()
-                .map(|&slice| assignment.members(Cell { shard, slice }).iter().filter(|id| !is_deleted(id)).count())
-                .sum::<usize>();
-            clean * run.epochs
-        })
-        .sum();
-    post(&Report::Started { shard, nodes: stale.len(), total: entries.len(), samples }, &[]);
+    post(&setup.started(shard, only.as_ref()), &[]);
 
     let ctx = BuildContext {
         bundle: &store,
@@ -188,16 +237,17 @@ async fn run(request: &Request) -> Result<(), String> {
         seed: manifest.seed,
         data: &data,
         pretrained: &pretrained,
-        assignment: &assignment,
-        plan: &plan,
+        assignment,
+        plan,
         device: &device,
         features: &features,
         validation: &validation_features,
-        batch_nodes: request.batch_nodes.max(1),
+        batching: Batching::stacked(request.batch_nodes),
         rows: Some(&rows),
     };
     let (mut trained, mut nodes_done, mut last) = (0usize, 0usize, now());
-    let part = build_shard(&ctx, shard, &reuse, &[], false, generation, &is_deleted, &mut |event| match event {
+    let job = ShardJob { shard, reuse: reuse.clone(), reuse_sisa: Vec::new(), generation: *generation, only };
+    let mut events = |event| match event {
         BuildEvent::Progress { samples } => {
             trained += samples;
             // A few reports a second are enough for a progress bar.
@@ -214,12 +264,13 @@ async fn run(request: &Request) -> Result<(), String> {
             post(&Report::Progress { shard, samples: trained, nodes_done }, &[]);
         }
         BuildEvent::Start { .. } => {}
-    })?;
-    let retrained: Vec<usize> = part.nodes.iter().filter(|e| e.generation == generation).map(|e| e.id).collect();
-    let mut weights = Vec::with_capacity(retrained.len());
-    for &id in &retrained {
-        let path = &part.nodes[id].weights.path;
+    };
+    let part = build_shards(&ctx, &[job], false, &is_deleted, &mut events)?.remove(0);
+    let (mut retrained, mut weights) = (Vec::new(), Vec::new());
+    for entry in part.nodes.iter().filter(|e| e.generation == *generation) {
+        let path = &entry.weights.path;
         weights.push(store.take(path).ok_or_else(|| format!("{path}: trained but not stored"))?);
+        retrained.push(entry.id);
     }
     let seconds = (now() - started) / 1000.0;
     post(&Report::Done { shard, after: request.after, nodes: part.nodes, retrained, seconds }, &weights);

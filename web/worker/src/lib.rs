@@ -7,6 +7,8 @@
 
 #[cfg(target_arch = "wasm32")]
 mod job;
+#[cfg(target_arch = "wasm32")]
+mod team;
 
 #[cfg(target_arch = "wasm32")]
 unsafe extern "C" {
