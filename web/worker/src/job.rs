@@ -177,9 +177,14 @@ impl Setup {
 /// Retrains the nodes of `request.roots`' subtrees (a helper's share), or the whole shard.
 pub async fn run(request: &Request) -> Result<(), String> {
     let started = now();
+    let setup = Setup::load(request).await?;
+    train(request, setup, started).await
+}
+
+/// [`run`] with the manifest already read (`started`: page time of the request).
+pub async fn train(request: &Request, setup: Setup, started: f64) -> Result<(), String> {
     let base = request.bundle.as_str();
     let shard = request.shard;
-    let setup = Setup::load(request).await?;
     let only = request.roots.as_ref().map(|roots| subtrees(setup.shard_plan(shard), roots));
     let Setup { manifest, plan, assignment, guard, reuse, generation, .. } = &setup;
     let store = MemoryStore::default();

@@ -17,7 +17,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
-use crate::job::{Setup, now, post, run, scope};
+use crate::job::{Setup, now, post, scope, train};
 
 /// Most helpers, whatever the machine reports: each holds the shard's data and backbone activations.
 const MOST_HELPERS: usize = 4;
@@ -25,16 +25,17 @@ const MOST_HELPERS: usize = 4;
 /// Retrains the requested shard: here when at most one subtree has work (or the machine has one core), else split
 /// among helpers, with `Done` or `Failed` posted when they finish.
 pub async fn coordinate(request: &Request) -> Result<(), String> {
+    let began = now();
     let setup = Setup::load(request).await?;
     let cores = scope().navigator().hardware_concurrency() as usize;
     let shares = split(setup.shard_plan(request.shard), |n| setup.work(n), cores.clamp(1, MOST_HELPERS));
     if shares.len() <= 1 {
-        return run(request).await;
+        return train(request, setup, began).await;
     }
     let url = scope().location().href();
     let team = Rc::new(RefCell::new(Team {
         request: request.clone(),
-        began: now(),
+        began,
         started: setup.started(request.shard, None),
         announced: false,
         plan: setup.shard_plan(request.shard).clone(),
