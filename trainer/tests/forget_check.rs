@@ -47,7 +47,7 @@ fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// The labels of a split of the shipped data set.
 fn source_labels(split: &str) -> Vec<u8> {
-    let path = format!("{}/../data/fashion-mnist/{split}-labels-idx1-ubyte.gz", env!("CARGO_MANIFEST_DIR"));
+    let path = support::shipped_data().join(format!("{split}-labels-idx1-ubyte.gz")).display().to_string();
     let bytes = s3t::dataset::maybe_gunzip(&path, fs::read(&path).unwrap()).unwrap();
     s3t::dataset::parse_idx_labels(&path, &bytes).unwrap()
 }

@@ -274,7 +274,7 @@ fn concurrent_retrains_and_a_delete_lose_nothing_acknowledged_and_keep_the_audit
 #[test]
 fn e1_pretraining_never_reads_the_deletable_split() {
     let tmp = scratch();
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/fashion-mnist");
+    let data = support::shipped_data();
     let (plain, changed) = (tmp.path().join("plain"), tmp.path().join("changed"));
     copy_dir(&data, &plain);
     copy_dir(&data, &changed);

@@ -81,6 +81,15 @@ pub fn concat<'a>(parts: &[&[&'a str]]) -> Vec<&'a str> {
 // Fixtures: one backbone, one built bundle
 // ---------------------------------------------------------------------------------------------------------------
 
+/// The shipped data set. Read from the environment `cargo test` runs the tests in, not from the compile-time
+/// value: a test binary compiled in another checkout sharing the target directory is reused as it is.
+#[allow(dead_code, reason = "the bundle tests do not read the shipped data")]
+pub fn shipped_data() -> PathBuf {
+    let trainer =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    trainer.join("../data/fashion-mnist")
+}
+
 /// A fresh directory under the target's temporary folder, removed when dropped.
 pub fn scratch() -> TempDir {
     tempfile::Builder::new().prefix("bundle-test-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary dir")
