@@ -64,36 +64,26 @@ fn threaded<T: Sync, U: Send>(
     progress: Progress<'_>,
 ) -> Vec<U> {
     use rayon::prelude::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    let done = AtomicUsize::new(0);
+    let (sender, reports) = std::sync::mpsc::channel::<usize>();
     std::thread::scope(|scope| {
         // The runs go to the pool (products inside a run stay on its thread while every thread is busy); this
-        // thread forwards their progress.
-        let worker = scope.spawn(|| {
+        // thread forwards their progress as it comes, and the channel closes when the last run is done.
+        let worker = scope.spawn(move || {
             pool.install(|| {
                 items
                     .par_iter()
                     .map(|item| {
                         f(item, &|n| {
-                            done.fetch_add(n, Ordering::Relaxed);
+                            // The receiver outlives every sender; a failed send has no one to tell.
+                            let _ = sender.send(n);
                         })
                     })
                     .collect::<Vec<U>>()
             })
         });
-        let mut reported = 0;
-        loop {
-            let finished = worker.is_finished();
-            let now = done.load(Ordering::Relaxed);
-            if now > reported {
-                progress(now - reported);
-                reported = now;
-            }
-            if finished {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        for n in reports {
+            progress(n);
         }
         match worker.join() {
             Ok(out) => out,

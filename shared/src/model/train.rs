@@ -7,7 +7,7 @@
 //! - E3: the head trained in step k is returned with the node and saved as its snapshot.
 //! - E6: all randomness of a node (adapter init, batch order) comes from its seed, derived from (shard, prefix).
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor};
@@ -28,78 +28,103 @@ use crate::dataset::Dataset;
 /// Called after every optimiser step with the number of samples in the batch.
 pub type Progress<'a> = &'a mut dyn FnMut(usize);
 
-/// Scores a module on the non-deletable validation split after each epoch (model selection, rule E5).
-type Select<'a, M> = Option<&'a dyn Fn(&M) -> f64>;
-
-/// Generic minibatch loop: `logits(module, batch)` builds the forward pass; the optimiser updates `module`. With
-/// `select`, the module of the epoch with the best validation score is returned (the earliest on ties).
-#[allow(clippy::too_many_arguments)]
-fn fit<M: Module>(
-    mut module: M,
-    samples: &[usize],
-    labels: &Dataset,
-    config: &TrainConfig,
-    seed: u64,
-    device: &Device,
-    progress: Progress<'_>,
-    logits: impl Fn(&M, &[usize]) -> Tensor<2>,
-    select: Select<'_, M>,
-) -> M {
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let mut optimizer = AdamConfig::new().init();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5348_5546_464c_4500);
-    let mut order = samples.to_vec();
-    let mut best: Option<(f64, M)> = None;
-    for _ in 0..config.epochs {
-        order.shuffle(&mut rng);
-        for batch in order.chunks(config.batch_size.max(1)) {
-            let out = logits(&module, batch);
-            let loss = loss_fn.forward(out, input::labels(labels, batch, device));
-            let grads = GradientsParams::from_grads(loss.backward(), &module);
-            module = optimizer.step(config.learning_rate, module, grads);
-            progress(batch.len());
-        }
-        if let Some(score) = select.map(|f| f(&module))
-            && best.as_ref().is_none_or(|(b, _)| score > *b)
-        {
-            best = Some((score, module.clone()));
-        }
-    }
-    best.map_or(module, |(_, m)| m)
-}
-
 /// Accuracy of row-major logits against labels.
 fn logits_accuracy(logits: Tensor<2>, labels: &[u8], classes: usize) -> f64 {
     let host = to_host(logits);
     super::ensemble::accuracy(&super::ensemble::softmax_rows(&host, classes), classes, labels)
 }
 
+/// How pretraining computes a batch: in `parts` consecutive pieces (the first ones one sample longer when the batch
+/// does not divide evenly) whose gradients are summed in order, up to `threads` pieces at a time. Each piece is one
+/// computation of its own, so the weights depend on `parts` and never on `threads`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pieces {
+    pub parts: usize,
+    pub threads: usize,
+}
+
+impl Pieces {
+    /// The CPU's split: two halves, so a 2-core machine trains both at once (one run of this model keeps one core
+    /// busy). Fixed rather than the core count, so that the backbone is the same on every CPU.
+    pub fn cpu(threads: usize) -> Self {
+        Self { parts: 2, threads: threads.max(1) }
+    }
+
+    /// The whole batch as one computation (GPUs, where a batch of 64 already waits on kernel launches).
+    pub fn whole() -> Self {
+        Self { parts: 1, threads: 1 }
+    }
+}
+
 /// Trains the backbone and a head on the public split only (rule E1). Parameter initialisation uses burn's
-/// generator seeded with `seed`.
+/// generator seeded with `seed`, the batch order a generator of its own seeded with `seed`.
 pub fn pretrain(
     config: &ModelConfig,
     train: &TrainConfig,
     public: &Dataset,
     seed: u64,
     device: &Device,
+    pieces: Pieces,
     progress: Progress<'_>,
 ) -> Pretrained {
     let ad = device.clone().autodiff();
     ad.seed(seed);
-    let model = Pretrained { backbone: Backbone::new(&config.vit, &ad), head: Head::new(&config.vit, &ad) };
-    let samples: Vec<usize> = (0..public.len()).collect();
-    let trained = fit(
-        model,
-        &samples,
-        public,
-        train,
-        seed,
-        &ad,
-        progress,
-        |m, batch| forward_backbone(&m.backbone, &m.head, input::images(public, batch, &ad)),
-        None,
-    );
-    trained.valid()
+    let mut model = Pretrained { backbone: Backbone::new(&config.vit, &ad), head: Head::new(&config.vit, &ad) };
+    // burn draws a parameter's initial values when it is first read. One forward pass on the calling thread draws
+    // them all, in the order the forward pass reads them (before the pieces, which read copies, run anywhere).
+    let first: Vec<usize> = (0..public.len().min(1)).collect();
+    let _ = forward_backbone(&model.backbone, &model.head, input::images(public, &first, &ad));
+    let loss_fn = CrossEntropyLossConfig::new().init(&ad);
+    let mut optimizer = AdamConfig::new().init();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5348_5546_464c_4500);
+    let mut order: Vec<usize> = (0..public.len()).collect();
+    for _ in 0..train.epochs {
+        order.shuffle(&mut rng);
+        for batch in order.chunks(train.batch_size.max(1)) {
+            let parts: Vec<&[usize]> = batch.chunks(batch.len().div_ceil(pieces.parts.max(1))).collect();
+            let piece = |part: &&[usize], _: &dyn Fn(usize)| {
+                // A copy of the parameters per piece (the same parameter ids, an autodiff graph of its own), so
+                // that pieces on different threads share no graph.
+                let copy = model.clone().valid().train();
+                let logits = forward_backbone(&copy.backbone, &copy.head, input::images(public, part, &ad));
+                // The batch's mean loss is the sum of the pieces' means, each weighted by its share of the batch.
+                let share = part.len() as f64 / batch.len() as f64;
+                let loss = loss_fn.forward(logits, input::labels(public, part, &ad)).mul_scalar(share);
+                GradientsParams::from_grads(loss.backward(), &copy)
+            };
+            let grads = sum(&model, parallel::map(&parts, pieces.threads, piece, &mut |_| {}));
+            model = optimizer.step(train.learning_rate, model, grads);
+            progress(batch.len());
+        }
+    }
+    model.valid()
+}
+
+/// The pieces' gradients of every parameter of `module`, added in the pieces' order.
+fn sum<M: Module>(module: &M, pieces: Vec<GradientsParams>) -> GradientsParams {
+    struct Sum {
+        pieces: Vec<GradientsParams>,
+        total: GradientsParams,
+    }
+    impl ModuleVisitor for Sum {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let mut total: Option<Tensor<D>> = None;
+            for piece in &mut self.pieces {
+                if let Some(g) = piece.remove::<D>(param.id) {
+                    total = Some(match total.take() {
+                        Some(t) => t + g,
+                        None => g,
+                    });
+                }
+            }
+            if let Some(t) = total {
+                self.total.register(param.id, t);
+            }
+        }
+    }
+    let mut visitor = Sum { pieces, total: GradientsParams::new() };
+    module.visit(&mut visitor);
+    visitor.total
 }
 
 /// One S3T node run of a level batch: the groups above it, the head it starts from, its samples and seed.

@@ -25,7 +25,7 @@ use s3t::model::device::{Selected, cpu};
 use s3t::model::features::{Features, logits_all, to_host};
 use s3t::model::parallel::Batching;
 use s3t::model::serve::Model;
-use s3t::model::train::{pretrain, train_node, train_sisa};
+use s3t::model::train::{Pieces, pretrain, train_node, train_sisa};
 use s3t::model::vit::{Component, forward};
 use s3t::model::weights::{load_safetensors, to_safetensors};
 use s3t::model::{
@@ -139,7 +139,7 @@ impl Fixture {
         let train = train_config();
         let cpu = cpu();
         let splits = splits(2);
-        let pretrained = pretrain(&config, &train, &splits.public, SEED, &cpu.device, &mut |_| {});
+        let pretrained = pretrain(&config, &train, &splits.public, SEED, &cpu.device, Pieces::cpu(2), &mut |_| {});
         let features = Features::new(&config, &pretrained.backbone, &splits.deletable, &cpu.device);
         let validation = Features::new(&config, &pretrained.backbone, &splits.validation, &cpu.device);
         let partition = Partition::new(1, GROUPS as u16, PartitionMode::default()).expect("partition");

@@ -36,9 +36,9 @@ fn e1_backbone_does_not_depend_on_the_deletable_split() {
     assert_ne!(a.deletable, b.deletable, "the two source splits must differ in their deletable part");
 
     let mut seen = 0;
-    let with_a = pretrain(&config, &train, &a.public, SEED, &device, &mut |n| seen += n);
+    let with_a = pretrain(&config, &train, &a.public, SEED, &device, Pieces::cpu(2), &mut |n| seen += n);
     assert_eq!(seen, a.public.len() * train.epochs, "pretraining steps cover the public split only");
-    let with_b = pretrain(&config, &train, &b.public, SEED, &device, &mut |_| {});
+    let with_b = pretrain(&config, &train, &b.public, SEED, &device, Pieces::cpu(2), &mut |_| {});
     assert_eq!(weights!(&with_a), weights!(&with_b), "backbone and head differ with another deletable split");
 
     // Negative control: one public image changed changes the backbone, so the comparison above can fail.
@@ -47,8 +47,21 @@ fn e1_backbone_does_not_depend_on_the_deletable_split() {
     for p in &mut public.pixels[..pixels] {
         *p = 255 - *p;
     }
-    let changed = pretrain(&config, &train, &public, SEED, &device, &mut |_| {});
+    let changed = pretrain(&config, &train, &public, SEED, &device, Pieces::cpu(2), &mut |_| {});
     assert_ne!(weights!(&with_a.backbone), weights!(&changed.backbone), "pretraining ignored its public data");
+}
+
+/// Pretraining computes each batch in pieces whose gradients are summed in order: the backbone is the same bit for
+/// bit on one thread or on two, and another number of pieces is another computation (the control).
+#[test]
+fn pretraining_in_pieces_gives_the_same_backbone_on_any_number_of_threads() {
+    let _guard = lock();
+    let (config, train, device) = (model_config(), train_config(), cpu().device);
+    let public = splits(2).public;
+    let trained = |pieces| weights!(&pretrain(&config, &train, &public, SEED, &device, pieces, &mut |_| {}));
+    let one_thread = trained(Pieces::cpu(1));
+    assert_eq!(trained(Pieces::cpu(2)), one_thread, "the thread count changed the backbone");
+    assert_ne!(trained(Pieces::whole()), one_thread, "whole batches and halves gave the same backbone");
 }
 
 /// E2: training group k leaves the backbone and groups 1..k−1 bit for bit as they were; the trainable module is

@@ -8,12 +8,12 @@ use s3t::bundle::samples;
 use s3t::bundle::store::write_atomic;
 use s3t::bundle::store::write_weights;
 use s3t::bundle::{BackboneEntry, PretrainRecord};
-use s3t::model::train::{backbone_accuracy, pretrain};
+use s3t::model::train::{Pieces, backbone_accuracy, pretrain};
 use s3t::model::weights::to_safetensors;
 use s3t::model::{ModelConfig, TrainConfig, VitConfig};
 
 use crate::data::Source;
-use crate::device::{DeviceArg, RunOptions, choose};
+use crate::device::{DeviceArg, RunOptions, choose, cpu_threads};
 use crate::output;
 use crate::progress::Progress;
 
@@ -123,9 +123,11 @@ pub fn run_pretrain(
         samples: splits.public.len() * train.epochs,
     });
     // Rule E1: only the public split reaches the pretraining code.
-    let pretrained = pretrain(&config, &train, &splits.public, options.pretrain_seed, &selected.device, &mut |n| {
-        progress.event(s3t::model::build::BuildEvent::Progress { samples: n })
-    });
+    let pieces = if selected.is_gpu { Pieces::whole() } else { Pieces::cpu(cpu_threads()) };
+    let pretrained =
+        pretrain(&config, &train, &splits.public, options.pretrain_seed, &selected.device, pieces, &mut |n| {
+            progress.event(s3t::model::build::BuildEvent::Progress { samples: n })
+        });
     progress.finish();
     let validation_accuracy = backbone_accuracy(&pretrained, &splits.validation, &selected.device);
     let test_accuracy = backbone_accuracy(&pretrained, &splits.test, &selected.device);
