@@ -198,6 +198,7 @@ fn invalid_arguments_give_one_error_line() {
     let not_json = write(dir.path(), "not_json.json", "{\"a\": 1}");
     let zero_lead = write(dir.path(), "zero_lead.json", "[0, 0.5, 0.5]");
     let missing = dir.path().join("missing.json").to_str().expect("UTF-8 temp path").to_owned();
+    let bundle = dir.path().join("bundle").to_str().expect("UTF-8 temp path").to_owned();
     fn sim<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         [&["simulate", "--runs", "50"][..], extra].concat()
     }
@@ -229,10 +230,12 @@ fn invalid_arguments_give_one_error_line() {
         (vec!["plan", "--slices", "3", "--strategy", "bms", "--prior", &bad_sum], "bad_sum.json"),
         (vec!["plan", "--slices", "3", "--strategy", "bms", "--prior", &missing], "missing.json"),
         (vec!["plan", "--slices", "3", "--prior", &short], "--prior"),
+        (vec!["pretrain", "--out", &bundle, "--threads", "0", "--device", "cpu"], "--threads 0"),
     ];
     for (args, needle) in &cases {
         assert_one_line_error(args, needle);
     }
+    assert!(!dir.path().join("bundle").exists(), "a refused pretrain wrote nothing");
 }
 
 #[test]

@@ -139,7 +139,7 @@ pub fn run(args: &Args) -> Result<()> {
         if !quiet {
             output::note(&format!("notice: {} has no backbone yet: pretraining first", args.out.display()));
         }
-        run_pretrain(&source, &args.out, &args.pretrain, args.run.device, quiet)?;
+        run_pretrain(&source, &args.out, &args.pretrain, args.batching.threads, args.run.device, quiet)?;
     }
     let (record, pretrained) = load_pretrained(&args.out, &selected.device)?;
     let info = source.info(&splits);

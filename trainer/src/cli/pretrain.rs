@@ -27,6 +27,10 @@ pub struct Args {
     pub out: PathBuf,
     #[command(flatten)]
     pub options: PretrainOptions,
+    /// Threads for the two halves each batch is computed in on the CPU [default: the CPU's cores]; the backbone
+    /// does not depend on it.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     #[command(flatten)]
     pub run: RunOptions,
 }
@@ -79,7 +83,7 @@ impl PretrainOptions {
 
 pub fn run(args: &Args) -> Result<()> {
     let source = Source::parse(&args.data)?;
-    let record = run_pretrain(&source, &args.out, &args.options, args.run.device, args.run.quiet())?;
+    let record = run_pretrain(&source, &args.out, &args.options, args.threads, args.run.device, args.run.quiet())?;
     if args.run.json {
         output::print(&format!("{}\n", serde_json::to_string_pretty(&record)?))
     } else {
@@ -98,9 +102,13 @@ pub fn run_pretrain(
     source: &Source,
     out: &Path,
     options: &PretrainOptions,
+    threads: Option<usize>,
     device: DeviceArg,
     quiet: bool,
 ) -> Result<PretrainRecord> {
+    if threads == Some(0) {
+        anyhow::bail!("--threads 0: at least one thread");
+    }
     let splits = source.load()?;
     let selected = choose(device, quiet)?;
     // The number of groups is chosen by `build` (= slices); until then any value the depth allows is valid.
@@ -123,7 +131,7 @@ pub fn run_pretrain(
         samples: splits.public.len() * train.epochs,
     });
     // Rule E1: only the public split reaches the pretraining code.
-    let pieces = if selected.is_gpu { Pieces::whole() } else { Pieces::cpu(cpu_threads()) };
+    let pieces = if selected.is_gpu { Pieces::whole() } else { Pieces::cpu(threads.unwrap_or_else(cpu_threads)) };
     let pretrained =
         pretrain(&config, &train, &splits.public, options.pretrain_seed, &selected.device, pieces, &mut |n| {
             progress.event(s3t::model::build::BuildEvent::Progress { samples: n })
