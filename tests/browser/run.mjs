@@ -512,6 +512,50 @@ await test('an offline shard retrains in a worker while the page serves; the res
 });
 
 
+await test('with ?train=gpu the worker retrains on WebGPU: the lineage of trainer retrain, its accuracy within 0.5 points', async () => {
+  // The software adapter is slow, but it runs the same WebGPU code path a visitor's GPU does. Without the query
+  // the worker passes a software adapter over for the CPU (the other retrain tests).
+  const context = await webgpu.newContext({ viewport: { width: 1280, height: 1600 } });
+  const page = await context.newPage();
+  page.on('console', (m) => { if (m.text().startsWith('s3t worker timing')) console.log(`  ${m.text()}`); });
+  await page.goto(`${BASE_URL}?train=gpu`);
+  await accuracyAfter(page, 0);
+  await settled(page, 0);
+  const ids = await onePerSlice(page, 0, slices);
+  for (const [n, id] of ids.entries()) {
+    await page.getByTestId(`sample-${id}`).click();
+    await accuracyAfter(page, n + 1);
+  }
+  await settled(page, ids.length);
+  const t0 = Date.now();
+  await page.getByTestId('retrain-button-0').click();
+  const progress = page.getByTestId('retrain-progress-0');
+  await page.waitForFunction(() => {
+    const p = document.querySelector('[data-testid="retrain-progress-0"]');
+    return p && p.dataset.backend;
+  }, null, { timeout: TIMEOUT });
+  metrics.retrain_gpu_backend = await progress.getAttribute('data-backend');
+  assert.match(metrics.retrain_gpu_backend, /^WebGPU/);
+  const retrainedOnPage = page.getByTestId('retrained-0');
+  await retrainedOnPage.waitFor({ timeout: TIMEOUT * 5 });
+  metrics.retrain_gpu_shard_ms = Date.now() - t0;
+  assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'false');
+  const accuracy = await currentAccuracy(page);
+  const { copy } = copyBundle();
+  execFileSync(TRAINER, ['delete', copy, '--ids', ids.join(','), '--json']);
+  execFileSync(TRAINER, ['retrain', copy, '--shard', '0', '--device', 'cpu', '--quiet']);
+  const trainer = evalBundle(copy);
+  const nodes = JSON.parse(readFileSync(join(copy, 'manifest.json'), 'utf8')).nodes[0];
+  const lineage = (await retrainedOnPage.getAttribute('data-lineage')).split(',');
+  assert.deepEqual(lineage, nodes.map((e) => e.lineage.map((l) => l.sha256).join('+')));
+  const weights = (await retrainedOnPage.getAttribute('data-weights')).split(',');
+  metrics.retrain_gpu_identical_weight_files = weights.filter((w, i) => w === nodes[i].weights.sha256).length;
+  metrics.retrain_gpu_page_accuracy = accuracy;
+  metrics.retrain_gpu_trainer_accuracy = trainer.accuracy;
+  assert.ok(Math.abs(accuracy - trainer.accuracy) <= 0.005, `page (WebGPU) ${accuracy} vs trainer ${trainer.accuracy}`);
+  await context.close();
+});
+
 await test('retrains queue one after another and cancel, the shard then still offline', async () => {
   const context = await cpu.newContext({ viewport: { width: 1280, height: 1600 } });
   const page = await context.newPage();

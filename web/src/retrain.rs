@@ -9,7 +9,7 @@
 use std::rc::Rc;
 
 use s3t::bundle::guard::Guard;
-use s3t::bundle::retrain::{Report, accept};
+use s3t::bundle::retrain::{Backend, Report, accept};
 use s3t::{SampleId, State};
 use yew::Reducible;
 
@@ -21,6 +21,14 @@ pub const WORKER_URL: &str = "./s3t-worker_loader.js";
 /// Nodes of one depth the worker trains as one batched computation: one, so the first node arrives as soon as
 /// it can (on the CPU batching saves nothing, and a node's weights do not depend on it).
 pub const BATCH_NODES: usize = 1;
+
+/// Where the worker trains: the page's `?train=` query (`cpu`, `gpu`), else WebGPU on a hardware adapter and the
+/// CPU otherwise.
+pub fn backend() -> Backend {
+    let search = web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default();
+    let value = search.trim_start_matches('?').split('&').find_map(|pair| pair.strip_prefix("train="));
+    value.map_or(Backend::Auto, Backend::from_query)
+}
 
 /// A retrain under way.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +49,8 @@ pub struct Job {
     pub started: Option<f64>,
     pub first_node: Option<f64>,
     pub now: f64,
+    /// From `Started`: where the worker trains, in words.
+    pub backend: String,
 }
 
 impl Job {
@@ -57,6 +67,7 @@ impl Job {
             started: None,
             first_node: None,
             now: 0.0,
+            backend: String::new(),
         }
     }
 
@@ -184,9 +195,9 @@ impl Reducible for Retraining {
                 let Some(job) = next.current.as_mut() else { return self };
                 match report {
                     Report::Ready => next.ready = true,
-                    Report::Started { shard, nodes, total, samples } if shard == job.shard => {
-                        (job.nodes, job.total, job.samples, job.started, job.now) =
-                            (nodes, total, samples, Some(now), now);
+                    Report::Started { shard, nodes, total, samples, backend } if shard == job.shard => {
+                        (job.nodes, job.total, job.samples, job.started, job.now, job.backend) =
+                            (nodes, total, samples, Some(now), now, backend);
                     }
                     Report::Progress { shard, samples, nodes_done } if shard == job.shard => {
                         if nodes_done > 0 && job.first_node.is_none() {

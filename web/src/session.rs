@@ -268,6 +268,7 @@ pub fn session_view(props: &Props) -> Html {
                     batch_nodes: retrain::BATCH_NODES,
                     after: retraining_handle.current.as_ref().and_then(|j| j.after),
                     roots: None,
+                    backend: retrain::backend(),
                 };
                 if let Ok(text) = serde_json::to_string(&request) {
                     let _ = w.post_message(&text.into());
@@ -398,16 +399,16 @@ fn retrain_controls(
         <div class="retrain" data-testid={format!("retrain-{shard}")}>
             if let Some(job) = job {
                 <div class="progress" data-testid={format!("retrain-progress-{shard}")} data-nodes-done={job.nodes_done.to_string()}
-                    data-nodes={job.nodes.to_string()}>
+                    data-nodes={job.nodes.to_string()} data-backend={job.backend.clone()}>
                     <progress max={job.samples.max(1).to_string()} value={job.trained.to_string()}
                         aria-label={format!("retraining shard {shard}")} />
                     <span>{ match (job.started, job.rate(), job.eta()) {
                         (None, _, _) => "retraining: loading the worker, data and weights…".to_owned(),
                         (Some(_), Some(rate), Some(eta)) => format!(
-                            "nodes {} / {} · {:.0} samples/s · {:.0} s left",
-                            job.nodes_done, job.nodes, rate, eta
+                            "nodes {} / {} · {:.0} samples/s · {:.0} s left · {}",
+                            job.nodes_done, job.nodes, rate, eta, job.backend
                         ),
-                        (Some(_), _, _) => format!("nodes {} / {} · starting", job.nodes_done, job.nodes),
+                        (Some(_), _, _) => format!("nodes {} / {} · starting · {}", job.nodes_done, job.nodes, job.backend),
                     } }</span>
                     <button onclick={cancel} data-testid={format!("retrain-cancel-{shard}")}>{ "Cancel" }</button>
                 </div>

@@ -34,6 +34,34 @@ pub struct Request {
     /// whole shard (the worker may split it among helpers of its own).
     #[serde(default)]
     pub roots: Option<Vec<usize>>,
+    /// Where the worker trains.
+    #[serde(default)]
+    pub backend: Backend,
+}
+
+/// Where the page's worker trains. The weights it sends back are checked the same way whichever it is; the CPU
+/// backend gives the trainer's bits, WebGPU the same lineage with its own floating-point rounding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// WebGPU on a hardware adapter; otherwise the CPU backend (a software adapter is slower than the CPU's SIMD).
+    #[default]
+    Auto,
+    /// The CPU backend, split among helper workers, one per core.
+    Cpu,
+    /// WebGPU on whatever adapter the worker gets, software ones included (or a failure).
+    Gpu,
+}
+
+impl Backend {
+    /// The page's choice from a URL query value (`?train=cpu`, `?train=gpu`); anything else is `Auto`.
+    pub fn from_query(value: &str) -> Self {
+        match value {
+            "cpu" => Self::Cpu,
+            "gpu" | "webgpu" => Self::Gpu,
+            _ => Self::Auto,
+        }
+    }
 }
 
 /// What the worker reports: worker → main thread. The weights of `Done` follow the JSON in the same message, one
@@ -50,6 +78,9 @@ pub enum Report {
         nodes: usize,
         total: usize,
         samples: usize,
+        /// Where it trains, in words (and why, when the CPU was chosen over an adapter).
+        #[serde(default)]
+        backend: String,
     },
     /// Progress: samples trained so far and nodes finished (trained or reused).
     Progress {

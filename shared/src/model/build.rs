@@ -7,18 +7,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 #[cfg(not(target_family = "wasm"))]
 use std::path::Path;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
-use super::adapter::GroupAdapter;
 use super::config::{ModelConfig, TrainConfig};
-use super::ensemble::{accuracy, softmax_rows};
-use super::features::{Features, logits_all};
+use super::features::Features;
 use super::parallel::Batching;
 use super::parts::{NodeParams, Pretrained, SisaParams};
 use super::serve::{node_skeleton, sisa_skeleton};
-use super::train::{NodeRun, SisaRun, train_nodes, train_sisas};
-use super::vit::Component;
-use super::weights::{load_safetensors, to_safetensors};
+use super::train::{NodeRun, SisaRun, Unread, train_nodes_unread, train_sisas_unread};
+use super::weights::load_safetensors;
 pub use crate::bundle::ShardPart;
 use crate::bundle::manifest::{lineage, sha256, verify_bytes};
 #[cfg(not(target_family = "wasm"))]
@@ -160,13 +157,6 @@ impl BuildContext<'_> {
         Ok(out)
     }
 
-    fn validation_accuracy(&self, groups: &[&GroupAdapter], params_head: &super::vit::Head) -> f64 {
-        let component = Component { groups, head: params_head };
-        let logits = logits_all(self.config, &self.pretrained.backbone, component, self.validation);
-        let classes = self.config.vit.classes;
-        accuracy(&softmax_rows(&logits, classes), classes, &self.data.validation.labels)
-    }
-
     fn load_node(&self, entry: &NodeEntry) -> Result<NodeParams, String> {
         let bytes = self.bundle.read_weights(&entry.weights)?;
         load_safetensors(node_skeleton(self.config, entry.prefix.len(), self.device), bytes, &entry.weights.path)
@@ -195,6 +185,7 @@ pub struct ShardJob {
 
 /// Trains (or reuses) every node of one shard, then its SISA checkpoints when `sisa` is set: [`build_shards`] with
 /// one shard.
+#[cfg(not(target_family = "wasm"))]
 #[allow(clippy::too_many_arguments)]
 pub fn build_shard(
     ctx: &BuildContext<'_>,
@@ -215,8 +206,23 @@ pub fn build_shard(
 /// sequences, train together as `ctx.batching` says (a parent always before its children), then the SISA
 /// checkpoints when `sisa` is set, checkpoint k of every shard together. `deleted` says which samples are gone
 /// (empty for a first build). A shard's progress record is rewritten after every batch that trained one of its
-/// nodes, so an interrupted build resumes there.
+/// nodes, so an interrupted build resumes there. Natively; the browser, where WebGPU reads back only
+/// asynchronously, awaits [`build_shards_async`].
+#[cfg(not(target_family = "wasm"))]
 pub fn build_shards(
+    ctx: &BuildContext<'_>,
+    jobs: &[ShardJob],
+    sisa: bool,
+    deleted: &dyn Fn(&SampleId) -> bool,
+    events: &mut dyn FnMut(BuildEvent),
+) -> Result<Vec<ShardPart>, String> {
+    // Every read-back blocks natively, so nothing here waits and the build completes in one poll.
+    super::vit::unpaced(build_shards_async(ctx, jobs, sisa, deleted, events))
+}
+
+/// [`build_shards`]: the same arithmetic, with model selection's logits and the trained weights read back
+/// asynchronously in the browser (blocking reads natively).
+pub async fn build_shards_async(
     ctx: &BuildContext<'_>,
     jobs: &[ShardJob],
     sisa: bool,
@@ -253,11 +259,11 @@ pub fn build_shards(
             }
         }
         for batch in pending.chunks(ctx.batching.width()) {
-            train_node_batch(ctx, jobs, batch, depth, deleted, &mut trained, &mut parts, events)?;
+            train_node_batch(ctx, jobs, batch, depth, deleted, &mut trained, &mut parts, events).await?;
         }
     }
     if sisa {
-        build_sisa(ctx, jobs, deleted, &mut parts, events)?;
+        build_sisa(ctx, jobs, deleted, &mut parts, events).await?;
     }
     for (part, job) in parts.iter_mut().zip(jobs) {
         if !sisa {
@@ -276,7 +282,7 @@ fn node_label(id: usize, prefix: &[u16]) -> String {
 
 /// Trains one batch of nodes of the same depth, writes their weights and the progress records of their shards.
 #[allow(clippy::too_many_arguments)]
-fn train_node_batch(
+async fn train_node_batch(
     ctx: &BuildContext<'_>,
     jobs: &[ShardJob],
     batch: &[(usize, usize)],
@@ -321,7 +327,7 @@ fn train_node_batch(
                 run: run.clone(),
             });
         }
-        let fitted = train_nodes(
+        let unread = train_nodes_unread(
             ctx.config,
             &ctx.pretrained.backbone,
             &runs,
@@ -332,22 +338,17 @@ fn train_node_batch(
             ctx.device,
             &mut |n| events(BuildEvent::Progress { samples: n }),
         );
-        // Model selection scored the kept epoch already; the same score is recorded.
+        // Model selection's score of the kept epoch is recorded.
         let mut params = Vec::with_capacity(runs.len());
-        for (r, f) in runs.iter().zip(fitted) {
-            let accuracy = f.validation_accuracy.unwrap_or_else(|| {
-                let mut groups = r.frozen.clone();
-                groups.push(&f.params.adapter);
-                ctx.validation_accuracy(&groups, &f.params.head)
-            });
-            params.push((f.params, accuracy));
+        for u in unread {
+            params.push(selected(u).await?);
         }
         params
     };
     for ((&(j, id), samples), (p, validation_accuracy)) in batch.iter().zip(samples).zip(params) {
         let job = &jobs[j];
         let n = node(j, id);
-        let bytes = to_safetensors(&p)?;
+        let bytes = serialise(&p).await?;
         let path = format!("weights/shard-{}/node-{id}.g{}.safetensors", job.shard, job.generation);
         let weights = ctx.bundle.write_weights(&path, &bytes)?;
         events(BuildEvent::Done {
@@ -387,7 +388,7 @@ fn list(shards: &BTreeSet<u16>) -> String {
 
 /// SISA baseline: checkpoint k trains every group and the head on slices 0..k, continuing from checkpoint k−1;
 /// checkpoint k of every shard trains together (as `ctx.batching` says).
-fn build_sisa(
+async fn build_sisa(
     ctx: &BuildContext<'_>,
     jobs: &[ShardJob],
     deleted: &dyn Fn(&SampleId) -> bool,
@@ -436,7 +437,7 @@ fn build_sisa(
                         run: run.clone(),
                     })
                     .collect();
-                train_sisas(
+                train_sisas_unread(
                     ctx.config,
                     &ctx.pretrained.backbone,
                     &ctx.pretrained.head,
@@ -449,13 +450,10 @@ fn build_sisa(
                     &mut |n| events(BuildEvent::Progress { samples: n }),
                 )
             };
-            for ((&j, samples), fitted) in batch.iter().zip(samples).zip(params) {
+            for ((&j, samples), unread) in batch.iter().zip(samples).zip(params) {
                 let shard = jobs[j].shard;
-                let params = fitted.params;
-                let groups: Vec<&GroupAdapter> = params.adapters.iter().collect();
-                let validation_accuracy =
-                    fitted.validation_accuracy.unwrap_or_else(|| ctx.validation_accuracy(&groups, &params.head));
-                let bytes = to_safetensors(&params)?;
+                let (params, validation_accuracy) = selected(unread).await?;
+                let bytes = serialise(&params).await?;
                 let weights =
                     ctx.bundle.write_weights(&format!("weights/shard-{shard}/sisa-{k}.safetensors"), &bytes)?;
                 events(BuildEvent::Done { shard, label: label.clone(), validation_accuracy, reused: false });
@@ -474,6 +472,30 @@ fn build_sisa(
         }
     }
     Ok(())
+}
+
+/// A run's selected parameters and their validation accuracy (a build always selects on the validation split).
+async fn selected<P>(unread: Unread<'_, P>) -> Result<(P, f64), String> {
+    let fitted = unread.select(&read_back).await?;
+    let accuracy = fitted.validation_accuracy.ok_or("model selection scored no epoch")?;
+    Ok((fitted.params, accuracy))
+}
+
+/// Reads logits back: blocking natively (every native backend allows it), asynchronously in the browser (all that
+/// WebGPU allows).
+async fn read_back(logits: Tensor<2>) -> Result<Vec<f32>, String> {
+    #[cfg(target_family = "wasm")]
+    return super::features::to_host_async(logits).await;
+    #[cfg(not(target_family = "wasm"))]
+    Ok(super::features::to_host(logits))
+}
+
+/// A trained module's weight file, read back as [`read_back`] does.
+async fn serialise<M: burn::module::Module>(module: &M) -> Result<Vec<u8>, String> {
+    #[cfg(target_family = "wasm")]
+    return super::weights::to_safetensors_async(module).await;
+    #[cfg(not(target_family = "wasm"))]
+    super::weights::to_safetensors(module)
 }
 
 /// Node ids of `node` and its ancestors, top group first.

@@ -68,9 +68,8 @@ fn probe_gpu() -> Result<Selected, String> {
         let device = Device::wgpu_options().init().map_err(|e| format!("wgpu: {e}"))?;
         let identity = device.identity();
         let name = identity.as_ref().map_or_else(|| "wgpu".to_owned(), |id| format!("wgpu: {}", id.name));
-        // `physical` is None for a device that is no card: flagged so that `auto` prefers the CPU backend.
-        let software = identity.is_none_or(|id| id.physical.is_none());
-        let notice = software.then(|| "software adapter".to_owned());
+        // Flagged so that `auto` prefers the CPU backend.
+        let notice = software(&device).then(|| "software adapter".to_owned());
         Ok(Selected { device, name: format!("gpu ({name})"), is_gpu: true, notice })
     })
     .clone()
@@ -79,6 +78,13 @@ fn probe_gpu() -> Result<Selected, String> {
 #[cfg(all(not(feature = "gpu"), not(target_family = "wasm")))]
 fn probe_gpu() -> Result<Selected, String> {
     Err("this build has no GPU support (feature `gpu`)".into())
+}
+
+/// Whether a wgpu device is a software adapter rather than a card (llvmpipe, lavapipe, SwiftShader, a browser's
+/// fallback adapter): its identity has no physical device then.
+#[cfg(feature = "gpu")]
+pub fn software(device: &Device) -> bool {
+    device.identity().is_none_or(|id| id.physical.is_none())
 }
 
 /// Selects a device in the browser: WebGPU when the browser gives an adapter, otherwise the CPU.

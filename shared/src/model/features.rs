@@ -157,14 +157,26 @@ pub fn logits_all(
     component: Component<'_>,
     features: &Features,
 ) -> Vec<f32> {
-    let k = component.groups.len().max(1);
-    let mut out = Vec::with_capacity(features.len() * config.vit.classes);
-    let all: Vec<usize> = (0..features.len()).collect();
-    for chunk in all.chunks(EVAL_BATCH) {
-        let logits = component_logits(config, backbone, component, features.batch(k, chunk));
-        out.extend(to_host(logits));
+    if features.is_empty() {
+        return Vec::new();
     }
-    out
+    to_host(logits_all_tensor(config, backbone, component, features))
+}
+
+/// [`logits_all`] left on the device, [n, classes] (`features` must not be empty).
+pub fn logits_all_tensor(
+    config: &ModelConfig,
+    backbone: &Backbone,
+    component: Component<'_>,
+    features: &Features,
+) -> Tensor<2> {
+    let k = component.groups.len().max(1);
+    let all: Vec<usize> = (0..features.len()).collect();
+    let parts = all
+        .chunks(EVAL_BATCH)
+        .map(|chunk| component_logits(config, backbone, component, features.batch(k, chunk)))
+        .collect();
+    Tensor::cat(parts, 0)
 }
 
 /// Copies a float tensor to the host as f32 (works on every backend and dtype).

@@ -25,6 +25,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::adapter::{BlockAdapter, GroupAdapter};
 use super::config::ModelConfig;
+use super::ensemble::{accuracy, softmax_rows};
 use super::features::Features;
 use super::kernel::attention;
 use super::train::Progress;
@@ -68,9 +69,41 @@ pub struct Level<'a> {
     pub device: &'a Device,
 }
 
-/// Scores member `i`'s parameters after each of its epochs on non-deletable validation data (rule E5); the best
-/// epoch's parameters are returned (the earliest on ties).
-pub type Select<'a> = &'a dyn Fn(usize, &Trained) -> f64;
+/// Model selection on non-deletable validation data (rule E5): member `i`'s validation logits `[n, classes]` after
+/// each of its epochs, scored by accuracy against `labels`; the best epoch's parameters are kept (the earliest on
+/// ties). The logits stay where they were computed until [`Pending::select`] reads them back, after the level: a
+/// GPU's queue never waits on a read mid-training, and WebGPU, which reads back only asynchronously, can train.
+pub struct Select<'f, 'l> {
+    pub logits: &'f dyn Fn(usize, &Trained) -> Tensor<2>,
+    pub labels: &'l [u8],
+    pub classes: usize,
+}
+
+/// A member's result before its model selection is read back: each epoch's parameters and validation logits, in
+/// epoch order, or (without selection) the last step's parameters alone.
+pub struct Pending<'a> {
+    epochs: Vec<(Trained, Option<Tensor<2>>)>,
+    labels: &'a [u8],
+    classes: usize,
+}
+
+impl Pending<'_> {
+    /// The selected parameters, reading each epoch's logits back with `read`; their score is the selected epoch's
+    /// validation accuracy.
+    pub async fn select(self, read: &impl AsyncFn(Tensor<2>) -> Result<Vec<f32>, String>) -> Result<Trained, String> {
+        let mut best: Option<(f64, Trained)> = None;
+        for (params, logits) in self.epochs {
+            let Some(logits) = logits else { return Ok(params) };
+            let host = read(logits).await?;
+            let score = accuracy(&softmax_rows(&host, self.classes), self.classes, self.labels);
+            if best.as_ref().is_none_or(|(b, _)| score > *b) {
+                best = Some((score, params));
+            }
+        }
+        let (score, params) = best.ok_or("model selection scored no epoch")?;
+        Ok(Trained { score: Some(score), ..params })
+    }
+}
 
 /// The stacked trainable parameters of one block: `[N, d, r]` and `[N, r, d]`.
 #[derive(Module, Debug)]
@@ -256,13 +289,14 @@ fn schedule(member: &Member<'_>, batch: usize) -> (Vec<Vec<usize>>, Vec<usize>) 
 }
 
 /// Trains every member (all at the same level: the same trainable and frozen groups) as one stacked computation,
-/// and returns each member's parameters: the best epoch's under `select`, else the last step's.
-pub fn train_level(
+/// and returns each member's parameters, pending model selection ([`Pending::select`]): every epoch's under
+/// `select`, else the last step's.
+pub fn train_level<'l>(
     level: &Level<'_>,
     members: &[Member<'_>],
-    select: Option<Select<'_>>,
+    select: Option<&Select<'_, 'l>>,
     progress: Progress<'_>,
-) -> Vec<Trained> {
+) -> Vec<Pending<'l>> {
     let Some(first) = members.first() else { return Vec::new() };
     let config = level.config;
     let trainable: Vec<usize> = first.trainable.iter().map(|g| g.group).collect();
@@ -290,8 +324,12 @@ pub fn train_level(
     let mut stacked = Stacked::new(members).train();
     let mut optimizer = AdamConfig::new().init();
 
-    let mut out =
-        Readout { select, scale, best: (0..n).map(|_| None).collect(), results: (0..n).map(|_| None).collect() };
+    let mut out = Readout {
+        select,
+        scale,
+        epochs: (0..n).map(|_| Vec::new()).collect(),
+        results: (0..n).map(|_| None).collect(),
+    };
     // Members without a step: their parameters as they start (each epoch would score the same).
     for (i, (steps, _)) in schedules.iter().enumerate() {
         if steps.is_empty() {
@@ -347,28 +385,28 @@ pub fn train_level(
 }
 
 /// Model selection and read-out of the members as their epochs end.
-struct Readout<'a> {
-    select: Option<Select<'a>>,
+struct Readout<'a, 'f, 'l> {
+    select: Option<&'a Select<'f, 'l>>,
     scale: f64,
-    best: Vec<Option<(f64, Trained)>>,
-    results: Vec<Option<Trained>>,
+    epochs: Vec<Vec<(Trained, Option<Tensor<2>>)>>,
+    results: Vec<Option<Pending<'l>>>,
 }
 
-impl Readout<'_> {
+impl<'l> Readout<'_, '_, 'l> {
     fn epoch_end(&mut self, i: usize, stacked: &Stacked, last: bool) {
         let valid = stacked.valid();
-        if let Some(score_of) = self.select {
+        if let Some(select) = self.select {
             let current = valid.member(i, self.scale);
-            let score = score_of(i, &current);
-            if self.best[i].as_ref().is_none_or(|(b, _)| score > *b) {
-                self.best[i] = Some((score, current));
-            }
+            let logits = (select.logits)(i, &current);
+            self.epochs[i].push((current, Some(logits)));
         }
         if last {
-            self.results[i] = Some(match self.best[i].take() {
-                Some((score, t)) => Trained { score: Some(score), ..t },
-                None => valid.member(i, self.scale),
-            });
+            let mut epochs = std::mem::take(&mut self.epochs[i]);
+            if epochs.is_empty() {
+                epochs.push((valid.member(i, self.scale), None));
+            }
+            let (labels, classes) = self.select.map_or((&[][..], 0), |s| (s.labels, s.classes));
+            self.results[i] = Some(Pending { epochs, labels, classes });
         }
     }
 }

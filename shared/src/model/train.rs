@@ -17,22 +17,16 @@ use rand_chacha::ChaCha8Rng;
 
 use super::adapter::GroupAdapter;
 use super::config::{ModelConfig, TrainConfig};
-use super::features::{Features, component_logits, logits_all, to_host};
+use super::features::{Features, component_logits, logits_all_tensor, to_host};
 use super::input;
-use super::level::{Level, Member, Select as LevelSelect, Trained, train_level};
+use super::level::{Level, Member, Pending, Select, Trained, train_level};
 use super::parallel::{self, Batching};
 use super::parts::{NodeParams, Pretrained, SisaParams};
-use super::vit::{Backbone, Component, Head, forward_backbone};
+use super::vit::{Backbone, Component, Head, forward_backbone, unpaced};
 use crate::dataset::Dataset;
 
 /// Called after every optimiser step with the number of samples in the batch.
 pub type Progress<'a> = &'a mut dyn FnMut(usize);
-
-/// Accuracy of row-major logits against labels.
-fn logits_accuracy(logits: Tensor<2>, labels: &[u8], classes: usize) -> f64 {
-    let host = to_host(logits);
-    super::ensemble::accuracy(&super::ensemble::softmax_rows(&host, classes), classes, labels)
-}
 
 /// How pretraining computes a batch: in `parts` consecutive pieces (the first ones one sample longer when the batch
 /// does not divide evenly) whose gradients are summed in order, up to `threads` pieces at a time. Each piece is one
@@ -140,12 +134,13 @@ pub struct NodeRun<'a> {
 }
 
 /// S3T node steps of one level, grouped by `batching` (see [`super::level`] and [`super::parallel`]): each trains group k (its
-/// `frozen.len() + 1`) and the head on its samples, starting from its parent's head.
+/// `frozen.len() + 1`) and the head on its samples, starting from its parent's head. Model selection is read back
+/// with blocking reads ([`train_nodes_unread`] leaves that to the caller).
 #[allow(clippy::too_many_arguments)]
-pub fn train_nodes<'r>(
+pub fn train_nodes(
     config: &ModelConfig,
     backbone: &Backbone,
-    runs: &'r [NodeRun<'_>],
+    runs: &[NodeRun<'_>],
     batching: Batching,
     features: &Features,
     data: &Dataset,
@@ -153,19 +148,35 @@ pub fn train_nodes<'r>(
     device: &Device,
     progress: Progress<'_>,
 ) -> Vec<Fitted<NodeParams>> {
+    let unread = train_nodes_unread(config, backbone, runs, batching, features, data, validation, device, progress);
+    unread.into_iter().map(Unread::read).collect()
+}
+
+/// [`train_nodes`] with each run's model selection still to be read back ([`Unread::select`]).
+#[allow(clippy::too_many_arguments)]
+pub fn train_nodes_unread<'r, 'v>(
+    config: &ModelConfig,
+    backbone: &Backbone,
+    runs: &'r [NodeRun<'_>],
+    batching: Batching,
+    features: &Features,
+    data: &Dataset,
+    validation: Option<(&Features, &'v [u8])>,
+    device: &Device,
+    progress: Progress<'_>,
+) -> Vec<Unread<'v, NodeParams>> {
     // The node's component (its frozen groups, its own group, its head) on the activations entering group k.
     let score = validation.map(|(features, labels)| {
-        move |r: &NodeRun<'_>, t: &Trained| {
+        let logits = move |r: &NodeRun<'_>, t: &Trained| {
             let mut groups: Vec<&GroupAdapter> = r.frozen.clone();
             groups.push(&t.groups[0]);
             let k = groups.len();
-            let logits =
-                component_logits(config, backbone, Component { groups: &groups, head: &t.head }, features.all(k));
-            logits_accuracy(logits, labels, config.vit.classes)
-        }
+            component_logits(config, backbone, Component { groups: &groups, head: &t.head }, features.all(k))
+        };
+        (logits, labels)
     });
     let batches = Batches { config, backbone, features, data, device, batching };
-    let score = score.as_ref().map(|f| f as Score<'_, NodeRun<'_>>);
+    let score = score.as_ref().map(|(f, labels)| (f as Score<'_, NodeRun<'_>>, *labels));
     let member = |r: &'r NodeRun<'_>| Member {
         trainable: vec![GroupAdapter::init(config, r.frozen.len() + 1, r.seed, device)],
         frozen: r.frozen.clone(),
@@ -174,23 +185,41 @@ pub fn train_nodes<'r>(
         seed: r.seed,
         epochs: r.run.epochs,
     };
+    let node = |mut t: Trained| NodeParams { adapter: t.groups.remove(0), head: t.head };
     batches
         .train(runs, |r| &r.run, member, score, progress)
         .into_iter()
-        .map(|mut t| Fitted {
-            params: NodeParams { adapter: t.groups.remove(0), head: t.head },
-            validation_accuracy: t.score,
-        })
+        .map(|pending| Unread { pending, params: node })
         .collect()
 }
 
-/// Model selection of a run: its validation score after an epoch.
-type Score<'a, R> = &'a (dyn Fn(&R, &Trained) -> f64 + Sync);
+/// Model selection of a run: its validation logits after an epoch.
+type Score<'a, R> = &'a (dyn Fn(&R, &Trained) -> Tensor<2> + Sync);
 
 /// A trained run: its parameters and, with model selection, the selected epoch's validation accuracy.
 pub struct Fitted<P> {
     pub params: P,
     pub validation_accuracy: Option<f64>,
+}
+
+/// A trained run whose model selection is still to be read back (see [`super::level::Select`]).
+pub struct Unread<'v, P> {
+    pending: Pending<'v>,
+    params: fn(Trained) -> P,
+}
+
+impl<P> Unread<'_, P> {
+    /// The selected epoch, its logits read back with `read`.
+    pub async fn select(self, read: &impl AsyncFn(Tensor<2>) -> Result<Vec<f32>, String>) -> Result<Fitted<P>, String> {
+        let trained = self.pending.select(read).await?;
+        let validation_accuracy = trained.score;
+        Ok(Fitted { params: (self.params)(trained), validation_accuracy })
+    }
+
+    /// [`Unread::select`] with blocking reads (every backend natively, the CPU backend anywhere).
+    pub fn read(self) -> Fitted<P> {
+        unpaced(self.select(&async |t| Ok(to_host(t)))).expect("a blocking read-back of logits of a scored epoch")
+    }
 }
 
 /// What every level batch of a call shares.
@@ -205,20 +234,25 @@ struct Batches<'a> {
 
 impl Batches<'_> {
     /// Trains `runs` in level batches of `batching.nodes` (with the batch size and learning rate of a batch's first
-    /// run), `batching.threads` batches at a time, with model selection by `score` when given.
-    fn train<'r, R: Sync>(
+    /// run), `batching.threads` batches at a time, with model selection by `score` (against its labels) when given.
+    fn train<'r, 'v, R: Sync>(
         &self,
         runs: &'r [R],
         settings: impl Fn(&R) -> &TrainConfig + Sync,
         member: impl Fn(&'r R) -> Member<'r> + Sync,
-        score: Option<Score<'_, R>>,
+        score: Option<(Score<'_, R>, &'v [u8])>,
         progress: Progress<'_>,
-    ) -> Vec<Trained> {
+    ) -> Vec<Pending<'v>> {
         let chunks: Vec<&'r [R]> = runs.chunks(self.batching.nodes.max(1)).collect();
+        let classes = self.config.vit.classes;
         let train_chunk = |chunk: &&'r [R], report: &dyn Fn(usize)| {
             let chunk: &'r [R] = chunk;
             let members: Vec<Member<'_>> = chunk.iter().map(&member).collect();
-            let select = score.map(|f| move |i: usize, t: &Trained| f(&chunk[i], t));
+            let logits = score.map(|(f, _)| move |i: usize, t: &Trained| f(&chunk[i], t));
+            let select = match (&logits, score) {
+                (Some(logits), Some((_, labels))) => Some(Select { logits, labels, classes }),
+                _ => None,
+            };
             let run = settings(&chunk[0]);
             let level = Level {
                 config: self.config,
@@ -229,8 +263,7 @@ impl Batches<'_> {
                 learning_rate: run.learning_rate,
                 device: self.device,
             };
-            let select = select.as_ref().map(|f| f as LevelSelect<'_>);
-            train_level(&level, &members, select, &mut |n| report(n))
+            train_level(&level, &members, select.as_ref(), &mut |n| report(n))
         };
         parallel::map(&chunks, self.batching.threads, train_chunk, progress).into_iter().flatten().collect()
     }
@@ -267,13 +300,14 @@ pub struct SisaRun<'a> {
 }
 
 /// SISA checkpoints (of different shards) grouped by `batching`, from the cached embedded patches
-/// (`features` at group L).
+/// (`features` at group L). Model selection is read back with blocking reads ([`train_sisas_unread`] leaves that to
+/// the caller).
 #[allow(clippy::too_many_arguments)]
-pub fn train_sisas<'r>(
+pub fn train_sisas(
     config: &ModelConfig,
     backbone: &Backbone,
     pretrained_head: &Head,
-    runs: &'r [SisaRun<'_>],
+    runs: &[SisaRun<'_>],
     batching: Batching,
     features: &Features,
     data: &Dataset,
@@ -281,6 +315,35 @@ pub fn train_sisas<'r>(
     device: &Device,
     progress: Progress<'_>,
 ) -> Vec<Fitted<SisaParams>> {
+    let unread = train_sisas_unread(
+        config,
+        backbone,
+        pretrained_head,
+        runs,
+        batching,
+        features,
+        data,
+        validation,
+        device,
+        progress,
+    );
+    unread.into_iter().map(Unread::read).collect()
+}
+
+/// [`train_sisas`] with each run's model selection still to be read back ([`Unread::select`]).
+#[allow(clippy::too_many_arguments)]
+pub fn train_sisas_unread<'r, 'v>(
+    config: &ModelConfig,
+    backbone: &Backbone,
+    pretrained_head: &Head,
+    runs: &'r [SisaRun<'_>],
+    batching: Batching,
+    features: &Features,
+    data: &Dataset,
+    validation: Option<(&Features, &'v [u8])>,
+    device: &Device,
+    progress: Progress<'_>,
+) -> Vec<Unread<'v, SisaParams>> {
     let member = |r: &'r SisaRun<'_>| {
         let (trainable, head) = match r.previous {
             Some(p) => (p.adapters.clone(), p.head.clone()),
@@ -294,19 +357,19 @@ pub fn train_sisas<'r>(
         Member { trainable, frozen: Vec::new(), head, samples: r.samples.clone(), seed: r.seed, epochs: r.run.epochs }
     };
     let score = validation.map(|(features, labels)| {
-        move |_: &SisaRun<'_>, t: &Trained| {
+        let logits = move |_: &SisaRun<'_>, t: &Trained| {
             let groups: Vec<&GroupAdapter> = t.groups.iter().collect();
-            let logits = logits_all(config, backbone, Component { groups: &groups, head: &t.head }, features);
-            let classes = config.vit.classes;
-            super::ensemble::accuracy(&super::ensemble::softmax_rows(&logits, classes), classes, labels)
-        }
+            logits_all_tensor(config, backbone, Component { groups: &groups, head: &t.head }, features)
+        };
+        (logits, labels)
     });
     let batches = Batches { config, backbone, features, data, device, batching };
-    let score = score.as_ref().map(|f| f as Score<'_, SisaRun<'_>>);
+    let score = score.as_ref().map(|(f, labels)| (f as Score<'_, SisaRun<'_>>, *labels));
+    let sisa = |t: Trained| SisaParams { adapters: t.groups, head: t.head };
     batches
         .train(runs, |r| &r.run, member, score, progress)
         .into_iter()
-        .map(|t| Fitted { params: SisaParams { adapters: t.groups, head: t.head }, validation_accuracy: t.score })
+        .map(|pending| Unread { pending, params: sisa })
         .collect()
 }
 /// One SISA checkpoint alone (a level batch of one).

@@ -27,9 +27,10 @@ use s3t::model::parallel::Batching;
 use s3t::model::serve::Model;
 use s3t::model::train::{Pieces, pretrain, train_node, train_sisa};
 use s3t::model::vit::{Component, forward};
-use s3t::model::weights::{load_safetensors, to_safetensors};
+use s3t::model::weights::{load_safetensors, to_safetensors, to_safetensors_async};
 use s3t::model::{
-    GroupAdapter, Head, LoraConfig, ModelConfig, NodeParams, Pretrained, SisaParams, TrainConfig, VitConfig, input,
+    Backbone, GroupAdapter, Head, LoraConfig, ModelConfig, NodeParams, Pretrained, SisaParams, TrainConfig, VitConfig,
+    input,
 };
 use s3t::partition::Assignment;
 use s3t::plan::node_seed;

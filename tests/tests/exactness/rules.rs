@@ -22,6 +22,33 @@ fn weight_files_are_byte_reproducible() {
     }
 }
 
+/// The page's worker serialises what it trains on WebGPU by reading every parameter back asynchronously and
+/// writing the copy: the file must be the one `to_safetensors` writes for the same values, or a GPU retrain's
+/// sha256 could not be checked against anything (here on the CPU backend, whose reads are ready at once).
+#[test]
+fn weights_read_back_asynchronously_serialise_to_the_same_bytes() {
+    let _guard = lock();
+    let config = model_config();
+    let device = cpu().device;
+    let pretrained =
+        Pretrained { backbone: Backbone::new(&config.vit, &device), head: Head::new(&config.vit, &device) };
+    let adapter = GroupAdapter::init(&config, 2, 7, &device);
+    fn ready(bytes: impl Future<Output = Result<Vec<u8>, String>>) -> Vec<u8> {
+        let mut bytes = std::pin::pin!(bytes);
+        match bytes.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            std::task::Poll::Ready(result) => result.expect("serialise"),
+            std::task::Poll::Pending => panic!("the CPU backend reads back at once"),
+        }
+    }
+    let backbone = ready(to_safetensors_async(&pretrained));
+    assert!(backbone == to_safetensors(&pretrained).expect("serialise"), "backbone and head: other bytes");
+    let group = ready(to_safetensors_async(&adapter));
+    assert!(group == to_safetensors(&adapter).expect("serialise"), "adapter group: other bytes");
+    // Control: other values give other bytes (the copy really carries the values read back).
+    let other = GroupAdapter::init(&config, 2, 8, &device);
+    assert!(ready(to_safetensors_async(&other)) != group);
+}
+
 /// E1: pretraining takes the public split only, so the backbone is the same whatever the deletable split holds,
 /// it sees exactly |public| × epochs samples, and it is deterministic given the seed.
 #[test]

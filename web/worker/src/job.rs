@@ -1,17 +1,19 @@
 //! One retrain job: load what `trainer retrain` reads (manifest, backbone, the reusable nodes, the deletable and
 //! validation splits), rebuild the shard with the shared build code, and post the result.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use burn::tensor::Device;
 use js_sys::{Array, Uint8Array};
 use s3t::bundle::guard::Guard;
 use s3t::bundle::manifest::{MANIFEST_FILE, verify_bytes};
-use s3t::bundle::retrain::{Report, Request, subtrees};
+use s3t::bundle::retrain::{Backend, Report, Request, subtrees};
 use s3t::bundle::samples::{self, DATA_DIR, DIGESTS_FILE};
 use s3t::bundle::{Manifest, NodeEntry, WeightFile};
 use s3t::dataset::{self, Dataset, Splits};
-use s3t::model::build::{BuildContext, BuildEvent, MemoryStore, ShardJob, build_shards};
+use s3t::model::build::{BuildContext, BuildEvent, MemoryStore, ShardJob, build_shards_async};
+use s3t::model::device::software;
 use s3t::model::features::Features;
 use s3t::model::parallel::Batching;
 use s3t::model::weights::load_safetensors;
@@ -22,6 +24,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+
+/// Nodes of one depth trained as one stacked computation on WebGPU (a demo shard has at most 16 per depth).
+const GPU_BATCH_NODES: usize = 16;
 
 pub fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
@@ -57,7 +62,7 @@ pub fn listen() {
                 Ok(request) => {
                     // A helper's share is trained here; a whole shard may be split among helpers.
                     let result = if request.roots.is_some() {
-                        run(&request).await
+                        helper(&request).await
                     } else {
                         crate::team::coordinate(&request).await
                     };
@@ -162,27 +167,76 @@ impl Setup {
         clean * run.epochs
     }
 
-    /// The `Started` report of the nodes in `only` (all: `None`).
-    pub fn started(&self, shard: u16, only: Option<&BTreeSet<usize>>) -> Report {
+    /// The `Started` report of the nodes in `only` (all: `None`), trained on `backend` (in words).
+    pub fn started(&self, shard: u16, only: Option<&BTreeSet<usize>>, backend: &str) -> Report {
         let stale = self
             .shard_plan(shard)
             .nodes
             .iter()
             .filter(|n| only.is_none_or(|o| o.contains(&n.id)) && self.reuse.get(n.id).is_none_or(Option::is_none));
         let (nodes, samples) = stale.fold((0, 0), |(count, samples), n| (count + 1, samples + self.work(n)));
-        Report::Started { shard, nodes, total: self.total, samples }
+        Report::Started { shard, nodes, total: self.total, samples, backend: backend.to_owned() }
     }
 }
 
-/// Retrains the nodes of `request.roots`' subtrees (a helper's share), or the whole shard.
-pub async fn run(request: &Request) -> Result<(), String> {
+/// Retrains the nodes of `request.roots`' subtrees on the CPU (a helper's share).
+async fn helper(request: &Request) -> Result<(), String> {
     let started = now();
     let setup = Setup::load(request).await?;
-    train(request, setup, started).await
+    train(request, setup, started, Target::cpu()).await
 }
 
-/// [`run`] with the manifest already read (`started`: page time of the request).
-pub async fn train(request: &Request, setup: Setup, started: f64) -> Result<(), String> {
+/// Where a job trains.
+pub struct Target {
+    pub device: Device,
+    pub is_gpu: bool,
+    /// In words, for the page (and why the CPU, when an adapter was passed over).
+    pub name: String,
+}
+
+thread_local! {
+    /// The worker's WebGPU device, or why there is none: an adapter is requested once per worker.
+    static WEBGPU: OnceCell<Result<Device, String>> = const { OnceCell::new() };
+}
+
+impl Target {
+    pub fn cpu() -> Self {
+        Self { device: Device::flex(), is_gpu: false, name: "CPU (wasm SIMD)".into() }
+    }
+
+    /// WebGPU when the request allows it and the worker gets an adapter (with `Auto`, a hardware one: on a software
+    /// adapter the CPU backend is faster), else the CPU.
+    pub async fn select(choice: Backend) -> Result<Self, String> {
+        if choice == Backend::Cpu {
+            return Ok(Self::cpu());
+        }
+        let known = WEBGPU.with(|cell| cell.get().cloned());
+        let webgpu = match known {
+            Some(result) => result,
+            None => {
+                let result = Device::wgpu_options().init_async().await.map_err(|e| e.to_string());
+                WEBGPU.with(|cell| cell.get_or_init(|| result).clone())
+            }
+        };
+        match webgpu {
+            Ok(device) if choice == Backend::Gpu || !software(&device) => {
+                let kind = if software(&device) { "WebGPU, software adapter" } else { "WebGPU" };
+                Ok(Self { device, is_gpu: true, name: kind.into() })
+            }
+            Ok(_) => {
+                Ok(Self { name: "CPU (wasm SIMD): the WebGPU adapter is a software one, slower".into(), ..Self::cpu() })
+            }
+            Err(e) if choice == Backend::Auto => {
+                Ok(Self { name: format!("CPU (wasm SIMD): no WebGPU adapter in the worker ({e})"), ..Self::cpu() })
+            }
+            Err(e) => Err(format!("WebGPU in the worker: {e}")),
+        }
+    }
+}
+
+/// Retrains the nodes of `request.roots`' subtrees (a helper's share), or the whole shard, on `target`, with the
+/// manifest already read (`started`: page time of the request).
+pub async fn train(request: &Request, setup: Setup, started: f64, target: Target) -> Result<(), String> {
     let base = request.bundle.as_str();
     let shard = request.shard;
     let only = request.roots.as_ref().map(|roots| subtrees(setup.shard_plan(shard), roots));
@@ -191,7 +245,7 @@ pub async fn train(request: &Request, setup: Setup, started: f64) -> Result<(), 
     for entry in reuse.iter().flatten().filter(|e| only.as_ref().is_none_or(|o| o.contains(&e.id))) {
         store.insert(&entry.weights.path, fetch_weights(base, &entry.weights).await?);
     }
-    let device = Device::flex();
+    let device = target.device.clone();
     let config = manifest.model.clone();
     let skeleton = Pretrained { backbone: Backbone::new(&config.vit, &device), head: Head::new(&config.vit, &device) };
     let backbone = fetch_weights(base, &manifest.backbone.weights).await?;
@@ -233,7 +287,7 @@ pub async fn train(request: &Request, setup: Setup, started: f64) -> Result<(), 
     timing("backbone features", t);
 
     let is_deleted = |id: &SampleId| guard.is_deleted(id);
-    post(&setup.started(shard, only.as_ref()), &[]);
+    post(&setup.started(shard, only.as_ref(), &target.name), &[]);
 
     let ctx = BuildContext {
         bundle: &store,
@@ -247,7 +301,9 @@ pub async fn train(request: &Request, setup: Setup, started: f64) -> Result<(), 
         device: &device,
         features: &features,
         validation: &validation_features,
-        batching: Batching::stacked(request.batch_nodes),
+        // On a GPU a level's nodes train as one computation; on the CPU one at a time (the first arrives sooner,
+        // and stacking saves nothing there). A node's lineage and seed do not depend on it.
+        batching: Batching::stacked(if target.is_gpu { GPU_BATCH_NODES } else { request.batch_nodes }),
         rows: Some(&rows),
     };
     let (mut trained, mut nodes_done, mut last) = (0usize, 0usize, now());
@@ -270,7 +326,7 @@ pub async fn train(request: &Request, setup: Setup, started: f64) -> Result<(), 
         }
         BuildEvent::Start { .. } => {}
     };
-    let part = build_shards(&ctx, &[job], false, &is_deleted, &mut events)?.remove(0);
+    let part = build_shards_async(&ctx, &[job], false, &is_deleted, &mut events).await?.remove(0);
     let (mut retrained, mut weights) = (Vec::new(), Vec::new());
     for entry in part.nodes.iter().filter(|e| e.generation == *generation) {
         let path = &entry.weights.path;

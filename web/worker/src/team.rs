@@ -11,32 +11,38 @@ use std::rc::Rc;
 
 use js_sys::{Array, Uint8Array};
 use s3t::bundle::NodeEntry;
-use s3t::bundle::retrain::{Report, Request, merge, split};
+use s3t::bundle::retrain::{Backend, Report, Request, merge, split};
 use s3t::plan::ShardPlan;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
-use crate::job::{Setup, now, post, scope, train};
+use crate::job::{Setup, Target, now, post, scope, train};
 
 /// Most helpers, whatever the machine reports: each holds the shard's data and backbone activations.
 const MOST_HELPERS: usize = 4;
 
-/// Retrains the requested shard: here when at most one subtree has work (or the machine has one core), else split
-/// among helpers, with `Done` or `Failed` posted when they finish.
+/// Retrains the requested shard: here on WebGPU, or on the CPU here when at most one subtree has work (or the
+/// machine has one core), else on the CPU split among helpers, with `Done` or `Failed` posted when they finish.
 pub async fn coordinate(request: &Request) -> Result<(), String> {
     let began = now();
     let setup = Setup::load(request).await?;
+    let target = Target::select(request.backend).await?;
+    if target.is_gpu {
+        // One device queue: the shard's nodes of one depth train as one stacked computation there.
+        return train(request, setup, began, target).await;
+    }
     let cores = scope().navigator().hardware_concurrency() as usize;
     let shares = split(setup.shard_plan(request.shard), |n| setup.work(n), cores.clamp(1, MOST_HELPERS));
     if shares.len() <= 1 {
-        return train(request, setup, began).await;
+        return train(request, setup, began, target).await;
     }
+    let helpers = format!("{}, {} helper workers", target.name, shares.len());
     let url = scope().location().href();
     let team = Rc::new(RefCell::new(Team {
         request: request.clone(),
         began,
-        started: setup.started(request.shard, None),
+        started: setup.started(request.shard, None, &helpers),
         announced: false,
         plan: setup.shard_plan(request.shard).clone(),
         reuse: setup.reuse.clone(),
@@ -111,7 +117,8 @@ impl Team {
         let shard = self.request.shard;
         match report {
             Report::Ready => {
-                let share = Request { roots: Some(self.shares[i].clone()), ..self.request.clone() };
+                let share =
+                    Request { roots: Some(self.shares[i].clone()), backend: Backend::Cpu, ..self.request.clone() };
                 match serde_json::to_string(&share) {
                     Ok(text) => {
                         let _ = self.helpers[i].post_message(&text.into());
