@@ -11,8 +11,8 @@ import {
 } from './page.mjs';
 import { audit } from './audit.mjs';
 
-const { BASE_URL, BUNDLE_DIR, TRAINER, CHROMIUM, ARTIFACTS } = process.env;
-for (const [k, v] of Object.entries({ BASE_URL, BUNDLE_DIR, TRAINER, CHROMIUM, ARTIFACTS })) {
+const { BASE_URL, BUNDLE_DIR, WEBGPU_BASE_URL, WEBGPU_BUNDLE_DIR, TRAINER, CHROMIUM, ARTIFACTS } = process.env;
+for (const [k, v] of Object.entries({ BASE_URL, BUNDLE_DIR, WEBGPU_BASE_URL, WEBGPU_BUNDLE_DIR, TRAINER, CHROMIUM, ARTIFACTS })) {
   if (!v) throw new Error(`${k} is not set (run through \`cargo xtask test\`)`);
 }
 mkdirSync(ARTIFACTS, { recursive: true });
@@ -32,13 +32,13 @@ function trainerAfter(ids) {
   return { deleted, evaluation };
 }
 
-/// A copy of the test bundle without a ledger, in a temporary directory removed at the end.
+/// A copy of the test bundle (or `source`) without a ledger, in a temporary directory removed at the end.
 const copies = [];
-function copyBundle() {
+function copyBundle(source = BUNDLE_DIR) {
   const dir = mkdtempSync(join(tmpdir(), 's3t-browser-'));
   copies.push(dir);
   const copy = join(dir, 'bundle');
-  cpSync(BUNDLE_DIR, copy, { recursive: true });
+  cpSync(source, copy, { recursive: true });
   rmSync(join(copy, 'deletions.ledger'), { force: true });
   return { dir, copy };
 }
@@ -513,15 +513,16 @@ await test('an offline shard retrains in a worker while the page serves; the res
 
 
 await test('with ?train=gpu the worker retrains on WebGPU: the lineage of trainer retrain, its accuracy within 0.5 points', async () => {
-  // The software adapter is slow, but it runs the same WebGPU code path a visitor's GPU does. Without the query
-  // the worker passes a software adapter over for the CPU (the other retrain tests).
+  // The software adapter trains slowly, but it runs the code path a visitor's GPU runs; a bundle of small shards
+  // and L = 2 keeps the retrain short. Without the query the worker passes a software adapter over for the CPU
+  // (the other retrain tests).
   const context = await webgpu.newContext({ viewport: { width: 1280, height: 1600 } });
   const page = await context.newPage();
   page.on('console', (m) => { if (m.text().startsWith('s3t worker timing')) console.log(`  ${m.text()}`); });
-  await page.goto(`${BASE_URL}?train=gpu`);
+  await page.goto(`${WEBGPU_BASE_URL}?train=gpu`);
   await accuracyAfter(page, 0);
   await settled(page, 0);
-  const ids = await onePerSlice(page, 0, slices);
+  const ids = await onePerSlice(page, 0, 2);
   for (const [n, id] of ids.entries()) {
     await page.getByTestId(`sample-${id}`).click();
     await accuracyAfter(page, n + 1);
@@ -541,7 +542,7 @@ await test('with ?train=gpu the worker retrains on WebGPU: the lineage of traine
   metrics.retrain_gpu_shard_ms = Date.now() - t0;
   assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'false');
   const accuracy = await currentAccuracy(page);
-  const { copy } = copyBundle();
+  const { copy } = copyBundle(WEBGPU_BUNDLE_DIR);
   execFileSync(TRAINER, ['delete', copy, '--ids', ids.join(','), '--json']);
   execFileSync(TRAINER, ['retrain', copy, '--shard', '0', '--device', 'cpu', '--quiet']);
   const trainer = evalBundle(copy);

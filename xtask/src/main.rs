@@ -139,39 +139,47 @@ fn browser_tests() -> Result<(), String> {
     step("build the trainer", run("cargo", &["test", "--workspace", "--no-run"]))?;
     let trainer = target_dir().join("debug").join("trainer");
     let bundle = target_dir().join("browser-test-bundle");
-    if !valid_bundle(Command::new(&trainer), &bundle) {
-        let _ = std::fs::remove_dir_all(&bundle);
-        let out = bundle.to_string_lossy().into_owned();
-        let t = trainer.to_string_lossy().into_owned();
-        step(
-            "pretrain the test bundle",
-            run(
-                &t,
-                &["pretrain", "--out", &out, "--pretrain-epochs", "2", "--d-model", "32", "--device", "cpu", "--quiet"],
-            ),
-        )?;
-        step(
-            "build the test bundle",
-            run(
-                &t,
-                &[
-                    "build", "--out", &out, "--shards", "3", "--slices", "3", "--budget", "3", "--epochs", "1",
-                    "--device", "cpu", "--quiet",
-                ],
-            ),
-        )?;
-    }
-    web_data(run(&trainer.to_string_lossy(), &[]), &bundle)?;
+    test_bundle(&trainer, &bundle, "the test bundle", &["--shards", "3", "--slices", "3", "--budget", "3"])?;
+    // The WebGPU retrain runs on a software adapter, where burn's training kernels are slow: a bundle whose shards
+    // are small (500 samples) and whose plan is short (L = 2), so a retrain is a few dozen optimiser steps.
+    let gpu_bundle = target_dir().join("browser-test-bundle-webgpu");
+    test_bundle(
+        &trainer,
+        &gpu_bundle,
+        "the WebGPU retrain's bundle",
+        &["--shards", "12", "--slices", "2", "--budget", "2"],
+    )?;
     step("build the web app", run("trunk", &["build"]))?;
     let server = serve::start(root().join("web/dist"), bundle.clone(), 0)?;
+    let gpu_server = serve::start(root().join("web/dist"), gpu_bundle.clone(), 0)?;
     let mut cmd = run("node", &["run.mjs"]);
     cmd.current_dir(root().join("tests/browser"))
         .env("BASE_URL", format!("http://127.0.0.1:{}/", server.port))
         .env("BUNDLE_DIR", &bundle)
+        .env("WEBGPU_BASE_URL", format!("http://127.0.0.1:{}/", gpu_server.port))
+        .env("WEBGPU_BUNDLE_DIR", &gpu_bundle)
         .env("TRAINER", &trainer)
         .env("CHROMIUM", tools::CHROMIUM)
         .env("ARTIFACTS", root().join("tests/browser/artifacts"));
     step("browser tests (headless Chromium)", cmd)
+}
+
+/// Builds a small bundle for the browser tests at `bundle` (a narrow backbone, one pass per run) unless a valid one
+/// is there, with `plan` (shards, slices, budget), and writes the web app's data next to it.
+fn test_bundle(trainer: &Path, bundle: &Path, what: &str, plan: &[&str]) -> Result<(), String> {
+    if !valid_bundle(Command::new(trainer), bundle) {
+        let _ = std::fs::remove_dir_all(bundle);
+        let out = bundle.to_string_lossy().into_owned();
+        let t = trainer.to_string_lossy().into_owned();
+        let pretrain =
+            ["pretrain", "--out", &out, "--pretrain-epochs", "2", "--d-model", "32", "--device", "cpu", "--quiet"];
+        step(&format!("pretrain {what}"), run(&t, &pretrain))?;
+        let mut build = vec!["build", "--out", &out];
+        build.extend_from_slice(plan);
+        build.extend_from_slice(&["--epochs", "1", "--device", "cpu", "--quiet"]);
+        step(&format!("build {what}"), run(&t, &build))?;
+    }
+    web_data(run(&trainer.to_string_lossy(), &[]), bundle)
 }
 
 /// Whether `bundle` holds a complete bundle this version reads and verifies (`trainer audit`).
