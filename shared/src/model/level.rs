@@ -410,3 +410,53 @@ impl<'l> Readout<'_, '_, 'l> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::TensorData;
+
+    use super::*;
+    use crate::model::features::to_host;
+
+    /// Logits of three samples whose predicted classes are `classes` (two classes).
+    fn logits(classes: [usize; 3]) -> Tensor<2> {
+        let rows: Vec<f32> = classes.iter().flat_map(|&c| if c == 0 { [1.0, 0.0] } else { [0.0, 1.0] }).collect();
+        Tensor::from_data(TensorData::new(rows, [3, 2]), &Device::flex())
+    }
+
+    /// Parameters told apart by their head bias.
+    fn params(tag: f32) -> Trained {
+        let device = Device::flex();
+        let weight = Param::from_data(TensorData::new(vec![0.0f32; 2], [1, 2]), &device);
+        let bias = Param::from_data(TensorData::new(vec![tag; 2], [2]), &device);
+        Trained { groups: Vec::new(), head: Head { linear: Linear { weight, bias: Some(bias) } }, score: None }
+    }
+
+    fn tag(t: &Trained) -> f32 {
+        let bias = t.head.linear.bias.as_ref().expect("a bias");
+        to_host(bias.val())[0]
+    }
+
+    fn select(pending: Pending<'_>) -> Trained {
+        let read = async |t: Tensor<2>| Ok(to_host(t));
+        crate::model::vit::unpaced(pending.select(&read)).expect("select")
+    }
+
+    /// Model selection read back after the level keeps the best epoch, the earliest on ties, with its accuracy.
+    #[test]
+    fn deferred_selection_keeps_the_earliest_best_epoch() {
+        let labels = [0u8, 1, 1];
+        let epochs = vec![
+            (params(1.0), Some(logits([1, 1, 0]))),
+            (params(2.0), Some(logits([0, 1, 0]))),
+            (params(3.0), Some(logits([0, 0, 1]))),
+            (params(4.0), Some(logits([1, 1, 1]))),
+        ];
+        let chosen = select(Pending { epochs, labels: &labels, classes: 2 });
+        assert_eq!(tag(&chosen), 2.0, "epochs 2, 3 and 4 score 2/3; the earliest is kept");
+        assert_eq!(chosen.score, Some(2.0 / 3.0));
+        // Without selection: the last step's parameters, unscored.
+        let last = select(Pending { epochs: vec![(params(5.0), None)], labels: &[], classes: 0 });
+        assert_eq!((tag(&last), last.score), (5.0, None));
+    }
+}
