@@ -439,6 +439,8 @@ await test('an offline shard retrains in a worker while the page serves; the res
   }, null, { timeout: TIMEOUT });
   metrics.retrain_first_node_ms = Date.now() - t0;
   assert.ok(requested.some((u) => u.includes('s3t-worker')), 'the worker was not loaded');
+  metrics.retrain_backend = await page.getByTestId('retrain-progress-0').getAttribute('data-backend');
+  assert.match(metrics.retrain_backend, /^CPU/);
   // The page keeps serving: a deletion in another shard while the worker trains.
   const other = (await onePerSlice(page, 1, slices))[0];
   const t1 = Date.now();
@@ -515,7 +517,7 @@ await test('an offline shard retrains in a worker while the page serves; the res
 await test('with ?train=gpu the worker retrains on WebGPU: the lineage of trainer retrain, its accuracy within 0.5 points', async () => {
   // The software adapter trains slowly, but it runs the code path a visitor's GPU runs; a bundle of small shards
   // and L = 2 keeps the retrain short. Without the query the worker passes a software adapter over for the CPU
-  // (the other retrain tests).
+  // (the queue test below).
   const context = await webgpu.newContext({ viewport: { width: 1280, height: 1600 } });
   const page = await context.newPage();
   page.on('console', (m) => { if (m.text().startsWith('s3t worker timing')) console.log(`  ${m.text()}`); });
@@ -557,8 +559,9 @@ await test('with ?train=gpu the worker retrains on WebGPU: the lineage of traine
   await context.close();
 });
 
-await test('retrains queue one after another and cancel, the shard then still offline', async () => {
-  const context = await cpu.newContext({ viewport: { width: 1280, height: 1600 } });
+await test('retrains queue one after another and cancel, the shard then still offline; a software adapter is passed over for the CPU', async () => {
+  // On the browser with WebGPU (SwiftShader): without `?train=` the worker trains on the CPU, saying why.
+  const context = await webgpu.newContext({ viewport: { width: 1280, height: 1600 } });
   const page = await context.newPage();
   await page.goto(BASE_URL);
   await accuracyAfter(page, 0);
@@ -583,6 +586,12 @@ await test('retrains queue one after another and cancel, the shard then still of
   assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'true');
   // A retrain after a cancel starts a fresh worker and still finishes.
   await page.getByTestId('retrain-button-0').click();
+  await page.waitForFunction(() => {
+    const p = document.querySelector('[data-testid="retrain-progress-0"]');
+    return p && p.dataset.backend;
+  }, null, { timeout: TIMEOUT });
+  metrics.retrain_auto_backend_software_adapter = await page.getByTestId('retrain-progress-0').getAttribute('data-backend');
+  assert.match(metrics.retrain_auto_backend_software_adapter, /^CPU.*software/);
   await page.getByTestId('retrained-0').waitFor({ timeout: TIMEOUT * 3 });
   assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'false');
   await context.close();

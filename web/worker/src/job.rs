@@ -190,8 +190,9 @@ async fn helper(request: &Request) -> Result<(), String> {
 pub struct Target {
     pub device: Device,
     pub is_gpu: bool,
-    /// In words, for the page (and why the CPU, when an adapter was passed over).
-    pub name: String,
+    /// A software adapter (WebGPU), or why the CPU when WebGPU was asked for or passed over: one plain phrase for
+    /// the page (the adapter's own message goes to the console).
+    pub note: Option<String>,
 }
 
 thread_local! {
@@ -201,7 +202,11 @@ thread_local! {
 
 impl Target {
     pub fn cpu() -> Self {
-        Self { device: Device::flex(), is_gpu: false, name: "CPU (wasm SIMD)".into() }
+        Self { device: Device::flex(), is_gpu: false, note: None }
+    }
+
+    fn cpu_because(why: &str) -> Self {
+        Self { note: Some(why.to_owned()), ..Self::cpu() }
     }
 
     /// WebGPU when the request allows it and the worker gets an adapter (with `Auto`, a hardware one: on a software
@@ -215,21 +220,34 @@ impl Target {
             Some(result) => result,
             None => {
                 let result = Device::wgpu_options().init_async().await.map_err(|e| e.to_string());
+                if let Err(e) = &result {
+                    web_sys::console::log_1(&format!("s3t worker: no WebGPU adapter: {e}").into());
+                }
                 WEBGPU.with(|cell| cell.get_or_init(|| result).clone())
             }
         };
         match webgpu {
             Ok(device) if choice == Backend::Gpu || !software(&device) => {
-                let kind = if software(&device) { "WebGPU, software adapter" } else { "WebGPU" };
-                Ok(Self { device, is_gpu: true, name: kind.into() })
+                let note = software(&device).then(|| "software adapter".to_owned());
+                Ok(Self { device, is_gpu: true, note })
             }
-            Ok(_) => {
-                Ok(Self { name: "CPU (wasm SIMD): the WebGPU adapter is a software one, slower".into(), ..Self::cpu() })
-            }
-            Err(e) if choice == Backend::Auto => {
-                Ok(Self { name: format!("CPU (wasm SIMD): no WebGPU adapter in the worker ({e})"), ..Self::cpu() })
-            }
+            Ok(_) => Ok(Self::cpu_because("the WebGPU adapter is a software one, slower than the CPU")),
+            Err(_) if choice == Backend::Auto => Ok(Self::cpu_because("no WebGPU adapter in this browser")),
             Err(e) => Err(format!("WebGPU in the worker: {e}")),
+        }
+    }
+
+    /// Where it trains, in words, with `helpers` helper workers on the CPU (0: none).
+    pub fn describe(&self, helpers: usize) -> String {
+        let base = match (self.is_gpu, helpers) {
+            (true, _) => "WebGPU".to_owned(),
+            (false, 0 | 1) => "CPU".to_owned(),
+            (false, n) => format!("CPU, {n} helper workers"),
+        };
+        match &self.note {
+            Some(note) if self.is_gpu => format!("{base} ({note})"),
+            Some(note) => format!("{base}: {note}"),
+            None => base,
         }
     }
 }
@@ -287,7 +305,7 @@ pub async fn train(request: &Request, setup: Setup, started: f64, target: Target
     timing("backbone features", t);
 
     let is_deleted = |id: &SampleId| guard.is_deleted(id);
-    post(&setup.started(shard, only.as_ref(), &target.name), &[]);
+    post(&setup.started(shard, only.as_ref(), &target.describe(0)), &[]);
 
     let ctx = BuildContext {
         bundle: &store,

@@ -24,20 +24,36 @@ const MOST_HELPERS: usize = 4;
 
 /// Retrains the requested shard: here on WebGPU, or on the CPU here when at most one subtree has work (or the
 /// machine has one core), else on the CPU split among helpers, with `Done` or `Failed` posted when they finish.
+/// With `Auto`, a WebGPU retrain that fails (a lost device, a limit the adapter lacks) is done again on the CPU.
 pub async fn coordinate(request: &Request) -> Result<(), String> {
     let began = now();
     let setup = Setup::load(request).await?;
     let target = Target::select(request.backend).await?;
-    if target.is_gpu {
-        // One device queue: the shard's nodes of one depth train as one stacked computation there.
-        return train(request, setup, began, target).await;
+    if !target.is_gpu {
+        return on_cpu(request, setup, began, target).await;
     }
+    // One device queue: the shard's nodes of one depth train as one stacked computation there.
+    match train(request, setup, began, target).await {
+        Err(e) if request.backend == Backend::Auto => {
+            web_sys::console::warn_1(
+                &format!("s3t worker: WebGPU training failed ({e}); retraining on the CPU").into(),
+            );
+            let setup = Setup::load(request).await?;
+            let target = Target { note: Some("WebGPU training failed".into()), ..Target::cpu() };
+            on_cpu(request, setup, began, target).await
+        }
+        result => result,
+    }
+}
+
+/// The CPU part of [`coordinate`].
+async fn on_cpu(request: &Request, setup: Setup, began: f64, target: Target) -> Result<(), String> {
     let cores = scope().navigator().hardware_concurrency() as usize;
     let shares = split(setup.shard_plan(request.shard), |n| setup.work(n), cores.clamp(1, MOST_HELPERS));
     if shares.len() <= 1 {
         return train(request, setup, began, target).await;
     }
-    let helpers = format!("{}, {} helper workers", target.name, shares.len());
+    let helpers = target.describe(shares.len());
     let url = scope().location().href();
     let team = Rc::new(RefCell::new(Team {
         request: request.clone(),
