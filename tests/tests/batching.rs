@@ -82,7 +82,8 @@ impl Setup {
         let validation = Some((&self.validation_features, self.validation.labels.as_slice()));
         let (c, b, f, d) = (&self.config, &self.backbone, &self.features, &self.data);
         train_nodes(c, b, runs, batching, f, d, validation, &self.cpu.device, &mut |_| {})
-            .iter()
+            .into_iter()
+            .map(|u| u.read())
             .map(|f| (node_bits(&f.params), f.validation_accuracy))
             .collect()
     }
@@ -155,7 +156,11 @@ fn a_node_trains_the_same_alone_or_in_any_batch() {
 
     // Depth 2: each node below a different parent (its frozen group and head are its own).
     let (c, b, f, d) = (&setup.config, &setup.backbone, &setup.features, &setup.data);
-    let parents = train_nodes(c, b, &depth1[..3], Batching::stacked(3), f, d, None, &setup.cpu.device, &mut |_| {});
+    let parents: Vec<_> =
+        train_nodes(c, b, &depth1[..3], Batching::stacked(3), f, d, None, &setup.cpu.device, &mut |_| {})
+            .into_iter()
+            .map(|u| u.read())
+            .collect();
     let depth2: Vec<NodeRun<'_>> = parents
         .iter()
         .map(|f| &f.params)
@@ -184,7 +189,7 @@ fn a_sisa_checkpoint_trains_the_same_alone_or_in_a_batch() {
     let sisa = |runs: &[SisaRun<'_>], batching: Batching| -> Vec<SisaParams> {
         train_sisas(c, b, &setup.head, runs, batching, f, d, validation, &setup.cpu.device, &mut |_| {})
             .into_iter()
-            .map(|f| f.params)
+            .map(|u| u.read().params)
             .collect()
     };
     let one = Batching::stacked(1);

@@ -14,7 +14,7 @@ use super::features::Features;
 use super::parallel::Batching;
 use super::parts::{NodeParams, Pretrained, SisaParams};
 use super::serve::{node_skeleton, sisa_skeleton};
-use super::train::{NodeRun, SisaRun, Unread, train_nodes_unread, train_sisas_unread};
+use super::train::{NodeRun, SisaRun, Unread, train_nodes, train_sisas};
 use super::weights::load_safetensors;
 pub use crate::bundle::ShardPart;
 use crate::bundle::manifest::{lineage, sha256, verify_bytes};
@@ -327,7 +327,7 @@ async fn train_node_batch(
                 run: run.clone(),
             });
         }
-        let unread = train_nodes_unread(
+        let unread = train_nodes(
             ctx.config,
             &ctx.pretrained.backbone,
             &runs,
@@ -437,7 +437,7 @@ async fn build_sisa(
                         run: run.clone(),
                     })
                     .collect();
-                train_sisas_unread(
+                train_sisas(
                     ctx.config,
                     &ctx.pretrained.backbone,
                     &ctx.pretrained.head,

@@ -76,7 +76,6 @@ pub struct Level<'a> {
 pub struct Select<'f, 'l> {
     pub logits: &'f dyn Fn(usize, &Trained) -> Tensor<2>,
     pub labels: &'l [u8],
-    pub classes: usize,
 }
 
 /// A member's result before its model selection is read back: each epoch's parameters and validation logits, in
@@ -84,7 +83,6 @@ pub struct Select<'f, 'l> {
 pub struct Pending<'a> {
     epochs: Vec<(Trained, Option<Tensor<2>>)>,
     labels: &'a [u8],
-    classes: usize,
 }
 
 impl Pending<'_> {
@@ -94,8 +92,9 @@ impl Pending<'_> {
         let mut best: Option<(f64, Trained)> = None;
         for (params, logits) in self.epochs {
             let Some(logits) = logits else { return Ok(params) };
+            let classes = logits.dims()[1];
             let host = read(logits).await?;
-            let score = accuracy(&softmax_rows(&host, self.classes), self.classes, self.labels);
+            let score = accuracy(&softmax_rows(&host, classes), classes, self.labels);
             if best.as_ref().is_none_or(|(b, _)| score > *b) {
                 best = Some((score, params));
             }
@@ -405,8 +404,8 @@ impl<'l> Readout<'_, '_, 'l> {
             if epochs.is_empty() {
                 epochs.push((valid.member(i, self.scale), None));
             }
-            let (labels, classes) = self.select.map_or((&[][..], 0), |s| (s.labels, s.classes));
-            self.results[i] = Some(Pending { epochs, labels, classes });
+            let labels = self.select.map_or(&[][..], |s| s.labels);
+            self.results[i] = Some(Pending { epochs, labels });
         }
     }
 }
@@ -452,11 +451,11 @@ mod tests {
             (params(3.0), Some(logits([0, 0, 1]))),
             (params(4.0), Some(logits([1, 1, 1]))),
         ];
-        let chosen = select(Pending { epochs, labels: &labels, classes: 2 });
+        let chosen = select(Pending { epochs, labels: &labels });
         assert_eq!(tag(&chosen), 2.0, "epochs 2, 3 and 4 score 2/3; the earliest is kept");
         assert_eq!(chosen.score, Some(2.0 / 3.0));
         // Without selection: the last step's parameters, unscored.
-        let last = select(Pending { epochs: vec![(params(5.0), None)], labels: &[], classes: 0 });
+        let last = select(Pending { epochs: vec![(params(5.0), None)], labels: &[] });
         assert_eq!((tag(&last), last.score), (5.0, None));
     }
 }

@@ -133,28 +133,11 @@ pub struct NodeRun<'a> {
     pub run: TrainConfig,
 }
 
-/// S3T node steps of one level, grouped by `batching` (see [`super::level`] and [`super::parallel`]): each trains group k (its
-/// `frozen.len() + 1`) and the head on its samples, starting from its parent's head. Model selection is read back
-/// with blocking reads ([`train_nodes_unread`] leaves that to the caller).
+/// S3T node steps of one level, grouped by `batching` (see [`super::level`] and [`super::parallel`]): each trains
+/// group k (its `frozen.len() + 1`) and the head on its samples, starting from its parent's head. Each run's model
+/// selection is left to be read back ([`Unread::select`], or [`Unread::read`] with blocking reads).
 #[allow(clippy::too_many_arguments)]
-pub fn train_nodes(
-    config: &ModelConfig,
-    backbone: &Backbone,
-    runs: &[NodeRun<'_>],
-    batching: Batching,
-    features: &Features,
-    data: &Dataset,
-    validation: Option<(&Features, &[u8])>,
-    device: &Device,
-    progress: Progress<'_>,
-) -> Vec<Fitted<NodeParams>> {
-    let unread = train_nodes_unread(config, backbone, runs, batching, features, data, validation, device, progress);
-    unread.into_iter().map(Unread::read).collect()
-}
-
-/// [`train_nodes`] with each run's model selection still to be read back ([`Unread::select`]).
-#[allow(clippy::too_many_arguments)]
-pub fn train_nodes_unread<'r, 'v>(
+pub fn train_nodes<'r, 'v>(
     config: &ModelConfig,
     backbone: &Backbone,
     runs: &'r [NodeRun<'_>],
@@ -244,13 +227,12 @@ impl Batches<'_> {
         progress: Progress<'_>,
     ) -> Vec<Pending<'v>> {
         let chunks: Vec<&'r [R]> = runs.chunks(self.batching.nodes.max(1)).collect();
-        let classes = self.config.vit.classes;
         let train_chunk = |chunk: &&'r [R], report: &dyn Fn(usize)| {
             let chunk: &'r [R] = chunk;
             let members: Vec<Member<'_>> = chunk.iter().map(&member).collect();
             let logits = score.map(|(f, _)| move |i: usize, t: &Trained| f(&chunk[i], t));
             let select = match (&logits, score) {
-                (Some(logits), Some((_, labels))) => Some(Select { logits, labels, classes }),
+                (Some(logits), Some((_, labels))) => Some(Select { logits, labels }),
                 _ => None,
             };
             let run = settings(&chunk[0]);
@@ -287,7 +269,7 @@ pub fn train_node(
     let run = NodeRun { frozen: frozen.to_vec(), parent_head, samples: samples.to_vec(), seed, run: train.clone() };
     let mut out =
         train_nodes(config, backbone, &[run], Batching::stacked(1), features, data, validation, device, progress);
-    out.remove(0).params
+    out.remove(0).read().params
 }
 
 /// One SISA checkpoint run: every adapter group and the head trainable, continuing from the previous checkpoint,
@@ -300,39 +282,10 @@ pub struct SisaRun<'a> {
 }
 
 /// SISA checkpoints (of different shards) grouped by `batching`, from the cached embedded patches
-/// (`features` at group L). Model selection is read back with blocking reads ([`train_sisas_unread`] leaves that to
-/// the caller).
+/// (`features` at group L). Each run's model selection is left to be read back ([`Unread::select`], or
+/// [`Unread::read`] with blocking reads).
 #[allow(clippy::too_many_arguments)]
-pub fn train_sisas(
-    config: &ModelConfig,
-    backbone: &Backbone,
-    pretrained_head: &Head,
-    runs: &[SisaRun<'_>],
-    batching: Batching,
-    features: &Features,
-    data: &Dataset,
-    validation: Option<(&Features, &[u8])>,
-    device: &Device,
-    progress: Progress<'_>,
-) -> Vec<Fitted<SisaParams>> {
-    let unread = train_sisas_unread(
-        config,
-        backbone,
-        pretrained_head,
-        runs,
-        batching,
-        features,
-        data,
-        validation,
-        device,
-        progress,
-    );
-    unread.into_iter().map(Unread::read).collect()
-}
-
-/// [`train_sisas`] with each run's model selection still to be read back ([`Unread::select`]).
-#[allow(clippy::too_many_arguments)]
-pub fn train_sisas_unread<'r, 'v>(
+pub fn train_sisas<'r, 'v>(
     config: &ModelConfig,
     backbone: &Backbone,
     pretrained_head: &Head,
@@ -392,7 +345,7 @@ pub fn train_sisa(
     let one = Batching::stacked(1);
     let mut out =
         train_sisas(config, backbone, pretrained_head, &[run], one, features, data, validation, device, progress);
-    out.remove(0).params
+    out.remove(0).read().params
 }
 
 /// Accuracy of the backbone-only model on a data set.
