@@ -60,7 +60,8 @@ pub enum DataError {
     SplitShape { split: &'static str, rows: u32, cols: u32, expected_rows: u32, expected_cols: u32 },
 }
 
-/// Images (row-major u8 pixels) and their labels.
+/// Images (row-major u8 pixels) and their labels, or texts (`text`: token ids, `rows` 1 and `cols` the tokens per
+/// sample, no pixels) and their labels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dataset {
     pub rows: u32,
@@ -68,6 +69,30 @@ pub struct Dataset {
     pub classes: u8,
     pub pixels: Vec<u8>,
     pub labels: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextSamples>,
+}
+
+/// How the fields of a text file are named (`trainer build --text-field … --label-field … --id-field …`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextFields {
+    pub text: String,
+    pub label: String,
+    /// The field holding each row's stable id; `None`: the row number (from 0, header excluded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// Text samples, tokenized: every sample's ids cut or padded to the same length (`Dataset::cols`), so a sample's
+/// computation never depends on which others share its batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextSamples {
+    /// Row-major [samples, tokens] ids, padded with the tokenizer's pad id.
+    pub ids: Vec<u32>,
+    /// Real tokens per sample, special tokens included (the rest is padding, masked).
+    pub lengths: Vec<u32>,
+    /// The texts as read.
+    pub texts: Vec<String>,
 }
 
 impl Dataset {
@@ -89,11 +114,68 @@ impl Dataset {
         &self.pixels[index * n..(index + 1) * n]
     }
 
+    /// The token ids of text sample `index` (all `cols` of them, padding included).
+    pub fn token_ids(&self, index: usize) -> &[u32] {
+        let n = self.cols as usize;
+        self.text.as_ref().map_or(&[][..], |t| &t.ids[index * n..(index + 1) * n])
+    }
+
+    /// What identifies sample `index` (its commitment's input, [`crate::bundle::samples`]): its pixels, or its token
+    /// ids (little-endian) followed by its text.
+    pub fn sample_bytes(&self, index: usize) -> Vec<u8> {
+        match &self.text {
+            None => self.image(index).to_vec(),
+            Some(t) => {
+                let mut bytes: Vec<u8> = self.token_ids(index).iter().flat_map(|id| id.to_le_bytes()).collect();
+                bytes.extend(t.texts[index].as_bytes());
+                bytes
+            }
+        }
+    }
+
+    /// Erases sample `index`: zero pixels (or token ids, length and an empty text) and label 0.
+    pub fn erase(&mut self, index: usize) {
+        let n = self.cols as usize;
+        match &mut self.text {
+            None => {
+                let n = self.pixels_per_image();
+                self.pixels[index * n..(index + 1) * n].fill(0);
+            }
+            Some(t) => {
+                t.ids[index * n..(index + 1) * n].fill(0);
+                t.lengths[index] = 0;
+                t.texts[index].clear();
+            }
+        }
+        self.labels[index] = 0;
+    }
+
+    /// Whether sample `index` holds nothing but zeros ([`Dataset::erase`]).
+    pub fn is_erased(&self, index: usize) -> bool {
+        let blank = match &self.text {
+            None => self.image(index).iter().all(|&p| p == 0),
+            Some(t) => {
+                self.token_ids(index).iter().all(|&id| id == 0) && t.lengths[index] == 0 && t.texts[index].is_empty()
+            }
+        };
+        self.labels.get(index) == Some(&0) && blank
+    }
+
     /// The samples at `indices`, in that order.
     pub fn select(&self, indices: &[usize]) -> Dataset {
-        let mut pixels = Vec::with_capacity(indices.len() * self.pixels_per_image());
-        for &i in indices {
-            pixels.extend_from_slice(self.image(i));
+        let text = self.text.as_ref().map(|t| {
+            let n = self.cols as usize;
+            TextSamples {
+                ids: indices.iter().flat_map(|&i| t.ids[i * n..(i + 1) * n].iter().copied()).collect(),
+                lengths: indices.iter().map(|&i| t.lengths[i]).collect(),
+                texts: indices.iter().map(|&i| t.texts[i].clone()).collect(),
+            }
+        });
+        let mut pixels = Vec::with_capacity(if text.is_some() { 0 } else { indices.len() * self.pixels_per_image() });
+        if text.is_none() {
+            for &i in indices {
+                pixels.extend_from_slice(self.image(i));
+            }
         }
         Dataset {
             rows: self.rows,
@@ -101,7 +183,23 @@ impl Dataset {
             classes: self.classes,
             pixels,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            text,
         }
+    }
+
+    /// Bytes that identify the samples and labels (what `DataInfo::deletable_sha256` hashes): pixels, or token ids
+    /// (little-endian) and the texts, then the labels.
+    pub fn content_bytes(&self) -> Vec<u8> {
+        let mut bytes = self.pixels.clone();
+        if let Some(t) = &self.text {
+            bytes.extend(t.ids.iter().flat_map(|id| id.to_le_bytes()));
+            for text in &t.texts {
+                bytes.extend((text.len() as u64).to_le_bytes());
+                bytes.extend(text.as_bytes());
+            }
+        }
+        bytes.extend_from_slice(&self.labels);
+        bytes
     }
 
     /// The first `n` samples (all when `n` is larger).
@@ -271,7 +369,7 @@ pub fn from_idx(
         return Err(DataError::Empty { file: images_file.to_owned() });
     }
     check_labels(labels_file, &labels, classes)?;
-    Ok(Dataset { rows, cols, classes, pixels, labels })
+    Ok(Dataset { rows, cols, classes, pixels, labels, text: None })
 }
 
 /// A data set as gzip-compressed IDX files (images, labels): what [`from_idx`] reads back.
@@ -350,7 +448,7 @@ pub fn from_csv(file: &str, text: &[u8], rows: u32, cols: u32, classes: u8) -> R
     if labels.is_empty() {
         return Err(DataError::Empty { file: file.to_owned() });
     }
-    Ok(Dataset { rows, cols, classes, pixels, labels })
+    Ok(Dataset { rows, cols, classes, pixels, labels, text: None })
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! Chowdhury et al., *Towards Scalable Exact Machine Unlearning Using Parameter-Efficient Fine-Tuning*,
 //! ICLR 2025. The modules follow the paper's concepts:
 //!
-//! - [`dataset`]: image data sets (IDX and CSV loaders, the public / deletable / validation / test splits).
+//! - [`dataset`]: image and tokenized text data sets (IDX and CSV loaders, the public / deletable / validation /
+//!   test splits).
+//! - `text` (feature `text`): labelled text files, the Rotten Tomatoes corpus, Hugging Face tokenizers.
 //! - [`partition`]: sample id → (shard, slice), stable across runs and platforms.
 //! - [`sequence`]: slice sequences (permutations) a shard trains: cyclic, full, random, BMS.
 //! - [`plan`]: the per-shard prefix trie of training nodes and their training order.
@@ -28,6 +30,8 @@ pub mod prior;
 pub mod route;
 pub mod sequence;
 pub mod simulate;
+#[cfg(feature = "text")]
+pub mod text;
 
 pub use ledger::{Ledger, LedgerError, Recovery};
 pub use partition::{Cell, Partition, PartitionMode, SampleId};

@@ -4,22 +4,40 @@
 //!
 //! The model is the default width (64) with the default batch (64 samples of 16 tokens), so the products cross
 //! burn-flex's thresholds where a lone product is split across threads and a batch of products runs one per thread:
-//! the arithmetic of a run must not depend on which of those paths its products take.
+//! the arithmetic of a run must not depend on which of those paths its products take. The same holds for a text
+//! backbone (the test-sized BERT, post-norm, with frozen layers below the groups) on texts of different lengths:
+//! padding and the attention mask must not let a sample's batch-mates reach its weights.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use s3t::dataset::Dataset;
 use s3t::model::device::{Selected, cpu};
 use s3t::model::features::{Features, to_host};
+use s3t::model::hf::HfDir;
 use s3t::model::parallel::Batching;
 use s3t::model::train::{NodeRun, SisaRun, train_nodes, train_sisas};
-use s3t::model::{Backbone, GroupAdapter, Head, ModelConfig, NodeParams, SisaParams, TrainConfig};
+use s3t::model::{Backbone, GroupAdapter, Head, LoraConfig, ModelConfig, NodeParams, SisaParams, TrainConfig};
 
 fn synthetic(n: usize, seed: u64) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let pixels = (0..n * 28 * 28).map(|_| rng.random::<u8>()).collect();
     let labels = (0..n).map(|_| rng.random_range(0..10u8)).collect();
-    Dataset { rows: 28, cols: 28, classes: 10, pixels, labels }
+    Dataset { rows: 28, cols: 28, classes: 10, pixels, labels, text: None }
+}
+
+/// Texts of 1 to 24 words (some longer than the 16 tokens they are cut to) with two labels.
+fn synthetic_texts(tokenizer: &s3t::text::TextTokenizer, n: usize, seed: u64) -> Dataset {
+    const WORDS: [&str; 12] =
+        ["the", "film", "is", "good", "bad", "very", "dull", "fun", "plot", "and", "not", "acting"];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let texts: Vec<String> = (0..n)
+        .map(|_| {
+            let len = rng.random_range(1..=24);
+            (0..len).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect::<Vec<_>>().join(" ")
+        })
+        .collect();
+    let labels = (0..n).map(|_| rng.random_range(0..2u8)).collect();
+    tokenizer.dataset(texts, labels, 2).expect("the texts tokenize")
 }
 
 fn bits(groups: &[&GroupAdapter], head: &Head) -> Vec<u32> {
@@ -58,6 +76,24 @@ struct Setup {
 }
 
 impl Setup {
+    /// The test-sized BERT of `tests/fixtures/hf`: two groups of one layer on top of two frozen layers.
+    fn text() -> Self {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hf/tiny-bert");
+        let hf = HfDir::open(&dir).expect("the test-sized BERT");
+        let config = hf.config.model_config(2, 2, 1, 16, LoraConfig::new()).expect("a text configuration");
+        let cpu = cpu();
+        let device = &cpu.device;
+        device.seed(3);
+        let backbone = hf.backbone(&config, device).expect("its weights");
+        let head = Head::new(&config.vit, device);
+        let tokenizer = hf.tokenizer(16).expect("its tokenizer");
+        let data = synthetic_texts(&tokenizer, 400, 1);
+        let validation = synthetic_texts(&tokenizer, 80, 2);
+        let features = Features::new(&config, &backbone, &data, device);
+        let validation_features = Features::new(&config, &backbone, &validation, device);
+        Self { config, cpu, backbone, head, data, validation, features, validation_features }
+    }
+
     fn new() -> Self {
         let config = ModelConfig::new();
         let cpu = cpu();
@@ -139,7 +175,15 @@ fn check_nodes(setup: &Setup, runs: &[NodeRun<'_>]) {
 
 #[test]
 fn a_node_trains_the_same_alone_or_in_any_batch() {
-    let setup = Setup::new();
+    nodes_train_the_same(&Setup::new());
+}
+
+#[test]
+fn a_text_node_trains_the_same_alone_or_in_any_batch() {
+    nodes_train_the_same(&Setup::text());
+}
+
+fn nodes_train_the_same(setup: &Setup) {
     // Top-group nodes (depth 1): every one from the pretrained head.
     let depth1: Vec<NodeRun<'_>> = sample_sets()
         .into_iter()
@@ -152,7 +196,7 @@ fn a_node_trains_the_same_alone_or_in_any_batch() {
             run: train(),
         })
         .collect();
-    check_nodes(&setup, &depth1);
+    check_nodes(setup, &depth1);
 
     // Depth 2: each node below a different parent (its frozen group and head are its own).
     let (c, b, f, d) = (&setup.config, &setup.backbone, &setup.features, &setup.data);
@@ -173,12 +217,20 @@ fn a_node_trains_the_same_alone_or_in_any_batch() {
             run: train(),
         })
         .collect();
-    check_nodes(&setup, &depth2);
+    check_nodes(setup, &depth2);
 }
 
 #[test]
 fn a_sisa_checkpoint_trains_the_same_alone_or_in_a_batch() {
-    let setup = Setup::new();
+    sisa_trains_the_same(&Setup::new());
+}
+
+#[test]
+fn a_text_sisa_checkpoint_trains_the_same_alone_or_in_a_batch() {
+    sisa_trains_the_same(&Setup::text());
+}
+
+fn sisa_trains_the_same(setup: &Setup) {
     let (c, b, f, d) = (&setup.config, &setup.backbone, &setup.features, &setup.data);
     let validation = Some((&setup.validation_features, setup.validation.labels.as_slice()));
     let first: Vec<SisaRun<'_>> = sample_sets()[..3]
@@ -213,7 +265,12 @@ fn a_sisa_checkpoint_trains_the_same_alone_or_in_a_batch() {
 /// Negative control: the comparison sees a change of one run's seed (so equal weights above are not vacuous).
 #[test]
 fn control_another_seed_changes_the_weights() {
-    let setup = Setup::new();
+    for setup in [Setup::new(), Setup::text()] {
+        another_seed_changes_the_weights(&setup);
+    }
+}
+
+fn another_seed_changes_the_weights(setup: &Setup) {
     let run = |seed| NodeRun {
         frozen: Vec::new(),
         parent_head: &setup.head,

@@ -115,13 +115,19 @@ impl Bundle {
         for file in std::iter::once(&m.backbone.weights).chain(nodes).chain(sisa) {
             read_weights(&self.dir, file).map_err(|e| anyhow!(e))?;
         }
+        // A text bundle's encoder lives in the Hugging Face directory it records: its files must be those.
+        if let Some(source) = &m.backbone.source {
+            s3t::model::hf::HfDir::open_recorded(source).map_err(|e| anyhow!(e))?;
+        }
         Ok(())
     }
 
     /// Loads the backbone and the components the guard allows (verifying sha256); nothing else is read.
     pub fn load_model(&self, device: &Device, guard: &Guard) -> Result<Model> {
         let dir = self.dir.clone();
-        Model::load(self.manifest.clone(), device, |m, c| guard.servable(m, c), |file| read_weights(&dir, file))
+        let encoder = text_encoder(&self.manifest.model, &self.manifest.backbone, device)?;
+        let servable = |m: &Manifest, c| guard.servable(m, c);
+        Model::load_with(self.manifest.clone(), encoder, device, servable, |file| read_weights(&dir, file))
             .map_err(|e| anyhow!(e))
     }
 }
@@ -133,11 +139,35 @@ pub fn load_pretrained(dir: &Path, device: &Device) -> Result<(s3t::bundle::Pret
     let path = dir.join(PRETRAIN_FILE);
     let record = read_pretrain_record(&path)?;
     let vit = &record.model.vit;
-    let skeleton = Pretrained { backbone: Backbone::new(vit, device), head: Head::new(vit, device) };
     let bytes = read_weights(dir, &record.backbone.weights).map_err(|e| anyhow!(e))?;
-    let pretrained = s3t::model::weights::load_safetensors(skeleton, bytes, &record.backbone.weights.path)
-        .map_err(|e| anyhow!(e))?;
+    let what = &record.backbone.weights.path;
+    use s3t::model::weights::load_safetensors;
+    let pretrained = match text_encoder(&record.model, &record.backbone, device)? {
+        Some(backbone) => {
+            let head = load_safetensors(Head::new(vit, device), bytes, what).map_err(|e| anyhow!(e))?;
+            Pretrained { backbone, head }
+        }
+        None => {
+            let skeleton = Pretrained { backbone: Backbone::new(vit, device), head: Head::new(vit, device) };
+            load_safetensors(skeleton, bytes, what).map_err(|e| anyhow!(e))?
+        }
+    };
     Ok((record, pretrained))
+}
+
+/// A text bundle's frozen encoder, read from the Hugging Face directory it records (every file checked against its
+/// sha256); `None` for an image bundle, whose backbone is in its own weights.
+pub fn text_encoder(
+    model: &s3t::model::ModelConfig,
+    backbone: &s3t::bundle::BackboneEntry,
+    device: &Device,
+) -> Result<Option<s3t::model::Backbone>> {
+    if model.text.is_none() {
+        return Ok(None);
+    }
+    let source = backbone.source.as_ref().context("a text bundle that does not name its encoder's files")?;
+    let hf = s3t::model::hf::HfDir::open_recorded(source).map_err(|e| anyhow!(e))?;
+    Ok(Some(hf.backbone(model, device).map_err(|e| anyhow!(e))?))
 }
 
 /// Parses and checks `pretrain.json` (format, version, a valid model configuration) without loading weights.

@@ -104,6 +104,7 @@ mod tests {
             classes,
             pixels: (0..n).map(|i| i as u8).collect(),
             labels: (0..n).map(|i| (i % usize::from(classes)) as u8).collect(),
+            text: None,
         }
     }
 

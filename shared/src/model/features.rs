@@ -18,6 +18,8 @@ pub struct Features {
     /// `boundary[g-1]`: the activations entering the lowest block of group g, for every sample, [n, tokens, d].
     /// Filled bottom-up: groups `g..=L` are present from some g on (see [`Features::extend_paced`]).
     boundary: Vec<Option<Tensor<3>>>,
+    /// Texts: which tokens of each sample are real, [n, tokens] of 1 and 0 (images: `None`, every token is).
+    mask: Option<Tensor<2>>,
     len: usize,
     batch: usize,
 }
@@ -38,8 +40,8 @@ impl Features {
         unpaced(Self::embedded_paced(config, backbone, data, device, EVAL_BATCH, &async || {}))
     }
 
-    /// Only the activations entering the bottom group L, the embedded patches: all that a full-length component or a
-    /// SISA checkpoint reads. The browser starts with these, so its first accuracy waits for nothing else.
+    /// Only the activations entering the bottom group L (the embedded patches, or a text's output of the frozen
+    /// layers below every group): all that a full-length component or a SISA checkpoint reads. The browser starts with these, so its first accuracy waits for nothing else.
     pub async fn embedded_paced(
         config: &ModelConfig,
         backbone: &Backbone,
@@ -51,13 +53,21 @@ impl Features {
         let batch = batch.max(1);
         let all: Vec<usize> = (0..data.len()).collect();
         let mut parts = Vec::new();
+        let mut masks = Vec::new();
+        // Layers below every group are frozen: what group L reads is their output, computed once here.
+        let base = config.frozen_base();
         for chunk in all.chunks(batch) {
-            parts.push(backbone.embed(input::images(data, chunk, device)));
+            let (x, mask) = input::embed(backbone, data, chunk, device);
+            let x =
+                if base > 0 { backbone.blocks_forward_paced(x, mask.as_ref(), 0, base, &[], pause).await } else { x };
+            parts.push(x);
+            masks.extend(mask);
             pause().await;
         }
         let mut boundary = vec![None; config.groups];
         boundary[config.groups - 1] = Some(Tensor::cat(parts, 0));
-        Self { boundary, len: data.len(), batch }
+        let mask = (!masks.is_empty()).then(|| Tensor::cat(masks, 0));
+        Self { boundary, mask, len: data.len(), batch }
     }
 
     /// Computes the missing activations entering groups L−1 down to `group`, each from the one below it, in the
@@ -77,8 +87,10 @@ impl Features {
             let (from, to) = (config.first_block_of_group(g + 1), config.first_block_of_group(g));
             let mut parts = Vec::new();
             for start in (0..self.len).step_by(self.batch) {
-                let x = below.clone().slice(start..(start + self.batch).min(self.len));
-                parts.push(backbone.blocks_forward_paced(x, from, to, &[], pause).await);
+                let rows = start..(start + self.batch).min(self.len);
+                let x = below.clone().slice(rows.clone());
+                let mask = self.mask.as_ref().map(|m| m.clone().slice(rows));
+                parts.push(backbone.blocks_forward_paced(x, mask.as_ref(), from, to, &[], pause).await);
             }
             self.boundary[g - 1] = Some(Tensor::cat(parts, 0));
         }
@@ -94,6 +106,28 @@ impl Features {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The real-token mask of the given samples ([n, tokens]; `None` for images).
+    pub fn mask_at(&self, indices: &[usize]) -> Option<Tensor<2>> {
+        let mask = self.mask.as_ref()?;
+        let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+        let len = idx.len();
+        Some(mask.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(idx, [len]), &mask.device())))
+    }
+
+    /// The real-token mask of every sample (`None` for images).
+    pub fn mask_all(&self) -> Option<Tensor<2>> {
+        self.mask.clone()
+    }
+
+    /// The mask of a contiguous batch (see [`Features::batch`]).
+    fn mask_batch(&self, chunk: &[usize]) -> Option<Tensor<2>> {
+        let mask = self.mask.as_ref()?;
+        match (chunk.first(), chunk.last()) {
+            (Some(&first), Some(&last)) if last + 1 - first == chunk.len() => Some(mask.clone().slice(first..last + 1)),
+            _ => self.mask_at(chunk),
+        }
     }
 
     /// Activations entering group `group` for the given samples.
@@ -124,14 +158,16 @@ impl Features {
     }
 }
 
-/// Logits of a component from cached activations: runs only the blocks from its lowest active group up.
+/// Logits of a component from cached activations (and, for texts, their mask): runs only the blocks from its lowest
+/// active group up.
 pub fn component_logits(
     config: &ModelConfig,
     backbone: &Backbone,
     component: Component<'_>,
     x: Tensor<3>,
+    mask: Option<Tensor<2>>,
 ) -> Tensor<2> {
-    unpaced(component_logits_paced(config, backbone, component, x, &async || {}))
+    unpaced(component_logits_paced(config, backbone, component, x, mask, &async || {}))
 }
 
 /// [`component_logits`], awaiting `pause` between operations.
@@ -140,12 +176,14 @@ pub async fn component_logits_paced(
     backbone: &Backbone,
     component: Component<'_>,
     x: Tensor<3>,
+    mask: Option<Tensor<2>>,
     pause: &impl AsyncFn(),
 ) -> Tensor<2> {
     let k = component.groups.len().max(1);
     let adapters = block_adapters(config, component.groups);
-    let x = backbone.blocks_forward_paced(x, config.first_block_of_group(k), backbone.depth(), &adapters, pause).await;
-    let pooled = backbone.pool(x);
+    let from = config.first_block_of_group(k);
+    let x = backbone.blocks_forward_paced(x, mask.as_ref(), from, backbone.depth(), &adapters, pause).await;
+    let pooled = backbone.pool(x, mask.as_ref());
     pause().await;
     component.head.forward(pooled)
 }
@@ -174,7 +212,9 @@ pub fn logits_all_tensor(
     let all: Vec<usize> = (0..features.len()).collect();
     let parts = all
         .chunks(EVAL_BATCH)
-        .map(|chunk| component_logits(config, backbone, component, features.batch(k, chunk)))
+        .map(|chunk| {
+            component_logits(config, backbone, component, features.batch(k, chunk), features.mask_batch(chunk))
+        })
         .collect();
     Tensor::cat(parts, 0)
 }
@@ -204,7 +244,8 @@ pub async fn logits_all_async(
     let mut out = Vec::with_capacity(features.len() * config.vit.classes);
     let all: Vec<usize> = (0..features.len()).collect();
     for chunk in all.chunks(batch.max(1)) {
-        let logits = component_logits_paced(config, backbone, component, features.batch(k, chunk), pause).await;
+        let (x, mask) = (features.batch(k, chunk), features.mask_batch(chunk));
+        let logits = component_logits_paced(config, backbone, component, x, mask, pause).await;
         out.extend(to_host_async(logits).await?);
         pause().await;
     }

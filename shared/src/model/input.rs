@@ -23,3 +23,35 @@ pub fn labels(data: &Dataset, indices: &[usize], device: &Device) -> Tensor<1, b
     let values: Vec<i64> = indices.iter().map(|&i| i64::from(data.labels[i])).collect();
     Tensor::from_data(TensorData::new(values, [indices.len()]), device)
 }
+
+/// The token ids at `indices` as a [batch, tokens] tensor, and the mask of their real tokens ([batch, tokens] of 1
+/// and 0). Token ids are fixed by the tokenizer, which comes with the pretrained encoder (rule E5).
+pub fn tokens(data: &Dataset, indices: &[usize], device: &Device) -> (Tensor<2, burn::tensor::Int>, Tensor<2>) {
+    let n = data.cols as usize;
+    let mut ids = Vec::with_capacity(indices.len() * n);
+    let mut mask = Vec::with_capacity(indices.len() * n);
+    let lengths = data.text.as_ref().map_or(&[][..], |t| &t.lengths[..]);
+    for &i in indices {
+        ids.extend(data.token_ids(i).iter().map(|&id| i64::from(id)));
+        let real = lengths.get(i).map_or(0, |&l| l as usize);
+        mask.extend((0..n).map(|t| if t < real { 1.0f32 } else { 0.0 }));
+    }
+    let shape = [indices.len(), n];
+    (Tensor::from_data(TensorData::new(ids, shape), device), Tensor::from_data(TensorData::new(mask, shape), device))
+}
+
+/// Embeds the samples at `indices` with `backbone`: images through its patch projection, texts through its word
+/// embeddings (with their mask).
+pub fn embed(
+    backbone: &super::vit::Backbone,
+    data: &Dataset,
+    indices: &[usize],
+    device: &Device,
+) -> (Tensor<3>, Option<Tensor<2>>) {
+    if data.text.is_some() {
+        let (ids, mask) = tokens(data, indices, device);
+        (backbone.embed_text(ids), Some(mask))
+    } else {
+        (backbone.embed(images(data, indices, device)), None)
+    }
+}

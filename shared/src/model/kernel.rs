@@ -99,15 +99,50 @@ pub const LAYER_NORM_EPSILON: f32 = 1e-5;
 /// A layer norm over the last dimension. On GPU devices one kernel per row (mean, variance, scale and shift),
 /// instead of nine kernels; elsewhere `LayerNorm::forward` itself.
 pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
+    layer_norm_eps(norm, f64::from(LAYER_NORM_EPSILON), x)
+}
+
+/// [`layer_norm`] of a norm whose epsilon is `epsilon` (BERT's is 1e-12): the GPU kernel repeats only the
+/// default epsilon, so other norms take `LayerNorm::forward` everywhere.
+pub fn layer_norm_eps<const D: usize>(norm: &LayerNorm, epsilon: f64, x: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "gpu")]
-    if cube::is_plain(&x) {
+    if epsilon == f64::from(LAYER_NORM_EPSILON) && cube::is_plain(&x) {
         let dims = x.dims();
         let rows = dims[..D - 1].iter().product::<usize>();
         if let Some(y) = cube::layer_norm(&x.clone().reshape([rows, dims[D - 1]]), norm) {
             return y.reshape(dims);
         }
     }
+    let _ = epsilon;
     norm.forward(x)
+}
+
+/// The additive attention bias of a padding mask ([images, tokens] of 1 for a real token, 0 for padding): 0 for a
+/// real key, a large negative number for padding, so that `exp` of a padded key's score is exactly 0 and a real
+/// token's output does not depend on how much padding follows it.
+pub const MASKED_SCORE: f32 = -1.0e30;
+
+/// [`attention`] over samples whose keys may be padding (`mask`, [images, tokens] of 1 and 0). Without a mask it
+/// is [`attention`]; with one, burn's operations with the mask's bias added to the scores before the softmax (as
+/// Hugging Face's BERT does).
+pub fn attention_masked(
+    q: Tensor<2>,
+    k: Tensor<2>,
+    v: Tensor<2>,
+    tokens: usize,
+    heads: usize,
+    mask: Option<&Tensor<2>>,
+) -> Tensor<2> {
+    let Some(mask) = mask else { return attention(q, k, v, tokens, heads) };
+    let [rows, d] = q.dims();
+    let (images, head_dim) = (rows / tokens, d / heads);
+    let split = |t: Tensor<2>| t.reshape([images, tokens, heads, head_dim]).swap_dims(1, 2);
+    let (q, k, v) = (split(q), split(k), split(v));
+    let root = (head_dim as f64).sqrt();
+    let bias = mask.clone().sub_scalar(1.0).mul_scalar(-MASKED_SCORE).reshape([images, 1, 1, tokens]);
+    let scores = matmul(q, k.transpose()).div_scalar(root) + bias;
+    let p = burn::tensor::activation::softmax(scores, 3);
+    matmul(p, v).swap_dims(1, 2).reshape([rows, d])
 }
 
 /// Scaled dot-product attention over token-major projections: `q`, `k`, `v` are [images·tokens, heads·head_dim]

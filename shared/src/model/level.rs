@@ -27,7 +27,7 @@ use super::adapter::{BlockAdapter, GroupAdapter};
 use super::config::ModelConfig;
 use super::ensemble::{accuracy, softmax_rows};
 use super::features::Features;
-use super::kernel::attention;
+use super::kernel::{attention_masked, layer_norm_eps};
 use super::train::Progress;
 use super::vit::{Backbone, Block, Head};
 use crate::dataset::Dataset;
@@ -252,10 +252,18 @@ fn shared(layer: &Linear) -> (Tensor<3>, Option<Tensor<1>>) {
     (layer.weight.val().unsqueeze_dim::<3>(0), layer.bias.as_ref().map(|b| b.val()))
 }
 
-/// One pre-norm block over `x` [N, images·tokens, d], with per-member query and value weights where given.
-fn block_forward(block: &Block, x: Tensor<3>, tokens: usize, weights: Option<(Tensor<3>, Tensor<3>)>) -> Tensor<3> {
+/// One block (pre- or post-norm, as the backbone's) over `x` [N, images·tokens, d], with per-member query and value
+/// weights where given; `mask` ([N·images, tokens]) marks a text's real tokens.
+fn block_forward(
+    block: &Block,
+    x: Tensor<3>,
+    tokens: usize,
+    mask: Option<&Tensor<2>>,
+    weights: Option<(Tensor<3>, Tensor<3>)>,
+) -> Tensor<3> {
     let [n, rows, d] = x.dims();
-    let xn = block.norm1.forward(x.clone());
+    let norm = |layer: &burn::nn::LayerNorm, t: Tensor<3>| layer_norm_eps(layer, block.epsilon, t);
+    let xn = if block.post_norm { x.clone() } else { norm(&block.norm1, x.clone()) };
     let (wq, wv) = weights.unwrap_or_else(|| (shared(&block.query).0, shared(&block.value).0));
     let bias = |l: &Linear| l.bias.as_ref().map(|b| b.val());
     let q = project(xn.clone(), wq, bias(&block.query));
@@ -263,13 +271,15 @@ fn block_forward(block: &Block, x: Tensor<3>, tokens: usize, weights: Option<(Te
     let k = project(xn.clone(), wk, bk);
     let v = project(xn, wv, bias(&block.value));
     let flat = |t: Tensor<3>| t.reshape([n * rows, d]);
-    let context = attention(flat(q), flat(k), flat(v), tokens, block.heads).reshape([n, rows, d]);
+    let context = attention_masked(flat(q), flat(k), flat(v), tokens, block.heads, mask).reshape([n, rows, d]);
     let (wo, bo) = shared(&block.output);
     let x = x + project(context, wo, bo);
-    let xn = block.norm2.forward(x.clone());
+    let x = if block.post_norm { norm(&block.norm1, x) } else { x };
+    let xn = if block.post_norm { x.clone() } else { norm(&block.norm2, x.clone()) };
     let (w1, b1) = shared(&block.fc1);
     let (w2, b2) = shared(&block.fc2);
-    x + project(gelu(project(xn, w1, b1)), w2, b2)
+    let x = x + project(gelu(project(xn, w1, b1)), w2, b2);
+    if block.post_norm { norm(&block.norm2, x) } else { x }
 }
 
 /// A member's batches over all its epochs (its own shuffles, as [`super::train`]'s loop draws them), and the index
@@ -312,7 +322,7 @@ pub fn train_level<'l>(
     let start_block = config.first_block_of_group(low);
     let scale = config.lora.alpha / config.lora.rank as f64;
     let batch = level.batch_size.max(1);
-    let (n, tokens) = (members.len(), config.vit.tokens());
+    let (n, tokens) = (members.len(), config.tokens());
     let ad = level.device.clone().autodiff();
     let backbone = level.backbone.clone().no_grad().train();
     let frozen_w = frozen_weights(config, level.backbone, members);
@@ -356,14 +366,15 @@ pub fn train_level<'l>(
             trained += rows.len();
         }
         let x = level.features.at(low, &indices).autodiff();
+        let tokens_real = level.features.mask_at(&indices).map(Tensor::autodiff);
         let d = x.dims()[2];
         let mut x = x.reshape([n, batch * tokens, d]);
         let mut weights = frozen_w.clone();
         trainable_weights(config, &backbone, &stacked, scale, &mut weights);
         for (b, block) in backbone.blocks.iter().enumerate().skip(start_block) {
-            x = block_forward(block, x, tokens, weights[b].take());
+            x = block_forward(block, x, tokens, tokens_real.as_ref(), weights[b].take());
         }
-        let pooled = backbone.pool(x.reshape([n * batch, tokens, d])).reshape([n, batch, d]);
+        let pooled = backbone.pool(x.reshape([n * batch, tokens, d]), tokens_real.as_ref()).reshape([n, batch, d]);
         let logits = project(pooled, stacked.head_weight.val(), None) + stacked.head_bias.val();
         let labels = Tensor::<3, Int>::from_data(TensorData::new(labels, [n, batch, 1]), &ad);
         let mask = Tensor::<3>::from_data(TensorData::new(mask, [n, batch, 1]), &ad);

@@ -41,15 +41,40 @@ impl Model {
         manifest: Manifest,
         device: &Device,
         servable: impl Fn(&Manifest, GuardComponent) -> bool,
+        read: impl FnMut(&WeightFile) -> Result<Vec<u8>, String>,
+    ) -> Result<Self, String> {
+        Self::load_with(manifest, None, device, servable, read)
+    }
+
+    /// [`Model::load`] with the frozen encoder of a text bundle (read from its recorded Hugging Face directory,
+    /// [`super::hf::HfDir::open_recorded`]); the bundle's backbone file holds its head alone.
+    pub fn load_with(
+        manifest: Manifest,
+        encoder: Option<Backbone>,
+        device: &Device,
+        servable: impl Fn(&Manifest, GuardComponent) -> bool,
         mut read: impl FnMut(&WeightFile) -> Result<Vec<u8>, String>,
     ) -> Result<Self, String> {
         let config = manifest.model.clone();
         let plan = manifest.plan().map_err(|e| e.to_string())?;
         let sisa_plan = manifest.sisa_plan().map_err(|e| e.to_string())?;
-        let skeleton =
-            Pretrained { backbone: Backbone::new(&config.vit, device), head: Head::new(&config.vit, device) };
-        let pretrained =
-            load_safetensors(skeleton, read(&manifest.backbone.weights)?, &manifest.backbone.weights.path)?;
+        let file = &manifest.backbone.weights;
+        let pretrained = match (config.text.is_some(), encoder) {
+            (false, _) => {
+                let skeleton =
+                    Pretrained { backbone: Backbone::new(&config.vit, device), head: Head::new(&config.vit, device) };
+                load_safetensors(skeleton, read(file)?, &file.path)?
+            }
+            (true, Some(backbone)) => {
+                let head = load_safetensors(Head::new(&config.vit, device), read(file)?, &file.path)?;
+                Pretrained { backbone, head }
+            }
+            (true, None) => {
+                return Err(
+                    "a text bundle's encoder is read from its Hugging Face directory, which was not given".into()
+                );
+            }
+        };
         let mut nodes = Vec::with_capacity(manifest.nodes.len());
         for shard in &manifest.nodes {
             let mut loaded = Vec::with_capacity(shard.len());

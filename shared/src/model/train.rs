@@ -67,7 +67,8 @@ pub fn pretrain(
     // burn draws a parameter's initial values when it is first read. One forward pass on the calling thread draws
     // them all, in the order the forward pass reads them (before the pieces, which read copies, run anywhere).
     let first: Vec<usize> = (0..public.len().min(1)).collect();
-    let _ = forward_backbone(&model.backbone, &model.head, input::images(public, &first, &ad));
+    let _ =
+        forward_backbone(&model.backbone, &model.head, model.backbone.embed(input::images(public, &first, &ad)), None);
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);
     let mut optimizer = AdamConfig::new().init();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5348_5546_464c_4500);
@@ -80,7 +81,8 @@ pub fn pretrain(
                 // A copy of the parameters per piece (the same parameter ids, an autodiff graph of its own), so
                 // that pieces on different threads share no graph.
                 let copy = model.clone().valid().train();
-                let logits = forward_backbone(&copy.backbone, &copy.head, input::images(public, part, &ad));
+                let x = copy.backbone.embed(input::images(public, part, &ad));
+                let logits = forward_backbone(&copy.backbone, &copy.head, x, None);
                 // The batch's mean loss is the sum of the pieces' means, each weighted by its share of the batch.
                 let share = part.len() as f64 / batch.len() as f64;
                 let loss = loss_fn.forward(logits, input::labels(public, part, &ad)).mul_scalar(share);
@@ -154,7 +156,8 @@ pub fn train_nodes<'r, 'v>(
             let mut groups: Vec<&GroupAdapter> = r.frozen.clone();
             groups.push(&t.groups[0]);
             let k = groups.len();
-            component_logits(config, backbone, Component { groups: &groups, head: &t.head }, features.all(k))
+            let component = Component { groups: &groups, head: &t.head };
+            component_logits(config, backbone, component, features.all(k), features.mask_all())
         };
         (logits, labels)
     });
@@ -353,10 +356,62 @@ pub fn backbone_accuracy(pretrained: &Pretrained, data: &Dataset, device: &Devic
     let all: Vec<usize> = (0..data.len()).collect();
     let mut correct = 0usize;
     for chunk in all.chunks(super::features::EVAL_BATCH) {
-        let logits = forward_backbone(&pretrained.backbone, &pretrained.head, input::images(data, chunk, device));
+        let (x, mask) = input::embed(&pretrained.backbone, data, chunk, device);
+        let logits = forward_backbone(&pretrained.backbone, &pretrained.head, x, mask.as_ref());
         let probs = to_host(logits);
         let preds = super::ensemble::predictions(&probs, data.classes as usize);
         correct += preds.iter().zip(chunk).filter(|(p, i)| **p == usize::from(data.labels[**i])).count();
     }
     correct as f64 / data.len().max(1) as f64
+}
+
+/// The pooled outputs of a frozen backbone (no adapters) over every sample of `data`, [n, d_model].
+pub fn pooled(backbone: &Backbone, data: &Dataset, device: &Device) -> Tensor<2> {
+    let all: Vec<usize> = (0..data.len()).collect();
+    let parts = all
+        .chunks(super::features::EVAL_BATCH)
+        .map(|chunk| {
+            let (x, mask) = input::embed(backbone, data, chunk, device);
+            let x = backbone.blocks_forward(x, mask.as_ref(), 0, backbone.depth(), &[]);
+            backbone.pool(x, mask.as_ref())
+        })
+        .collect();
+    Tensor::cat(parts, 0)
+}
+
+/// Trains a classifier head alone on a frozen pretrained encoder's pooled outputs of the public split (text
+/// bundles: the encoder was pretrained elsewhere and is never trained here, rule E1). The head's initial values come
+/// from burn's generator seeded with `seed`, the batch order from a generator of its own seeded with `seed`. It is
+/// the backbone-only baseline and the head every first node and SISA checkpoint starts from.
+pub fn train_head(
+    config: &ModelConfig,
+    train: &TrainConfig,
+    backbone: &Backbone,
+    public: &Dataset,
+    seed: u64,
+    device: &Device,
+    progress: Progress<'_>,
+) -> Head {
+    let features = pooled(backbone, public, device);
+    let ad = device.clone().autodiff();
+    ad.seed(seed);
+    let mut head = Head::new(&config.vit, &ad);
+    let loss_fn = CrossEntropyLossConfig::new().init(&ad);
+    let mut optimizer = AdamConfig::new().init();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5348_5546_464c_4500);
+    let mut order: Vec<usize> = (0..public.len()).collect();
+    for _ in 0..train.epochs {
+        order.shuffle(&mut rng);
+        for batch in order.chunks(train.batch_size.max(1)) {
+            let idx: Vec<i64> = batch.iter().map(|&i| i as i64).collect();
+            let idx =
+                Tensor::<1, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(idx, [batch.len()]), device);
+            let x = features.clone().select(0, idx).autodiff();
+            let loss = loss_fn.forward(head.forward(x), input::labels(public, batch, &ad));
+            let grads = GradientsParams::from_grads(loss.backward(), &head);
+            head = optimizer.step(train.learning_rate, head, grads);
+            progress(batch.len());
+        }
+    }
+    head.valid()
 }

@@ -1,17 +1,20 @@
-//! The tiny vision transformer: patch embedding, pre-norm blocks, mean pooling, linear classifier head.
+//! The frozen backbone: the tiny vision transformer this project pretrains (patch embedding, pre-norm blocks, final
+//! norm), or a pretrained BERT-family text encoder ([`super::hf`]: word, position and token-type embeddings,
+//! post-norm blocks); mean pooling over the real tokens and a linear classifier head on both.
 
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use super::adapter::{BlockAdapter, GroupAdapter};
 use super::config::{ModelConfig, VitConfig};
-use super::kernel::{attention, gelu, layer_norm, linear, token_linear};
+use super::kernel::{attention_masked, gelu, layer_norm_eps, linear, token_linear};
 
-/// One pre-norm transformer block. The query and value projections take an optional LoRA update.
+/// One transformer block: pre-norm (the ViT: `x + f(norm(x))`) or post-norm (BERT: `norm(x + f(x))`). The query
+/// and value projections take an optional LoRA update.
 #[derive(Module, Debug)]
 pub struct Block {
     pub norm1: LayerNorm,
@@ -23,6 +26,10 @@ pub struct Block {
     pub fc1: Linear,
     pub fc2: Linear,
     pub heads: usize,
+    /// Post-norm (BERT) rather than pre-norm.
+    pub post_norm: bool,
+    /// Epsilon of both layer norms.
+    pub epsilon: f64,
 }
 
 impl Block {
@@ -39,19 +46,23 @@ impl Block {
             fc1: linear(d, d * config.mlp_ratio),
             fc2: linear(d * config.mlp_ratio, d),
             heads: config.heads,
+            post_norm: false,
+            epsilon: f64::from(super::kernel::LAYER_NORM_EPSILON),
         }
     }
 
-    pub fn forward(&self, x: Tensor<3>, adapter: Option<&BlockAdapter>) -> Tensor<3> {
-        unpaced(self.forward_paced(x, adapter, &async || {}))
+    pub fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<2>>, adapter: Option<&BlockAdapter>) -> Tensor<3> {
+        unpaced(self.forward_paced(x, mask, adapter, &async || {}))
     }
 
     /// [`Block::forward`], awaiting `pause` after each operation. A GPU compiles each kernel at its first launch,
     /// on the calling thread: in a browser that is the page's main thread, and a block's first pass compiles about
-    /// 0.3 s of kernels. Pausing between operations lets the page yield there (see the web app's pacer).
+    /// 0.3 s of kernels. Pausing between operations lets the page yield there (see the web app's pacer). `mask`
+    /// ([b, n] of 1 and 0) marks a text's real tokens; images have none.
     pub async fn forward_paced(
         &self,
         x: Tensor<3>,
+        mask: Option<&Tensor<2>>,
         adapter: Option<&BlockAdapter>,
         pause: &impl AsyncFn(),
     ) -> Tensor<3> {
@@ -60,9 +71,10 @@ impl Block {
         // Token-wise layers run on [b·n, d]: one plain matmul per projection instead of a batched one, which the
         // WebGPU kernels (a software adapter most of all) run several times faster; the arithmetic is the same.
         let x = x.reshape([b * n, d]);
+        let norm = |layer: &LayerNorm, t: Tensor<2>| layer_norm_eps(layer, self.epsilon, t);
         // The order of the operations is the training graph's: autodiff sums gradients in that order, so a reordering
         // would change every trained weight in its last bits (bundles are reproducible bit for bit).
-        let xn = layer_norm(&self.norm1, x.clone());
+        let xn = if self.post_norm { x.clone() } else { norm(&self.norm1, x.clone()) };
         pause().await;
         let (wq, wv) = match adapter {
             Some(a) => {
@@ -79,14 +91,17 @@ impl Block {
         pause().await;
         let v = token_linear(xn, n, wv, bias(&self.value));
         pause().await;
-        let context = attention(q, k, v, n, h);
+        let context = attention_masked(q, k, v, n, h, mask);
         pause().await;
         let x = x + per_token(&self.output, context, n);
+        let x = if self.post_norm { norm(&self.norm1, x) } else { x };
         pause().await;
-        let xn = layer_norm(&self.norm2, x.clone());
+        let xn = if self.post_norm { x.clone() } else { norm(&self.norm2, x.clone()) };
         let hidden = gelu(per_token(&self.fc1, xn, n));
         pause().await;
-        let y = (x + per_token(&self.fc2, hidden, n)).reshape([b, n, d]);
+        let x = x + per_token(&self.fc2, hidden, n);
+        let x = if self.post_norm { norm(&self.norm2, x) } else { x };
+        let y = x.reshape([b, n, d]);
         pause().await;
         y
     }
@@ -116,15 +131,44 @@ fn per_token(layer: &Linear, x: Tensor<2>, tokens: usize) -> Tensor<2> {
     token_linear(x, tokens, layer.weight.val(), bias(layer))
 }
 
-/// The frozen backbone: trained once on the public split (rule E1), never on deletable data.
+/// The frozen backbone: trained once on the public split (rule E1), or a pretrained encoder trained elsewhere on
+/// public data; never on deletable data. An image backbone has `patch`, `position` and `norm`; a text encoder has
+/// `text` (`Option` fields keep the image backbone's weight names those of the module it was before text).
 #[derive(Module, Debug)]
 pub struct Backbone {
-    pub patch: Linear,
+    pub patch: Option<Linear>,
     /// [1, tokens, d_model]
-    pub position: Param<Tensor<3>>,
+    pub position: Option<Param<Tensor<3>>>,
+    pub text: Option<TextEmbedding>,
     pub blocks: Vec<Block>,
-    pub norm: LayerNorm,
+    /// The pre-norm ViT's final norm (a post-norm encoder ends normalised).
+    pub norm: Option<LayerNorm>,
     pub patch_size: usize,
+}
+
+/// BERT's input: word, absolute position and token-type embeddings, summed, then a layer norm.
+#[derive(Module, Debug)]
+pub struct TextEmbedding {
+    /// [vocab, d_model]
+    pub word: Param<Tensor<2>>,
+    /// [max_positions, d_model]
+    pub position: Param<Tensor<2>>,
+    /// [token types, d_model]; single sentences are all type 0.
+    pub token_type: Param<Tensor<2>>,
+    pub norm: LayerNorm,
+    pub epsilon: f64,
+}
+
+impl TextEmbedding {
+    /// [batch, tokens] ids → [batch, tokens, d_model], in Hugging Face's order: (word + type) + position.
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [b, n] = ids.dims();
+        let d = self.word.dims()[1];
+        let words = self.word.val().select(0, ids.reshape([b * n])).reshape([b, n, d]);
+        let types = self.token_type.val().narrow(0, 0, 1).unsqueeze_dim::<3>(0);
+        let positions = self.position.val().narrow(0, 0, n).unsqueeze_dim::<3>(0);
+        layer_norm_eps(&self.norm, self.epsilon, words + types + positions)
+    }
 }
 
 /// The classifier head on mean-pooled tokens. Each training step saves a snapshot (rule E3).
@@ -146,52 +190,78 @@ impl Head {
 impl Backbone {
     pub fn new(config: &VitConfig, device: &Device) -> Self {
         Self {
-            patch: LinearConfig::new(config.patch_dim(), config.d_model).init(device),
-            position: Initializer::Normal { mean: 0.0, std: 0.02 }.init([1, config.tokens(), config.d_model], device),
+            patch: Some(LinearConfig::new(config.patch_dim(), config.d_model).init(device)),
+            position: Some(
+                Initializer::Normal { mean: 0.0, std: 0.02 }.init([1, config.tokens(), config.d_model], device),
+            ),
+            text: None,
             blocks: (0..config.depth).map(|_| Block::new(config, device)).collect(),
-            norm: LayerNormConfig::new(config.d_model).init(device),
+            norm: Some(LayerNormConfig::new(config.d_model).init(device)),
             patch_size: config.patch_size,
         }
     }
 
-    /// [batch, rows, cols] images → [batch, tokens, d_model] embedded patches.
+    /// [batch, rows, cols] images → [batch, tokens, d_model] embedded patches (an image backbone).
     pub fn embed(&self, images: Tensor<3>) -> Tensor<3> {
+        let (Some(patch), Some(position)) = (&self.patch, &self.position) else {
+            panic!("a text encoder embeds token ids (Backbone::embed_text), not images")
+        };
         let [b, rows, cols] = images.dims();
         let p = self.patch_size;
         let patches =
             images.reshape([b, rows / p, p, cols / p, p]).swap_dims(2, 3).reshape([b, (rows / p) * (cols / p), p * p]);
-        project(&self.patch, patches) + self.position.val()
+        project(patch, patches) + position.val()
     }
 
-    /// Runs blocks `from..to` with the given per-block adapters (`adapters[block]`).
+    /// [batch, tokens] ids → [batch, tokens, d_model] (a text encoder).
+    pub fn embed_text(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.text.as_ref().expect("an image backbone embeds images (Backbone::embed), not token ids").forward(ids)
+    }
+
+    /// Runs blocks `from..to` with the given per-block adapters (`adapters[block]`); `mask` marks a text's real
+    /// tokens.
     pub fn blocks_forward(
         &self,
         x: Tensor<3>,
+        mask: Option<&Tensor<2>>,
         from: usize,
         to: usize,
         adapters: &[Option<&BlockAdapter>],
     ) -> Tensor<3> {
-        unpaced(self.blocks_forward_paced(x, from, to, adapters, &async || {}))
+        unpaced(self.blocks_forward_paced(x, mask, from, to, adapters, &async || {}))
     }
 
     /// [`Backbone::blocks_forward`], awaiting `pause` between operations (see [`Block::forward_paced`]).
     pub async fn blocks_forward_paced(
         &self,
         mut x: Tensor<3>,
+        mask: Option<&Tensor<2>>,
         from: usize,
         to: usize,
         adapters: &[Option<&BlockAdapter>],
         pause: &impl AsyncFn(),
     ) -> Tensor<3> {
         for (i, block) in self.blocks.iter().enumerate().take(to).skip(from) {
-            x = block.forward_paced(x, adapters.get(i).copied().flatten(), pause).await;
+            x = block.forward_paced(x, mask, adapters.get(i).copied().flatten(), pause).await;
         }
         x
     }
 
-    /// Final norm and mean pooling over tokens.
-    pub fn pool(&self, x: Tensor<3>) -> Tensor<2> {
-        layer_norm(&self.norm, x).mean_dim(1).squeeze_dim(1)
+    /// The final norm (image backbones) and mean pooling over the tokens, or over a text's real tokens only
+    /// (`mask`, [b, n] of 1 and 0: sentence-transformers' mean pooling).
+    pub fn pool(&self, x: Tensor<3>, mask: Option<&Tensor<2>>) -> Tensor<2> {
+        let x = match &self.norm {
+            Some(norm) => layer_norm_eps(norm, f64::from(super::kernel::LAYER_NORM_EPSILON), x),
+            None => x,
+        };
+        match mask {
+            None => x.mean_dim(1).squeeze_dim(1),
+            Some(mask) => {
+                let weights = mask.clone().unsqueeze_dim::<3>(2);
+                let count = mask.clone().sum_dim(1).clamp_min(1e-9);
+                (x * weights).sum_dim(1).squeeze_dim::<2>(1).div(count)
+            }
+        }
     }
 
     pub fn depth(&self) -> usize {
@@ -219,17 +289,27 @@ pub fn block_adapters<'a>(config: &ModelConfig, groups: &[&'a GroupAdapter]) -> 
 
 /// Logits of a component on a batch of images.
 pub fn forward(config: &ModelConfig, backbone: &Backbone, component: Component<'_>, images: Tensor<3>) -> Tensor<2> {
-    let adapters = block_adapters(config, component.groups);
-    let x = backbone.embed(images);
-    let x = backbone.blocks_forward(x, 0, backbone.depth(), &adapters);
-    component.head.forward(backbone.pool(x))
+    forward_embedded(config, backbone, component, backbone.embed(images), None)
 }
 
-/// Logits of the backbone alone with a head (no adapters): the backbone-only baseline.
-pub fn forward_backbone(backbone: &Backbone, head: &Head, images: Tensor<3>) -> Tensor<2> {
-    let x = backbone.embed(images);
-    let x = backbone.blocks_forward(x, 0, backbone.depth(), &[]);
-    head.forward(backbone.pool(x))
+/// Logits of a component on embedded samples (images' patches, or a text's tokens with their `mask`), through every
+/// block from the bottom.
+pub fn forward_embedded(
+    config: &ModelConfig,
+    backbone: &Backbone,
+    component: Component<'_>,
+    x: Tensor<3>,
+    mask: Option<&Tensor<2>>,
+) -> Tensor<2> {
+    let adapters = block_adapters(config, component.groups);
+    let x = backbone.blocks_forward(x, mask, 0, backbone.depth(), &adapters);
+    component.head.forward(backbone.pool(x, mask))
+}
+
+/// Logits of the backbone alone with a head (no adapters) on embedded samples: the backbone-only baseline.
+pub fn forward_backbone(backbone: &Backbone, head: &Head, x: Tensor<3>, mask: Option<&Tensor<2>>) -> Tensor<2> {
+    let x = backbone.blocks_forward(x, mask, 0, backbone.depth(), &[]);
+    head.forward(backbone.pool(x, mask))
 }
 
 #[cfg(test)]

@@ -12,7 +12,12 @@ fn node_tensors(dir: &Path, part: &ShardPart) -> Vec<Tensors> {
 #[test]
 fn a_deleted_samples_pixels_and_label_reach_no_node() {
     let _guard = lock();
-    let fx = Fixture::new();
+    for fx in fixtures() {
+        a_deleted_samples_pixels_and_label_reach_no_node_on(&fx);
+    }
+}
+
+fn a_deleted_samples_pixels_and_label_reach_no_node_on(fx: &Fixture) {
     let prefixes = fx.prefixes();
     let x = fx.member(prefixes[1][1]);
     let other = fx.with_deletable(fx.perturbed(x));
@@ -40,7 +45,12 @@ fn a_deleted_samples_pixels_and_label_reach_no_node() {
 #[test]
 fn a_sample_outside_a_nodes_prefix_does_not_reach_it() {
     let _guard = lock();
-    let fx = Fixture::new();
+    for fx in fixtures() {
+        a_sample_outside_a_nodes_prefix_does_not_reach_it_on(&fx);
+    }
+}
+
+fn a_sample_outside_a_nodes_prefix_does_not_reach_it_on(fx: &Fixture) {
     let prefixes = fx.prefixes();
     let last = prefixes[2][2];
     let y = fx.member(last);

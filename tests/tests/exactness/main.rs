@@ -23,10 +23,11 @@ use s3t::dataset::{Dataset, Splits};
 use s3t::model::build::{BuildContext, BundleDir, MemoryStore, PartStore, ShardPart, build_shard};
 use s3t::model::device::{Selected, cpu};
 use s3t::model::features::{Features, logits_all, to_host};
+use s3t::model::hf::HfDir;
 use s3t::model::parallel::Batching;
 use s3t::model::serve::Model;
-use s3t::model::train::{Pieces, pretrain, train_node, train_sisa};
-use s3t::model::vit::{Component, forward};
+use s3t::model::train::{Pieces, pretrain, train_head, train_node, train_sisa};
+use s3t::model::vit::{Component, forward_embedded};
 use s3t::model::weights::{load_safetensors, to_safetensors, to_safetensors_async};
 use s3t::model::{
     Backbone, GroupAdapter, Head, LoraConfig, ModelConfig, NodeParams, Pretrained, SisaParams, TrainConfig, VitConfig,
@@ -112,12 +113,33 @@ fn synthetic(n: usize, seed: u64) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let pixels = (0..n * 28 * 28).map(|_| rng.random::<u8>()).collect();
     let labels = (0..n).map(|_| rng.random_range(0..10u8)).collect();
-    Dataset { rows: 28, cols: 28, classes: 10, pixels, labels }
+    Dataset { rows: 28, cols: 28, classes: 10, pixels, labels, text: None }
 }
 
 /// The same public, validation and test splits for every `deletable_seed`; only the deletable split varies.
 fn splits(deletable_seed: u64) -> Splits {
     Splits::new(synthetic(64, 1), synthetic(96, deletable_seed), synthetic(24, 3), synthetic(8, 4)).expect("splits")
+}
+
+/// Seeded texts of 1 to 20 words of the test-sized BERT's vocabulary (some cut at the 16 tokens) with two labels.
+fn synthetic_texts(tokenizer: &s3t::text::TextTokenizer, n: usize, seed: u64) -> Dataset {
+    const WORDS: [&str; 12] =
+        ["the", "film", "is", "good", "bad", "very", "dull", "fun", "plot", "and", "not", "acting"];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let texts: Vec<String> = (0..n)
+        .map(|_| {
+            let len = rng.random_range(1..=20);
+            (0..len).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect::<Vec<_>>().join(" ")
+        })
+        .collect();
+    let labels = (0..n).map(|_| rng.random_range(0..2u8)).collect();
+    tokenizer.dataset(texts, labels, 2).expect("the texts tokenize")
+}
+
+/// Both fixtures: the ViT pretrained here and the test-sized Hugging Face BERT (tokenized texts, post-norm blocks,
+/// a frozen layer below the three groups). The exactness rules must hold on each.
+fn fixtures() -> [Fixture; 2] {
+    [Fixture::new(), Fixture::text()]
 }
 
 /// A pretrained tiny model with one shard, three slices and the single cyclic sequence [a, b, c].
@@ -141,6 +163,30 @@ impl Fixture {
         let cpu = cpu();
         let splits = splits(2);
         let pretrained = pretrain(&config, &train, &splits.public, SEED, &cpu.device, Pieces::cpu(2), &mut |_| {});
+        let features = Features::new(&config, &pretrained.backbone, &splits.deletable, &cpu.device);
+        let validation = Features::new(&config, &pretrained.backbone, &splits.validation, &cpu.device);
+        let partition = Partition::new(1, GROUPS as u16, PartitionMode::default()).expect("partition");
+        let ids = (0..splits.deletable.len() as u64).map(SampleId::Int);
+        let assignment = partition.assign(ids).expect("assignment");
+        let plan = Plan::new(1, GROUPS as u16, 1, &Strategy::Cyclic).expect("plan");
+        Self { config, train, cpu, splits, pretrained, features, validation, partition, assignment, plan }
+    }
+
+    /// The test-sized BERT of `tests/fixtures/hf` (4 layers: one frozen below three groups of one), its head
+    /// trained on the public texts, with the same shard, slices and sequence.
+    fn text() -> Self {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hf/tiny-bert");
+        let hf = HfDir::open(&dir).expect("the test-sized BERT");
+        let lora = LoraConfig::new().with_rank(2);
+        let config = hf.config.model_config(2, GROUPS, 1, 16, lora).expect("a text configuration");
+        let train = train_config();
+        let cpu = cpu();
+        let tokenizer = hf.tokenizer(16).expect("its tokenizer");
+        let texts = |n, seed| synthetic_texts(&tokenizer, n, seed);
+        let splits = Splits::new(texts(64, 1), texts(96, 2), texts(24, 3), texts(8, 4)).expect("splits");
+        let backbone = hf.backbone(&config, &cpu.device).expect("its weights");
+        let head = train_head(&config, &train, &backbone, &splits.public, SEED, &cpu.device, &mut |_| {});
+        let pretrained = Pretrained { backbone, head };
         let features = Features::new(&config, &pretrained.backbone, &splits.deletable, &cpu.device);
         let validation = Features::new(&config, &pretrained.backbone, &splits.validation, &cpu.device);
         let partition = Partition::new(1, GROUPS as u16, PartitionMode::default()).expect("partition");
@@ -179,15 +225,29 @@ impl Fixture {
         }
     }
 
-    /// The deletable split with sample `i`'s pixels inverted and its label moved to another class.
+    /// The deletable split with sample `i`'s pixels inverted (a text's words replaced) and its label moved to
+    /// another class.
     fn perturbed(&self, i: u64) -> Dataset {
         let mut data = self.splits.deletable.clone();
-        let n = data.pixels_per_image();
         let i = i as usize;
-        for p in &mut data.pixels[i * n..(i + 1) * n] {
-            *p = 255 - *p;
+        let cols = data.cols as usize;
+        match &mut data.text {
+            None => {
+                let n = data.pixels_per_image();
+                for p in &mut data.pixels[i * n..(i + 1) * n] {
+                    *p = 255 - *p;
+                }
+            }
+            Some(text) => {
+                // The words between [CLS] and [SEP] become other words of the vocabulary.
+                let real = text.lengths[i] as usize;
+                for id in &mut text.ids[i * cols + 1..i * cols + real.saturating_sub(1).max(1)] {
+                    *id = if *id == 50 { 51 } else { 50 };
+                }
+                text.texts[i] = format!("changed {}", text.texts[i]);
+            }
         }
-        data.labels[i] = (data.labels[i] + 1) % 10;
+        data.labels[i] = (data.labels[i] + 1) % data.classes;
         data
     }
 
@@ -319,12 +379,20 @@ impl Fixture {
                 test: s.test.len(),
                 deletable_sha256: String::new(),
                 deletable_digests_sha256: String::new(),
+                labels: Vec::new(),
+                fields: None,
             },
             partition: self.partition.clone(),
             strategy: Strategy::Cyclic,
             budget: 1,
             sequences: self.plan.sequences(),
-            backbone: BackboneEntry { seed: SEED, validation_accuracy: 0.0, test_accuracy: 0.0, weights: backbone },
+            backbone: BackboneEntry {
+                seed: SEED,
+                validation_accuracy: 0.0,
+                test_accuracy: 0.0,
+                weights: backbone,
+                source: None,
+            },
             nodes: vec![part.nodes],
             sisa: Vec::new(),
         };
@@ -348,11 +416,12 @@ impl Fixture {
         load_safetensors(skeleton, bytes, "switched-off adapter").expect("load switched-off adapter")
     }
 
-    /// Row-major logits of a component on the whole validation split, from raw images.
+    /// Row-major logits of a component on the whole validation split, from raw images (or token ids).
     fn logits(&self, groups: &[&GroupAdapter], head: &Head) -> Vec<f32> {
         let all: Vec<usize> = (0..self.splits.validation.len()).collect();
-        let images = input::images(&self.splits.validation, &all, &self.cpu.device);
-        to_host(forward(&self.config, &self.pretrained.backbone, Component { groups, head }, images))
+        let (x, mask) = input::embed(&self.pretrained.backbone, &self.splits.validation, &all, &self.cpu.device);
+        let component = Component { groups, head };
+        to_host(forward_embedded(&self.config, &self.pretrained.backbone, component, x, mask.as_ref()))
     }
 }
 

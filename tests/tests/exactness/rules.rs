@@ -96,7 +96,12 @@ fn pretraining_in_pieces_gives_the_same_backbone_on_any_number_of_threads() {
 #[test]
 fn e2_node_step_leaves_backbone_and_frozen_groups_unchanged() {
     let _guard = lock();
-    let fx = Fixture::new();
+    for fx in fixtures() {
+        e2_node_step_leaves_backbone_and_frozen_groups_unchanged_on(&fx);
+    }
+}
+
+fn e2_node_step_leaves_backbone_and_frozen_groups_unchanged_on(fx: &Fixture) {
     let backbone = weights!(&fx.pretrained.backbone);
     let mut nodes: Vec<NodeParams> = Vec::new();
     for prefix in fx.prefixes() {
@@ -131,7 +136,12 @@ fn e2_node_step_leaves_backbone_and_frozen_groups_unchanged() {
 #[test]
 fn e2_control_sisa_changes_group_one() {
     let _guard = lock();
-    let fx = Fixture::new();
+    for fx in fixtures() {
+        e2_control_sisa_changes_group_one_on(&fx);
+    }
+}
+
+fn e2_control_sisa_changes_group_one_on(fx: &Fixture) {
     let backbone = weights!(&fx.pretrained.backbone);
     let prefixes = fx.prefixes();
     let sisa = |previous: Option<&SisaParams>, prefix: &[u16], seed: u64| {
@@ -165,7 +175,12 @@ fn e2_control_sisa_changes_group_one() {
 #[test]
 fn e3_served_prefix_uses_the_head_of_its_step() {
     let _guard = lock();
-    let fx = Fixture::new();
+    for fx in fixtures() {
+        e3_served_prefix_uses_the_head_of_its_step_on(&fx);
+    }
+}
+
+fn e3_served_prefix_uses_the_head_of_its_step_on(fx: &Fixture) {
     let dir = tempfile::tempdir().expect("tempdir");
     let part = fx.build(dir.path(), &[], &[]);
     let manifest = fx.manifest(dir.path(), part.clone());
@@ -210,7 +225,12 @@ fn e3_served_prefix_uses_the_head_of_its_step() {
 #[test]
 fn e4_switching_off_lower_groups_gives_the_prefix_model() {
     let _guard = lock();
-    let fx = Fixture::new();
+    for fx in fixtures() {
+        e4_switching_off_lower_groups_gives_the_prefix_model_on(&fx);
+    }
+}
+
+fn e4_switching_off_lower_groups_gives_the_prefix_model_on(fx: &Fixture) {
     let steps = fx.chain();
     let trained: Vec<&GroupAdapter> = steps.iter().map(|n| &n.adapter).collect();
     let off: Vec<GroupAdapter> = steps.iter().map(|n| fx.switched_off(&n.adapter)).collect();
@@ -241,7 +261,12 @@ fn e4_switching_off_lower_groups_gives_the_prefix_model() {
 #[test]
 fn e6_node_retrain_is_bit_identical_and_seeded_by_prefix() {
     let _guard = lock();
-    let fx = Fixture::new();
+    for fx in fixtures() {
+        e6_node_retrain_is_bit_identical_and_seeded_by_prefix_on(&fx);
+    }
+}
+
+fn e6_node_retrain_is_bit_identical_and_seeded_by_prefix_on(fx: &Fixture) {
     let prefixes = fx.prefixes();
     let first = &prefixes[0];
     let seed = node_seed(SEED, 0, first);
@@ -261,7 +286,12 @@ fn e6_node_retrain_is_bit_identical_and_seeded_by_prefix() {
 #[test]
 fn e6_resumed_build_matches_fresh_build() {
     let _guard = lock();
-    let fx = Fixture::new();
+    for fx in fixtures() {
+        e6_resumed_build_matches_fresh_build_on(&fx);
+    }
+}
+
+fn e6_resumed_build_matches_fresh_build_on(fx: &Fixture) {
     let dir = tempfile::tempdir().expect("tempdir");
     let fresh = fx.build(dir.path(), &[], &[]);
     let files: Vec<Vec<u8>> =
@@ -321,7 +351,12 @@ fn e5_fixed_normalisation_and_no_test_split_in_building() {
 #[test]
 fn e6_retrain_after_deletion_equals_training_without_the_sample() {
     let _guard = lock();
-    let fx = Fixture::new();
+    for fx in fixtures() {
+        e6_retrain_after_deletion_equals_training_without_the_sample_on(&fx);
+    }
+}
+
+fn e6_retrain_after_deletion_equals_training_without_the_sample_on(fx: &Fixture) {
     let prefixes = fx.prefixes();
     // A sample of the second slice of the chain: node [a] stays clean, [a, b] and [a, b, c] must retrain.
     let slice = prefixes[1][1];

@@ -109,12 +109,15 @@ fn pretrain_record() -> PretrainRecord {
             test: 100,
             deletable_sha256: "cd".repeat(32),
             deletable_digests_sha256: "ef".repeat(32),
+            labels: Vec::new(),
+            fields: None,
         },
         backbone: BackboneEntry {
             seed: 7,
             validation_accuracy: 0.75,
             test_accuracy: 0.5,
             weights: weights("backbone.safetensors"),
+            source: None,
         },
     }
 }

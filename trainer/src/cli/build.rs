@@ -27,7 +27,8 @@ use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Data: `default` (embedded Fashion-MNIST subset), `idx:DIR` or `csv:FILE`.
+    /// Data: `default` (embedded Fashion-MNIST subset), `idx:DIR` or `csv:FILE` (images); `text:FILE` (`.csv`,
+    /// `.tsv`, `.jsonl`) or `mr` (Rotten Tomatoes reviews) with a text backbone (`--backbone hf:DIR`).
     #[arg(long, default_value = "default")]
     pub data: String,
     /// Bundle directory (holds the backbone from `trainer pretrain`; pretrains first when it has none).
@@ -64,6 +65,11 @@ pub struct Args {
     /// LoRA rank r of every adapter.
     #[arg(long, default_value_t = 4)]
     pub lora_rank: usize,
+    /// Layers per group, counted from the top: only the top slices × N layers carry adapters, and the layers below
+    /// stay frozen (computed once per sample and cached) [default: a text encoder 1; the ViT: every block, split
+    /// into the groups as evenly as possible].
+    #[arg(long, value_name = "N")]
+    pub layers_per_group: Option<usize>,
     /// LoRA scale numerator: updates are multiplied by alpha / r.
     #[arg(long, default_value_t = 16.0)]
     pub lora_alpha: f64,
@@ -126,8 +132,9 @@ pub fn run(args: &Args) -> Result<()> {
     if args.out.join(MANIFEST_FILE).exists() && !args.resume {
         bail!("{} already holds a built bundle; use another --out, or --resume", args.out.display());
     }
-    // The data first: a build that cannot read it writes nothing.
-    let mut splits = source.load()?;
+    // The data first: a build that cannot read it writes nothing (texts are read with the backbone's tokenizer,
+    // below).
+    let images = if source.is_text() { None } else { Some(source.load()?) };
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     // The bundle's lock before anything of it is read: a resume must not race a delete or a retrain.
     let _lock = BundleLock::acquire(&args.out).map_err(|e| anyhow!(e))?;
@@ -142,7 +149,13 @@ pub fn run(args: &Args) -> Result<()> {
         run_pretrain(&source, &args.out, &args.pretrain, args.batching.threads, args.run.device, quiet)?;
     }
     let (record, pretrained) = load_pretrained(&args.out, &selected.device)?;
-    let info = source.info(&splits);
+    let (mut splits, info) = match images {
+        Some(splits) => {
+            let info = source.info(&splits);
+            (splits, info)
+        }
+        None => crate::cli::load_as_recorded(&source, &record.model, &record.data, &record.backbone, quiet)?,
+    };
     if !record.data.same_data(&info) {
         bail!(
             "{}: the backbone was pretrained with data {:?} ({} deletable samples) but --data is {:?}",
@@ -161,10 +174,15 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     let batching = args.batching.resolve(&selected)?;
+    let layers_per_group = match (&record.model.text, args.layers_per_group) {
+        (Some(_), per) => Some(per.unwrap_or(1)),
+        (None, per) => per,
+    };
     let config = record
         .model
         .clone()
         .with_groups(usize::from(args.slices))
+        .with_layers_per_group(layers_per_group)
         .with_lora(LoraConfig::new().with_rank(args.lora_rank).with_alpha(args.lora_alpha));
     config.validate().map_err(|e| anyhow!("model configuration: {e}"))?;
     let spec = BuildSpec {
@@ -175,6 +193,7 @@ pub fn run(args: &Args) -> Result<()> {
             .with_batch_size(args.batch_size)
             .with_learning_rate(args.learning_rate),
         lora: config.lora.clone(),
+        layers_per_group,
         seed: args.seed,
         partition: Partition::new(
             args.shards,

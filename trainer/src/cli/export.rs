@@ -1,7 +1,8 @@
 //! `trainer export`: the adapters of each shard's served component as PEFT-style safetensors.
 //!
 //! Per live shard, `OUT/shard-I/adapter_model.safetensors` holds `base_model.model.blocks.N.{query,value}.
-//! lora_{A,B}.weight` in PyTorch layout (A: [r, in], B: [out, r]; the update is `alpha / r · B·A`), the head as
+//! lora_{A,B}.weight` (a text bundle: PEFT's names on the Hugging Face encoder,
+//! `base_model.model.encoder.layer.N.attention.self.{query,value}.lora_{A,B}.weight`) in PyTorch layout (A: [r, in], B: [out, r]; the update is `alpha / r · B·A`), the head as
 //! `base_model.model.head.linear.{weight,bias}` ([out, in]), and `adapter_config.json` the LoRA settings plus the
 //! served sequence and prefix. The backbone is `weights/backbone.safetensors` of the bundle (burn layout, Linear
 //! weights [in, out]).
@@ -84,6 +85,12 @@ pub fn run(args: &Args) -> Result<()> {
 
 fn web(args: &Args) -> Result<()> {
     let bundle = Bundle::open(&args.bundle)?;
+    if bundle.manifest.model.text.is_some() {
+        anyhow::bail!(
+            "{}: a text bundle; `--format web` writes image data for the page, which does not open text bundles yet",
+            args.bundle.display()
+        );
+    }
     let splits = crate::cli::checked_data(&bundle, &args.data)?;
     let serving = bundle.serving()?;
     let dir = args.out.join(samples::DATA_DIR);
@@ -161,7 +168,12 @@ fn safetensors(args: &Args) -> Result<()> {
         let mut tensors: Vec<(String, HostTensor)> = Vec::new();
         for group in &groups {
             for (adapter, block) in group.blocks.iter().zip(config.blocks_of_group(group.group)) {
-                let base = format!("base_model.model.blocks.{block}");
+                // PEFT's own names on the model it wraps: a Hugging Face BERT's attention projections, or our ViT's.
+                let base = if config.text.is_some() {
+                    format!("base_model.model.encoder.layer.{block}.attention.self")
+                } else {
+                    format!("base_model.model.blocks.{block}")
+                };
                 // burn: x·A·B with A [in, r], B [r, out]; PyTorch/PEFT: B·A·x with A [r, in], B [out, r].
                 tensors.push((format!("{base}.query.lora_A.weight"), transposed(&adapter.query_a)));
                 tensors.push((format!("{base}.query.lora_B.weight"), transposed(&adapter.query_b)));
@@ -203,7 +215,9 @@ fn safetensors(args: &Args) -> Result<()> {
             "bias": "none",
             "fan_in_fan_out": false,
             "inference_mode": true,
-            "base_model_name_or_path": "weights/backbone.safetensors",
+            "base_model_name_or_path": model.manifest.backbone.source.as_ref()
+                .map_or_else(|| "weights/backbone.safetensors".to_owned(), |s| s.dir.clone()),
+            "layers_to_transform": groups.iter().flat_map(|g| config.blocks_of_group(g.group)).collect::<Vec<_>>(),
             "s3t": { "shard": shard, "sequence": served.sequence, "prefix": served.prefix,
                      "slices": model.plan.shards[usize::from(shard)].sequences[served.sequence].prefix(usize::from(served.prefix)),
                      "nodes": lineage },

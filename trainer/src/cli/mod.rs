@@ -6,10 +6,11 @@ pub mod delete;
 pub mod eval;
 pub mod forget_check;
 pub mod plan;
+pub mod predict;
 pub mod pretrain;
 pub mod simulate;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use s3t::dataset::Splits;
 use s3t::model::device::Selected;
 
@@ -62,9 +63,11 @@ pub fn checked_data(bundle: &Bundle, data: &str) -> Result<Splits> {
 /// Loads `--data` with its own labels, refusing data other than the data the bundle was built from (evaluating or
 /// retraining against other samples would be meaningless). The per-sample commitments are of these labels.
 pub fn source_data(bundle: &Bundle, data: &str) -> Result<Splits> {
+    let m = &bundle.manifest;
+    // A text bundle reads the data it was built from unless told otherwise (`--data` defaults to the images').
+    let data = if m.model.text.is_some() && data == "default" { m.data.source.as_str() } else { data };
     let source = Source::parse(data)?;
-    let splits = source.load()?;
-    let info = source.info(&splits);
+    let (splits, info) = load_as_recorded(&source, &m.model, &m.data, &m.backbone, true)?;
     if !info.same_data(&bundle.manifest.data) {
         bail!(
             "{} was built from data {:?} but --data is {:?} (different samples)",
@@ -81,3 +84,33 @@ pub mod curve;
 pub mod export;
 pub mod quality;
 pub mod retrain;
+
+/// The splits of `source` as a bundle (or its pretraining record: `model`, `data`, `backbone`) reads them, with
+/// what the bundle would record about them: images as they are; texts with the recorded fields, tokenized by the
+/// recorded encoder's tokenizer (its files checked against their sha256).
+pub fn load_as_recorded(
+    source: &Source,
+    model: &s3t::model::ModelConfig,
+    data: &s3t::bundle::DataInfo,
+    backbone: &s3t::bundle::BackboneEntry,
+    quiet: bool,
+) -> Result<(Splits, s3t::bundle::DataInfo)> {
+    let Some(text) = &model.text else {
+        if source.is_text() {
+            bail!("--data {}: this bundle's backbone reads images, not texts", source.describe());
+        }
+        let splits = source.load()?;
+        let info = source.info(&splits);
+        return Ok((splits, info));
+    };
+    if !source.is_text() {
+        bail!("--data {}: this bundle's backbone reads texts (--data text:FILE or mr)", source.describe());
+    }
+    let recorded = backbone.source.as_ref().context("a text bundle without its backbone's files")?;
+    let fields = data.fields.clone().context("a text bundle without its data's fields")?;
+    let hf = s3t::model::hf::HfDir::open_recorded(recorded).map_err(anyhow::Error::msg)?;
+    let tokenizer = hf.tokenizer(text.max_tokens).map_err(anyhow::Error::msg)?;
+    let (splits, labels) = source.load_text(&fields, &tokenizer, quiet)?;
+    let info = source.text_info(&splits, &labels, &fields);
+    Ok((splits, info))
+}

