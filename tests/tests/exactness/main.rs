@@ -356,7 +356,12 @@ impl Fixture {
 
     /// A manifest for a built shard (the backbone file is written here), checked by a JSON round trip.
     fn manifest(&self, dir: &Path, part: ShardPart) -> Manifest {
-        let bytes = to_safetensors(&self.pretrained).expect("serialise backbone");
+        // A text bundle's backbone file is its head alone (the encoder is read from its Hugging Face directory).
+        let bytes = match self.config.text {
+            Some(_) => to_safetensors(&self.pretrained.head),
+            None => to_safetensors(&self.pretrained),
+        }
+        .expect("serialise backbone");
         let backbone = write_weights(dir, "weights/backbone.safetensors", &bytes).expect("write backbone");
         let s = &self.splits;
         let manifest = Manifest {
@@ -370,16 +375,19 @@ impl Fixture {
             canaries: Default::default(),
             data: DataInfo {
                 source: "synthetic".into(),
-                rows: 28,
-                cols: 28,
-                classes: 10,
+                rows: s.deletable.rows,
+                cols: s.deletable.cols,
+                classes: s.deletable.classes,
                 public: s.public.len(),
                 deletable: s.deletable.len(),
                 validation: s.validation.len(),
                 test: s.test.len(),
                 deletable_sha256: String::new(),
                 deletable_digests_sha256: String::new(),
-                labels: Vec::new(),
+                labels: match self.config.text {
+                    Some(_) => (0..s.deletable.classes).map(|c| c.to_string()).collect(),
+                    None => Vec::new(),
+                },
                 fields: None,
             },
             partition: self.partition.clone(),
@@ -397,6 +405,13 @@ impl Fixture {
             sisa: Vec::new(),
         };
         Manifest::from_json("manifest.json", &manifest.to_json()).expect("manifest round trip")
+    }
+
+    /// Loads a bundle of this fixture from `dir` (a text bundle with the fixture's encoder).
+    fn load(&self, dir: &Path, manifest: Manifest) -> Model {
+        let encoder = self.config.text.as_ref().map(|_| self.pretrained.backbone.clone());
+        Model::load_with(manifest, encoder, &self.cpu.device, |_, _| true, |w| read_weights(dir, w))
+            .expect("load bundle")
     }
 
     /// `adapter` with its B matrices set to zero: present in the model but contributing exactly nothing.

@@ -184,8 +184,7 @@ fn e3_served_prefix_uses_the_head_of_its_step_on(fx: &Fixture) {
     let dir = tempfile::tempdir().expect("tempdir");
     let part = fx.build(dir.path(), &[], &[]);
     let manifest = fx.manifest(dir.path(), part.clone());
-    let model =
-        Model::load(manifest, &fx.cpu.device, |_, _| true, |w| read_weights(dir.path(), w)).expect("load bundle");
+    let model = fx.load(dir.path(), manifest);
     // The same steps trained outside the bundle code: the snapshot at the end of each step.
     let steps = fx.chain();
     let chain = &fx.plan.shards[0].chains[0];

@@ -114,6 +114,16 @@ pub fn run(args: &Args) -> Result<()> {
     if args.shards == 0 || args.slices == 0 {
         bail!("--shards and --slices must be at least 1");
     }
+    if !args.out.join(PRETRAIN_FILE).exists() {
+        // A backbone that cannot read the data is refused before anything is written.
+        let text_backbone = args.pretrain.backbone.starts_with("hf:") || args.pretrain.backbone == "minilm";
+        if source.is_text() && !text_backbone {
+            bail!("--data {}: texts need a text backbone (--backbone hf:DIR or minilm)", source.describe());
+        }
+        if !source.is_text() && text_backbone {
+            bail!("--backbone {}: a text encoder needs text data (--data text:FILE or mr)", args.pretrain.backbone);
+        }
+    }
     let budget = args.budget.unwrap_or(usize::from(args.slices));
     let prior = match &args.prior {
         Some(path) => {
