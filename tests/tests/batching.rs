@@ -17,27 +17,13 @@ use s3t::model::hf::HfDir;
 use s3t::model::parallel::Batching;
 use s3t::model::train::{NodeRun, SisaRun, train_nodes, train_sisas};
 use s3t::model::{Backbone, GroupAdapter, Head, LoraConfig, ModelConfig, NodeParams, SisaParams, TrainConfig};
+use s3t_tests::{synthetic_texts, tiny_bert_dir};
 
 fn synthetic(n: usize, seed: u64) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let pixels = (0..n * 28 * 28).map(|_| rng.random::<u8>()).collect();
     let labels = (0..n).map(|_| rng.random_range(0..10u8)).collect();
     Dataset { rows: 28, cols: 28, classes: 10, pixels, labels, text: None }
-}
-
-/// Texts of 1 to 24 words (some longer than the 16 tokens they are cut to) with two labels.
-fn synthetic_texts(tokenizer: &s3t::text::TextTokenizer, n: usize, seed: u64) -> Dataset {
-    const WORDS: [&str; 12] =
-        ["the", "film", "is", "good", "bad", "very", "dull", "fun", "plot", "and", "not", "acting"];
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let texts: Vec<String> = (0..n)
-        .map(|_| {
-            let len = rng.random_range(1..=24);
-            (0..len).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect::<Vec<_>>().join(" ")
-        })
-        .collect();
-    let labels = (0..n).map(|_| rng.random_range(0..2u8)).collect();
-    tokenizer.dataset(texts, labels, 2).expect("the texts tokenize")
 }
 
 fn bits(groups: &[&GroupAdapter], head: &Head) -> Vec<u32> {
@@ -78,7 +64,7 @@ struct Setup {
 impl Setup {
     /// The test-sized BERT of `tests/fixtures/hf`: two groups of one layer on top of two frozen layers.
     fn text() -> Self {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hf/tiny-bert");
+        let dir = tiny_bert_dir();
         let hf = HfDir::open(&dir).expect("the test-sized BERT");
         let config = hf.config.model_config(2, 2, 1, 16, LoraConfig::new()).expect("a text configuration");
         let cpu = cpu();
@@ -87,8 +73,8 @@ impl Setup {
         let backbone = hf.backbone(&config, device).expect("its weights");
         let head = Head::new(&config.vit, device);
         let tokenizer = hf.tokenizer(16).expect("its tokenizer");
-        let data = synthetic_texts(&tokenizer, 400, 1);
-        let validation = synthetic_texts(&tokenizer, 80, 2);
+        let data = synthetic_texts(&tokenizer, 400, 24, 1);
+        let validation = synthetic_texts(&tokenizer, 80, 24, 2);
         let features = Features::new(&config, &backbone, &data, device);
         let validation_features = Features::new(&config, &backbone, &validation, device);
         Self { config, cpu, backbone, head, data, validation, features, validation_features }

@@ -41,6 +41,29 @@ struct Built {
     model: PathBuf,
 }
 
+/// The flags of every text build here (after `--backbone`, `--data` and `--out`).
+const TEXT_BUILD: &[&str] = &[
+    "--text-field",
+    "review",
+    "--label-field",
+    "sentiment",
+    "--id-field",
+    "id",
+    "--max-tokens",
+    "16",
+    "--shards",
+    "2",
+    "--slices",
+    "2",
+    "--epochs",
+    "1",
+    "--pretrain-epochs",
+    "2",
+    "--device",
+    "cpu",
+    "--quiet",
+];
+
 fn build() -> Built {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     // A copy of the model directory: a test below changes a file of it.
@@ -52,35 +75,9 @@ fn build() -> Built {
     let data = format!("text:{}", s(&write_reviews(tmp.path())));
     let bundle = tmp.path().join("bundle");
     let backbone = format!("hf:{}", s(&model));
-    let summary = json_of(&[
-        "build",
-        "--backbone",
-        &backbone,
-        "--data",
-        &data,
-        "--text-field",
-        "review",
-        "--label-field",
-        "sentiment",
-        "--id-field",
-        "id",
-        "--max-tokens",
-        "16",
-        "--out",
-        s(&bundle),
-        "--shards",
-        "2",
-        "--slices",
-        "2",
-        "--epochs",
-        "1",
-        "--pretrain-epochs",
-        "2",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--json",
-    ]);
+    let mut args = vec!["build", "--backbone", &backbone, "--data", &data, "--out", s(&bundle), "--json"];
+    args.extend(TEXT_BUILD);
+    let summary = json_of(&args);
     assert_eq!(summary["assembled"], Value::Bool(true), "{summary}");
     Built { _tmp: tmp, bundle, data, model }
 }
@@ -162,4 +159,37 @@ fn text_input_errors_name_the_file_and_the_field() {
     args.extend(["--text-field", "review", "--device", "cpu", "--quiet"]);
     assert_one_line_error(&args, &["bad.csv", "stars"]);
     assert_one_line_error(&["build", "--data", &data, "--out", s(&out), "--device", "cpu"], &["--backbone"]);
+}
+
+/// Shards built separately (as a cluster's tasks would) and assembled give the one-machine bundle, every weight file's
+/// sha256 included; a resumed build reuses every node; `curve` runs on the text bundle.
+#[test]
+fn a_text_bundle_built_shard_by_shard_equals_the_one_machine_build() {
+    let b = build();
+    let backbone = format!("hf:{}", s(&b.model));
+    let parts = b.bundle.with_file_name("parts");
+    let mut first = vec!["build", "--backbone", &backbone, "--data", &b.data, "--out", s(&parts), "--shard", "0"];
+    first.extend(TEXT_BUILD);
+    stdout_of(&first);
+    let mut second = vec!["build", "--backbone", &backbone, "--data", &b.data, "--out", s(&parts), "--shard", "1"];
+    second.extend(TEXT_BUILD);
+    stdout_of(&second);
+    stdout_of(&["assemble", s(&parts)]);
+    let weights = |dir: &Path| -> Vec<String> {
+        let m: Value = serde_json::from_slice(&fs::read(dir.join("manifest.json")).expect("manifest")).expect("JSON");
+        m["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .flat_map(|shard| shard.as_array().expect("a shard's nodes").iter())
+            .map(|n| n["weights"]["sha256"].as_str().expect("sha256").to_owned())
+            .collect()
+    };
+    assert_eq!(weights(&parts), weights(&b.bundle), "the assembled bundle differs from the one-machine build");
+    let mut resume = vec!["build", "--backbone", &backbone, "--data", &b.data, "--out", s(&b.bundle), "--resume"];
+    resume.extend(TEXT_BUILD);
+    stdout_of(&resume);
+    assert_eq!(weights(&b.bundle), weights(&parts), "a resumed build retrained a finished node");
+    let curve = json_of(&["curve", s(&b.bundle), "--deletions", "0,20", "--seed", "1", "--json", "--device", "cpu"]);
+    assert!(curve.to_string().contains("s3t"), "{curve}");
 }

@@ -191,6 +191,11 @@ pub struct PretrainRecord {
 }
 
 impl PretrainRecord {
+    /// A record of this format and version.
+    pub fn new(model: ModelConfig, pretrain: TrainConfig, data: DataInfo, backbone: BackboneEntry) -> Self {
+        Self { format: FORMAT.to_owned(), version: VERSION, model, pretrain, data, backbone }
+    }
+
     /// Parses and checks a pretraining record (`file` names it in errors).
     pub fn from_json(file: &str, text: &str) -> Result<Self, String> {
         if text.len() > MAX_MANIFEST_BYTES {

@@ -36,6 +36,7 @@ use s3t::model::{
 use s3t::partition::Assignment;
 use s3t::plan::node_seed;
 use s3t::{Cell, Partition, PartitionMode, Plan, SampleId, Served, Strategy};
+use s3t_tests::{synthetic_texts, tiny_bert_dir};
 use serde_json::Value;
 
 const SEED: u64 = 7;
@@ -121,21 +122,6 @@ fn splits(deletable_seed: u64) -> Splits {
     Splits::new(synthetic(64, 1), synthetic(96, deletable_seed), synthetic(24, 3), synthetic(8, 4)).expect("splits")
 }
 
-/// Seeded texts of 1 to 20 words of the test-sized BERT's vocabulary (some cut at the 16 tokens) with two labels.
-fn synthetic_texts(tokenizer: &s3t::text::TextTokenizer, n: usize, seed: u64) -> Dataset {
-    const WORDS: [&str; 12] =
-        ["the", "film", "is", "good", "bad", "very", "dull", "fun", "plot", "and", "not", "acting"];
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let texts: Vec<String> = (0..n)
-        .map(|_| {
-            let len = rng.random_range(1..=20);
-            (0..len).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect::<Vec<_>>().join(" ")
-        })
-        .collect();
-    let labels = (0..n).map(|_| rng.random_range(0..2u8)).collect();
-    tokenizer.dataset(texts, labels, 2).expect("the texts tokenize")
-}
-
 /// Both fixtures: the ViT pretrained here and the test-sized Hugging Face BERT (tokenized texts, post-norm blocks,
 /// a frozen layer below the three groups). The exactness rules must hold on each.
 fn fixtures() -> [Fixture; 2] {
@@ -163,30 +149,29 @@ impl Fixture {
         let cpu = cpu();
         let splits = splits(2);
         let pretrained = pretrain(&config, &train, &splits.public, SEED, &cpu.device, Pieces::cpu(2), &mut |_| {});
-        let features = Features::new(&config, &pretrained.backbone, &splits.deletable, &cpu.device);
-        let validation = Features::new(&config, &pretrained.backbone, &splits.validation, &cpu.device);
-        let partition = Partition::new(1, GROUPS as u16, PartitionMode::default()).expect("partition");
-        let ids = (0..splits.deletable.len() as u64).map(SampleId::Int);
-        let assignment = partition.assign(ids).expect("assignment");
-        let plan = Plan::new(1, GROUPS as u16, 1, &Strategy::Cyclic).expect("plan");
-        Self { config, train, cpu, splits, pretrained, features, validation, partition, assignment, plan }
+        Self::around(config, train, cpu, splits, pretrained)
     }
 
     /// The test-sized BERT of `tests/fixtures/hf` (4 layers: one frozen below three groups of one), its head
     /// trained on the public texts, with the same shard, slices and sequence.
     fn text() -> Self {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hf/tiny-bert");
+        let dir = tiny_bert_dir();
         let hf = HfDir::open(&dir).expect("the test-sized BERT");
         let lora = LoraConfig::new().with_rank(2);
         let config = hf.config.model_config(2, GROUPS, 1, 16, lora).expect("a text configuration");
         let train = train_config();
         let cpu = cpu();
         let tokenizer = hf.tokenizer(16).expect("its tokenizer");
-        let texts = |n, seed| synthetic_texts(&tokenizer, n, seed);
+        let texts = |n, seed| synthetic_texts(&tokenizer, n, 20, seed);
         let splits = Splits::new(texts(64, 1), texts(96, 2), texts(24, 3), texts(8, 4)).expect("splits");
         let backbone = hf.backbone(&config, &cpu.device).expect("its weights");
         let head = train_head(&config, &train, &backbone, &splits.public, SEED, &cpu.device, &mut |_| {});
         let pretrained = Pretrained { backbone, head };
+        Self::around(config, train, cpu, splits, pretrained)
+    }
+
+    /// A fixture of a pretrained model: its cached activations, one shard of three slices, the cyclic sequence.
+    fn around(config: ModelConfig, train: TrainConfig, cpu: Selected, splits: Splits, pretrained: Pretrained) -> Self {
         let features = Features::new(&config, &pretrained.backbone, &splits.deletable, &cpu.device);
         let validation = Features::new(&config, &pretrained.backbone, &splits.validation, &cpu.device);
         let partition = Partition::new(1, GROUPS as u16, PartitionMode::default()).expect("partition");

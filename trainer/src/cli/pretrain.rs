@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
-use s3t::bundle::manifest::{FORMAT, PRETRAIN_FILE, VERSION};
+use s3t::bundle::manifest::PRETRAIN_FILE;
 use s3t::bundle::samples;
 use s3t::bundle::store::write_atomic;
 use s3t::bundle::store::write_weights;
@@ -192,31 +192,18 @@ pub fn run_pretrain(
     let test_accuracy = backbone_accuracy(&pretrained, &splits.test, &selected.device);
     let bytes = to_safetensors(&pretrained).map_err(|e| anyhow!(e))?;
     let weights = write_weights(out, "weights/backbone.safetensors", &bytes).map_err(|e| anyhow!(e))?;
-    // Salted commitments to every deletable sample, so that the page's copy of the split stays verifiable after a
-    // purge without keeping anything that opens a deleted sample (`s3t::bundle::samples`).
-    let mut data = source.info(&splits);
-    data.deletable_digests_sha256 = seal(out, &splits)?;
-    let record = PretrainRecord {
-        format: FORMAT.to_owned(),
-        version: VERSION,
-        model: config,
-        pretrain: train,
-        data,
-        backbone: BackboneEntry {
-            seed: options.pretrain_seed,
-            validation_accuracy,
-            test_accuracy,
-            weights,
-            source: None,
-        },
-    };
-    write_record(out, &record)?;
-    Ok(record)
+    let data = source.info(&splits);
+    let backbone =
+        BackboneEntry { seed: options.pretrain_seed, validation_accuracy, test_accuracy, weights, source: None };
+    write_record(out, &splits, PretrainRecord::new(config, train, data, backbone))
 }
 
-fn write_record(out: &Path, record: &PretrainRecord) -> Result<()> {
-    let json = serde_json::to_string_pretty(record)?;
-    write_atomic(&out.join(PRETRAIN_FILE), json.as_bytes()).map_err(|e| anyhow!(e))
+/// Seals the deletable split's samples ([`seal`]), records their digests' checksum and writes `pretrain.json`.
+fn write_record(out: &Path, splits: &Splits, mut record: PretrainRecord) -> Result<PretrainRecord> {
+    record.data.deletable_digests_sha256 = seal(out, splits)?;
+    let json = serde_json::to_string_pretty(&record)?;
+    write_atomic(&out.join(PRETRAIN_FILE), json.as_bytes()).map_err(|e| anyhow!(e))?;
+    Ok(record)
 }
 
 /// Salted commitments to every deletable sample, so that the page's copy of the split stays verifiable after a
@@ -270,22 +257,8 @@ fn run_text_pretrain(
     let test_accuracy = backbone_accuracy(&pretrained, &splits.test, &selected.device);
     let bytes = to_safetensors(&pretrained.head).map_err(|e| anyhow!(e))?;
     let weights = write_weights(out, "weights/head.safetensors", &bytes).map_err(|e| anyhow!(e))?;
-    let mut data = source.text_info(&splits, &labels, &fields);
-    data.deletable_digests_sha256 = seal(out, &splits)?;
-    let record = PretrainRecord {
-        format: FORMAT.to_owned(),
-        version: VERSION,
-        model: config,
-        pretrain: train,
-        data,
-        backbone: BackboneEntry {
-            seed: options.pretrain_seed,
-            validation_accuracy,
-            test_accuracy,
-            weights,
-            source: Some(hf.source),
-        },
-    };
-    write_record(out, &record)?;
-    Ok(record)
+    let data = source.text_info(&splits, &labels, &fields);
+    let source = Some(hf.source);
+    let backbone = BackboneEntry { seed: options.pretrain_seed, validation_accuracy, test_accuracy, weights, source };
+    write_record(out, &splits, PretrainRecord::new(config, train, data, backbone))
 }
