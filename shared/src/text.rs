@@ -350,6 +350,46 @@ mod tests {
         assert_eq!(rows[0].label, "fresh");
     }
 
+    /// Rule E5 on texts: the tokenizer is a fixed file of the encoder's directory, so a row's token ids (and its
+    /// split) are the same whichever other rows the corpus holds; deleting rows changes nothing of the others.
+    #[test]
+    fn token_ids_do_not_depend_on_the_other_rows() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/hf/tiny-bert/tokenizer.json");
+        let bytes = std::fs::read(dir).expect("the test-sized BERT's tokenizer");
+        let tokenizer = TextTokenizer::from_bytes("tokenizer.json", &bytes, 160, 0, 12).expect("a tokenizer");
+        let words = ["good", "bad", "film", "the", "not", "fun", "boring", "great"];
+        let rows: Vec<Row> = (0..400)
+            .map(|i: usize| Row {
+                id: format!("r{i}"),
+                text: (0..1 + i % 17).map(|k| words[(i * 7 + k) % words.len()]).collect::<Vec<_>>().join(" "),
+                label: if i % 2 == 0 { "pos" } else { "neg" }.into(),
+            })
+            .collect();
+        let labels = vec!["neg".to_string(), "pos".to_string()];
+        let shares = SplitShares::default();
+        // Every row lands in the split its id names, in file order, with the ids of its text tokenized alone.
+        let check = |rows: &[Row]| {
+            let got = splits("a.csv", rows, &labels, &tokenizer, shares).expect("splits");
+            for (split, d) in [&got.public, &got.deletable, &got.validation, &got.test].into_iter().enumerate() {
+                let expected: Vec<&Row> = rows.iter().filter(|r| shares.split_of(&r.id) == split).collect();
+                let t = d.text.as_ref().expect("texts");
+                let n = d.cols as usize;
+                assert_eq!(t.texts.len(), expected.len(), "split {split}");
+                for (i, row) in expected.iter().enumerate() {
+                    assert_eq!(t.texts[i], row.text);
+                    let alone = tokenizer.encode(&row.text).expect("encode");
+                    let ids = &t.ids[i * n..(i + 1) * n];
+                    assert_eq!(&ids[..alone.len()], alone.as_slice(), "{:?}", row.text);
+                    assert!(ids[alone.len()..].iter().all(|&p| p == 0), "padding is the pad id");
+                }
+            }
+        };
+        check(&rows);
+        // Every third row deleted: the others are untouched.
+        let kept: Vec<Row> = rows.iter().enumerate().filter(|(i, _)| i % 3 != 0).map(|(_, r)| r.clone()).collect();
+        check(&kept);
+    }
+
     #[test]
     fn a_rows_split_depends_on_its_id_alone() {
         let shares = SplitShares::default();

@@ -193,3 +193,53 @@ fn a_text_bundle_built_shard_by_shard_equals_the_one_machine_build() {
     let curve = json_of(&["curve", s(&b.bundle), "--deletions", "0,20", "--seed", "1", "--json", "--device", "cpu"]);
     assert!(curve.to_string().contains("s3t"), "{curve}");
 }
+
+/// `quality` over two build seeds and several deletion streams, `forget-check` of canaries (mislabeled training
+/// sentences against never-trained twins), and `bench` on the text encoder.
+#[test]
+fn quality_forget_check_and_bench_run_on_text() {
+    let b = build();
+    let backbone = format!("hf:{}", s(&b.model));
+    // A second build seed of the same data and layout, with canaries planted.
+    let other = b.bundle.with_file_name("seed1");
+    let mut args =
+        vec!["build", "--backbone", &backbone, "--data", &b.data, "--out", s(&other), "--seed", "1", "--canaries", "8"];
+    args.extend(TEXT_BUILD);
+    stdout_of(&args);
+
+    let bundles = [s(&b.bundle), s(&other)];
+    let mut args = vec!["quality", bundles[0], bundles[1], "--deletions", "0,10,60", "--seeds", "0..2"];
+    args.extend(["--json", "--device", "cpu"]);
+    let q = json_of(&args);
+    assert_eq!((q["build_seeds"].as_u64(), q["streams"].as_u64()), (Some(2), Some(3)), "{q}");
+    for row in ["backbone_accuracy", "finetune_accuracy", "s3t_accuracy", "sisa_accuracy"] {
+        assert_eq!(q[row]["n"], 2, "{row}: one figure per build seed: {q}");
+        assert!(q[row]["mean"].as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)), "{row}: {q}");
+    }
+    let curve = q["curve"].as_array().expect("a curve");
+    assert_eq!(curve.len(), 3);
+    // Before any deletion every shard serves, on every (bundle, stream) pair.
+    assert_eq!(curve[0]["s3t_live_shards"]["mean"], 2.0, "{q}");
+    assert_eq!(curve[0]["s3t_accuracy"]["n"], 6, "{q}");
+    // Deletions only ever shorten prefixes: the live shards never come back along the curve.
+    let live: Vec<f64> = curve.iter().map(|p| p["s3t_live_shards"]["mean"].as_f64().unwrap_or(0.0)).collect();
+    assert!(live.windows(2).all(|w| w[1] <= w[0]), "{live:?}");
+    assert!(q["s3t_live_shards_at_least_sisa_everywhere"].is_boolean(), "{q}");
+    // One bundle, one stream: the table.
+    let text = stdout_of(&["quality", bundles[0], "--deletions", "0", "--seeds", "0", "--device", "cpu"]);
+    assert!(text.contains("single LoRA fine-tune"), "{text}");
+
+    let report = json_of(&["forget-check", s(&other), "--canaries", "--json", "--device", "cpu"]);
+    assert_eq!(report["members"], "canaries", "{report}");
+    assert_eq!(report["after"]["deleted"], 8, "{report}");
+    assert_eq!(report["after"]["live_shards"], 2, "every offline shard is retrained: {report}");
+
+    let mut args = vec!["bench", "--backbone", &backbone, "--data", &b.data, "--text-field", "review"];
+    args.extend(["--label-field", "sentiment", "--max-tokens", "16", "--samples", "64", "--device", "cpu", "--json"]);
+    let bench = json_of(&args);
+    assert_eq!(bench["text"], true, "{bench}");
+    assert_eq!(bench["batch_size"], 32, "the peer's batch: {bench}");
+    for key in ["train_samples_per_s", "node_train_samples_per_s", "sisa_retrain_s", "s3t_delete_to_serve_s"] {
+        assert!(bench[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {bench}");
+    }
+}

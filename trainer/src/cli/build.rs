@@ -34,12 +34,12 @@ pub struct Args {
     /// Bundle directory (holds the backbone from `trainer pretrain`; pretrains first when it has none).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Shards m.
-    #[arg(long, default_value_t = 4)]
-    pub shards: u16,
-    /// Slices L per shard (= layer groups).
-    #[arg(long, default_value_t = 4)]
-    pub slices: u16,
+    /// Shards m [default: 4 on the ViT; 2 on a text encoder, see `TEXT_DEFAULTS`].
+    #[arg(long)]
+    pub shards: Option<u16>,
+    /// Slices L per shard (= layer groups) [default: 4 on the ViT; 2 on a text encoder].
+    #[arg(long)]
+    pub slices: Option<u16>,
     /// Sequences B per shard (default L).
     #[arg(long)]
     pub budget: Option<usize>,
@@ -53,9 +53,10 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Passes over a whole shard's worth of data per training run: a run on k of L slices makes ⌈epochs·L/k⌉
-    /// passes over its k slices, so every node step and SISA checkpoint takes about the same number of steps.
-    #[arg(long, default_value_t = 3)]
-    pub epochs: usize,
+    /// passes over its k slices, so every node step and SISA checkpoint takes about the same number of steps
+    /// [default: 3 on the ViT; 1 on a text encoder].
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Samples per optimiser step.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -108,11 +109,43 @@ pub enum PartitionArg {
     Balanced,
 }
 
+/// The shape of a build when its flags leave it open: shards, slices and passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub shards: u16,
+    pub slices: u16,
+    pub epochs: usize,
+}
+
+/// The ViT's defaults (the default bundle): 4 shards of 4 slices, 3 passes per training run.
+pub const IMAGE_DEFAULTS: Shape = Shape { shards: 4, slices: 4, epochs: 3 };
+
+/// A text encoder's defaults, chosen by measured accuracy per minute on 2 CPU cores (README, "Text"): every node of
+/// a real encoder back-propagates through whole transformer layers, so 2 shards of 2 slices (one adapted layer per
+/// group) and one pass keep the default MiniLM build on MR under 20 minutes; 4 × 4 with 3 passes would take hours.
+pub const TEXT_DEFAULTS: Shape = Shape { shards: 2, slices: 2, epochs: 1 };
+
+impl Args {
+    /// Shards, slices and passes: the flags', or the defaults of the data's kind (texts need a text encoder).
+    pub fn shape(&self, text: bool) -> Shape {
+        let d = if text { TEXT_DEFAULTS } else { IMAGE_DEFAULTS };
+        Shape {
+            shards: self.shards.unwrap_or(d.shards),
+            slices: self.slices.unwrap_or(d.slices),
+            epochs: self.epochs.unwrap_or(d.epochs),
+        }
+    }
+}
+
 pub fn run(args: &Args) -> Result<()> {
     let quiet = args.run.quiet();
     let source = Source::parse(&args.data)?;
-    if args.shards == 0 || args.slices == 0 {
+    let Shape { shards: m, slices, epochs } = args.shape(source.is_text());
+    if m == 0 || slices == 0 {
         bail!("--shards and --slices must be at least 1");
+    }
+    if epochs == 0 {
+        bail!("--epochs must be at least 1");
     }
     if !args.out.join(PRETRAIN_FILE).exists() {
         // A backbone that cannot read the data is refused before anything is written.
@@ -124,20 +157,20 @@ pub fn run(args: &Args) -> Result<()> {
             bail!("--backbone {}: a text encoder needs text data (--data text:FILE or mr)", args.pretrain.backbone);
         }
     }
-    let budget = args.budget.unwrap_or(usize::from(args.slices));
+    let budget = args.budget.unwrap_or(usize::from(slices));
     let prior = match &args.prior {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-            Prior::from_json(&text, args.slices).with_context(|| format!("prior file {}", path.display()))?
+            Prior::from_json(&text, slices).with_context(|| format!("prior file {}", path.display()))?
         }
-        None => Prior::uniform(args.slices),
+        None => Prior::uniform(slices),
     };
     let strategy = args.strategy.build(&prior, args.seed);
-    let plan = Plan::new(args.shards, args.slices, budget, &strategy)?;
+    let plan = Plan::new(m, slices, budget, &strategy)?;
     let shards: BTreeSet<u16> =
-        if args.shard.is_empty() { (0..args.shards).collect() } else { args.shard.iter().copied().collect() };
-    if let Some(bad) = shards.iter().find(|&&s| s >= args.shards) {
-        bail!("--shard {bad}: there are {} shards (0..{})", args.shards, args.shards - 1);
+        if args.shard.is_empty() { (0..m).collect() } else { args.shard.iter().copied().collect() };
+    if let Some(bad) = shards.iter().find(|&&s| s >= m) {
+        bail!("--shard {bad}: there are {} shards (0..{})", m, m - 1);
     }
     if args.out.join(MANIFEST_FILE).exists() && !args.resume {
         bail!("{} already holds a built bundle; use another --out, or --resume", args.out.display());
@@ -175,11 +208,11 @@ pub fn run(args: &Args) -> Result<()> {
             info.source
         );
     }
-    if record.model.vit.depth < usize::from(args.slices) {
+    if record.model.vit.depth < usize::from(slices) {
         bail!(
             "--slices {} needs at least {} transformer blocks but the backbone has {}",
-            args.slices,
-            args.slices,
+            slices,
+            slices,
             record.model.vit.depth
         );
     }
@@ -192,7 +225,7 @@ pub fn run(args: &Args) -> Result<()> {
     let config = record
         .model
         .clone()
-        .with_groups(usize::from(args.slices))
+        .with_groups(usize::from(slices))
         .with_layers_per_group(layers_per_group)
         .with_lora(LoraConfig::new().with_rank(lora_rank).with_alpha(args.lora_alpha));
     config.validate().map_err(|e| anyhow!("model configuration: {e}"))?;
@@ -200,15 +233,15 @@ pub fn run(args: &Args) -> Result<()> {
         format: FORMAT.to_owned(),
         version: VERSION,
         train: TrainConfig::new()
-            .with_epochs(args.epochs)
+            .with_epochs(epochs)
             .with_batch_size(args.batch_size)
             .with_learning_rate(args.learning_rate),
         lora: config.lora.clone(),
         layers_per_group,
         seed: args.seed,
         partition: Partition::new(
-            args.shards,
-            args.slices,
+            m,
+            slices,
             match args.partition {
                 PartitionArg::Hash => PartitionMode::Hash,
                 PartitionArg::Balanced => PartitionMode::Balanced,
@@ -249,7 +282,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let steps: usize = shards
         .iter()
-        .map(|&s| plan.shards[usize::from(s)].nodes.len() + if spec.sisa { usize::from(args.slices) } else { 0 })
+        .map(|&s| plan.shards[usize::from(s)].nodes.len() + if spec.sisa { usize::from(slices) } else { 0 })
         .sum();
     let mut progress = Progress::new(steps as u64, "build", quiet);
     let started = Instant::now();
