@@ -362,7 +362,7 @@ mod tests {
             .map(|i: usize| Row {
                 id: format!("r{i}"),
                 text: (0..1 + i % 17).map(|k| words[(i * 7 + k) % words.len()]).collect::<Vec<_>>().join(" "),
-                label: if i % 2 == 0 { "pos" } else { "neg" }.into(),
+                label: if i.is_multiple_of(2) { "pos" } else { "neg" }.into(),
             })
             .collect();
         let labels = vec!["neg".to_string(), "pos".to_string()];
