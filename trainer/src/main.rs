@@ -65,6 +65,13 @@ enum Command {
     Build(cli::build::Args),
     /// Merge the shards built separately with `trainer build --shard …` into one bundle.
     Assemble(cli::assemble::Args),
+    /// Build a bundle on a Slurm cluster: a prepare job, a job array with one task per shard (resuming after a
+    /// kill, requeued on node failure), and an assemble job that runs once every shard succeeded.
+    ///
+    /// Writes the job scripts (and `submit.sh`, which chains them with `afterok`), or submits them with `--submit`;
+    /// shards already complete are left out, so the same command resubmits what a failure left. `--status` shows
+    /// each shard's state and, for a failed task, the error from its log.
+    Slurm(cli::slurm::Args),
     /// Delete samples: record them durably in the bundle's ledger and show which layer groups were deactivated.
     Delete(cli::delete::Args),
     /// Test accuracy of the ensemble and of each shard after the deletions in the ledger.
@@ -102,6 +109,7 @@ impl Command {
             Command::Pretrain(args) => cli::pretrain::run(&args),
             Command::Build(args) => cli::build::run(&args),
             Command::Assemble(args) => cli::assemble::run(&args),
+            Command::Slurm(args) => cli::slurm::run(&args),
             Command::Delete(args) => cli::delete::run(&args),
             Command::Eval(args) => cli::eval::run(&args),
             Command::Curve(args) => cli::curve::run(&args),

@@ -108,16 +108,56 @@ impl BundleLock {
         if !bundle.is_dir() {
             return Err(format!("{}: not a bundle directory", bundle.display()));
         }
-        let path = bundle.join(LOCK_FILE);
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
-        file.lock().map_err(|e| format!("{}: cannot lock: {e}", path.display()))?;
-        Ok(Self { _file: file })
+        lock_file(&bundle.join(LOCK_FILE)).map(|file| Self { _file: file })
     }
+}
+
+/// Where the lock of one shard's build lives: beside its progress record.
+pub fn shard_lock_path(shard: u16) -> String {
+    format!("parts/shard-{shard}.lock")
+}
+
+/// An exclusive, blocking lock on one shard's build. Builds of different shards run at once (a cluster's tasks);
+/// two builds of one shard (a requeued task and its lingering predecessor) would write the same files. Whoever takes
+/// both takes the shard locks first and the bundle lock second, so builders (which hold a shard lock and take the
+/// bundle lock for their short reads and writes of shared records) never wait in a circle.
+#[derive(Debug)]
+pub struct ShardLock {
+    _file: File,
+}
+
+impl ShardLock {
+    /// Waits until no other process builds `shard` of the bundle, then holds it.
+    pub fn acquire(bundle: &Path, shard: u16) -> Result<Self, String> {
+        if !bundle.is_dir() {
+            return Err(format!("{}: not a bundle directory", bundle.display()));
+        }
+        let path = bundle.join(shard_lock_path(shard));
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
+        }
+        lock_file(&path).map(|file| Self { _file: file })
+    }
+
+    /// The locks of `shards`, taken in increasing order (one order for every process).
+    pub fn acquire_all(bundle: &Path, shards: impl IntoIterator<Item = u16>) -> Result<Vec<Self>, String> {
+        let mut shards: Vec<u16> = shards.into_iter().collect();
+        shards.sort_unstable();
+        shards.dedup();
+        shards.into_iter().map(|s| Self::acquire(bundle, s)).collect()
+    }
+}
+
+/// Opens (creating) and exclusively locks `path`, waiting for another holder.
+fn lock_file(path: &Path) -> Result<File, String> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
+    file.lock().map_err(|e| format!("{}: cannot lock: {e}", path.display()))?;
+    Ok(file)
 }
 
 /// Removes a file the bundle no longer keeps and makes the removal durable; a file already gone is fine.

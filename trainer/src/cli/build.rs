@@ -8,7 +8,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use s3t::Action;
 use s3t::bundle::guard::Guard;
 use s3t::bundle::manifest::{BUILD_FILE, FORMAT, LEDGER_FILE, MANIFEST_FILE, PRETRAIN_FILE, VERSION};
-use s3t::bundle::store::{BundleLock, read_weights, write_atomic, write_manifest};
+use s3t::bundle::store::{
+    BundleLock, ShardLock, read_weights, remove_durably, safe_join, write_atomic, write_manifest,
+};
 use s3t::bundle::{Backend, BuildSpec, Manifest, NodeEntry, PretrainRecord, ShardPart, SisaEntry};
 use s3t::ledger::Ledger;
 use s3t::model::build::{BuildContext, BundleDir, ShardJob, build_shards, part_path};
@@ -94,6 +96,10 @@ pub struct Args {
     /// Build only these shards (comma-separated), writing a partial artifact for `trainer assemble`.
     #[arg(long, value_name = "I[,J…]", value_delimiter = ',')]
     pub shard: Vec<u16>,
+    /// Pretrain when the bundle has no backbone yet and record the build's settings, then stop: the first job of a
+    /// cluster build, so that its shard tasks share one backbone and one specification (`trainer slurm`).
+    #[arg(long, conflicts_with_all = ["shard", "resume"])]
+    pub prepare: bool,
     #[command(flatten)]
     pub batching: BatchingOptions,
     #[command(flatten)]
@@ -179,8 +185,15 @@ pub fn run(args: &Args) -> Result<()> {
     // below).
     let images = if source.is_text() { None } else { Some(source.load()?) };
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
-    // The bundle's lock before anything of it is read: a resume must not race a delete or a retrain.
-    let _lock = BundleLock::acquire(&args.out).map_err(|e| anyhow!(e))?;
+    // The locks of the shards built here for the whole run (another build of one of them would write the same
+    // files), then the bundle's lock for the shared records only: shard tasks of a cluster build train at once, and
+    // a `delete` is recorded while they train (the training loop below honours it).
+    let _shard_locks = if args.prepare {
+        Vec::new()
+    } else {
+        ShardLock::acquire_all(&args.out, shards.iter().copied()).map_err(|e| anyhow!(e))?
+    };
+    let lock = BundleLock::acquire(&args.out).map_err(|e| anyhow!(e))?;
     if args.out.join(MANIFEST_FILE).exists() && !args.resume {
         bail!("{} already holds a built bundle; use another --out, or --resume", args.out.display());
     }
@@ -255,14 +268,18 @@ pub fn run(args: &Args) -> Result<()> {
         canaries: crate::canary::choose(args.seed, args.canaries, &splits.deletable, &splits.test)?,
     };
     fix_spec(&args.out, &spec)?;
+    if args.prepare {
+        return output::print(&format!(
+            "prepared {}: backbone and build settings recorded; build the shards with `trainer build --shard I`\n",
+            args.out.display()
+        ));
+    }
     // Everything below trains on the canary labels, as `retrain` will (`cli::checked_data`).
     let what = args.out.join(BUILD_FILE).display().to_string();
     crate::canary::plant(&spec.canaries, &mut splits.deletable, &what)?;
     let assignment = spec.partition.assign((0..splits.deletable.len() as u64).map(SampleId::Int))?;
-    // A resumed build respects the ledger exactly as `retrain` does: nodes are trained without the deleted samples,
-    // and a finished node is reused only when its lineage excludes them.
-    let guard = Guard::new(&assignment, ledger_deletions(&args.out)?);
-    let is_deleted = |id: &SampleId| guard.is_deleted(id);
+    // The shared records are read; computing the features and training need only the shard locks.
+    drop(lock);
     let features = Features::new(&config, &pretrained.backbone, &splits.deletable, &selected.device);
     let validation = Features::new(&config, &pretrained.backbone, &splits.validation, &selected.device);
     let ctx = BuildContext {
@@ -286,13 +303,40 @@ pub fn run(args: &Args) -> Result<()> {
         .sum();
     let mut progress = Progress::new(steps as u64, "build", quiet);
     let started = Instant::now();
-    let mut jobs = Vec::with_capacity(shards.len());
-    for &shard in &shards {
-        let (reuse, reuse_sisa, generation) =
-            if args.resume { resumable(&args.out, shard, &guard)? } else { (Vec::new(), Vec::new(), 0) };
-        jobs.push(ShardJob { shard, reuse, reuse_sisa, generation, only: None });
+    // A build respects the ledger exactly as `retrain` does: nodes are trained without the deleted samples, and a
+    // finished node is reused only when its lineage excludes them. Deletions recorded while the shards train (the
+    // bundle's lock is released meanwhile) are seen when they finish: the nodes that saw a deleted sample are then
+    // trained again, and their files removed, before the shard's record says it is complete.
+    let mut lock = Some(BundleLock::acquire(&args.out).map_err(|e| anyhow!(e))?);
+    let mut deleted = ledger_deletions(&args.out)?;
+    let mut resume = args.resume;
+    let mut rounds = 0;
+    loop {
+        let guard = Guard::new(&assignment, deleted.clone());
+        let mut jobs = Vec::with_capacity(shards.len());
+        for &shard in &shards {
+            let (reuse, reuse_sisa, generation) =
+                if resume { resumable(&args.out, shard, &guard)? } else { (Vec::new(), Vec::new(), 0) };
+            jobs.push(ShardJob { shard, reuse, reuse_sisa, generation, only: None });
+        }
+        drop(lock.take());
+        let is_deleted = |id: &SampleId| guard.is_deleted(id);
+        build_shards(&ctx, &jobs, spec.sisa, &is_deleted, &mut |e| progress.event(e)).map_err(|e| anyhow!(e))?;
+        lock = Some(BundleLock::acquire(&args.out).map_err(|e| anyhow!(e))?);
+        let now = ledger_deletions(&args.out)?;
+        if now.len() == deleted.len() {
+            break;
+        }
+        rounds += 1;
+        if !quiet {
+            output::note(&format!(
+                "notice: {} samples were deleted while the build ran: training again the nodes that saw them",
+                now.len() - deleted.len()
+            ));
+        }
+        deleted = now;
+        resume = true;
     }
-    build_shards(&ctx, &jobs, spec.sisa, &is_deleted, &mut |e| progress.event(e)).map_err(|e| anyhow!(e))?;
     let (samples, per_second) = progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     let assembled = if args.shard.is_empty() { Some(assemble(&args.out)?) } else { None };
@@ -305,6 +349,7 @@ pub fn run(args: &Args) -> Result<()> {
         "train_samples_per_s": per_second,
         "seconds": seconds,
         "assembled": assembled.is_some(),
+        "rounds_for_deletions_during_the_build": rounds,
         "backbone_validation_accuracy": record.backbone.validation_accuracy,
         "mean_node_validation_accuracy": assembled.as_ref().map(mean_node_accuracy),
     });
@@ -400,6 +445,9 @@ fn resumable(out: &Path, shard: u16, guard: &Guard) -> Result<Reusable> {
     // Nodes retrained after a deletion get a new generation, as `retrain` gives them.
     let generation =
         part.nodes.iter().map(|e| e.generation).max().unwrap_or(0) + u32::from(!guard.deleted().is_empty());
+    // What saw a deleted sample is never reused, and its file goes now (it may have been written after the
+    // `delete` that would have removed it).
+    forget_part(out, &part, guard)?;
     let mut nodes = Vec::new();
     for entry in part.nodes {
         let ok = guard.check_node(&entry).is_ok() && read_weights(out, &entry.weights).is_ok();
@@ -422,14 +470,57 @@ fn resumable(out: &Path, shard: u16, guard: &Guard) -> Result<Reusable> {
     Ok((nodes, sisa, generation))
 }
 
-fn read_part(path: &Path) -> Result<ShardPart> {
+/// The build specification a bundle records (`build.json`).
+pub fn read_spec(out: &Path) -> Result<BuildSpec> {
+    let path = out.join(BUILD_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a build specification", path.display()))
+}
+
+/// The number of shards a bundle's build records.
+pub fn recorded_shards(out: &Path) -> Result<u16> {
+    Ok(read_spec(out)?.partition.shards)
+}
+
+/// Removes the weight files of a shard record's entries whose lineage meets the deletions of `guard`; returns them
+/// (relative to the bundle). The caller holds the bundle's lock.
+pub fn forget_part(out: &Path, part: &ShardPart, guard: &Guard) -> Result<Vec<String>> {
+    let nodes = part.nodes.iter().filter(|e| guard.check_node(e).is_err()).map(|e| &e.weights);
+    let sisa = part.sisa.iter().filter(|e| guard.check_sisa(e).is_err()).map(|e| &e.weights);
+    let mut removed = Vec::new();
+    for file in nodes.chain(sisa) {
+        let path = safe_join(out, &file.path).map_err(|e| anyhow!(e))?;
+        if remove_durably(&path).map_err(|e| anyhow!(e))? {
+            removed.push(file.path.clone());
+        }
+    }
+    Ok(removed)
+}
+
+/// The progress records of the shards of a bundle under construction (those that exist).
+pub fn read_parts(out: &Path, shards: u16) -> Result<Vec<ShardPart>> {
+    let mut parts = Vec::new();
+    for shard in 0..shards {
+        let path = out.join(part_path(shard));
+        if path.exists() {
+            parts.push(read_part(&path)?);
+        }
+    }
+    Ok(parts)
+}
+
+/// A shard's progress record.
+pub fn read_part(path: &Path) -> Result<ShardPart> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     ShardPart::from_json(&path.display().to_string(), &text).map_err(|e| anyhow!(e))
 }
 
-/// Merges `pretrain.json`, `build.json` and every shard's part into `manifest.json`. The caller holds the bundle's
-/// lock. The assembled bundle must pass the serving guard against the ledger (a part that saw a deleted sample is
-/// refused, naming shard, node and slice) and every file it may serve must match its checksum.
+/// Merges `pretrain.json`, `build.json` and every shard's part into `manifest.json`. The caller holds every shard's
+/// lock and then the bundle's. The assembled bundle must pass the serving guard against the ledger (nothing served
+/// saw a deleted sample) and every file it may serve must match its checksum. The files of components whose lineage
+/// meets the ledger (deleted while a shard trained) are removed, and so is every weight file no record names (a
+/// task killed between writing a node's weights and its record, before a deletion gave the retrained node a new
+/// generation): nothing vouches that such a file saw no deleted sample.
 pub fn assemble(out: &Path) -> Result<Manifest> {
     let read = |name: &str| -> Result<String> {
         let path = out.join(name);
@@ -448,7 +539,29 @@ pub fn assemble(out: &Path) -> Result<Manifest> {
     let manifest = Manifest::assemble(record, spec, parts).map_err(|e| anyhow!("{}: {e}", out.display()))?;
     let bundle = Bundle::from_manifest(out, manifest)?;
     let serving = bundle.serving()?;
+    crate::cli::delete::forget_files(&bundle, &serving.state)?;
+    remove_unnamed_weights(out, &bundle.manifest)?;
     bundle.verify_servable(&serving.guard)?;
     write_manifest(out, &bundle.manifest).map_err(|e| anyhow!(e))?;
     Ok(bundle.manifest)
+}
+
+/// Removes the files under `weights/` that `manifest` does not name.
+fn remove_unnamed_weights(out: &Path, manifest: &Manifest) -> Result<()> {
+    let named: BTreeSet<PathBuf> = manifest.weight_files().map(|f| out.join(&f.path)).collect();
+    let mut stack = vec![out.join("weights")];
+    while let Some(dir) = stack.pop() {
+        if !dir.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+            let path = entry.with_context(|| format!("{}: cannot list", dir.display()))?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !named.contains(&path) {
+                remove_durably(&path).map_err(|e| anyhow!(e))?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
-use s3t::bundle::store::{remove_durably, safe_join};
+use s3t::bundle::guard::Guard;
+use s3t::bundle::manifest::{BUILD_FILE, LEDGER_FILE, MANIFEST_FILE, PRETRAIN_FILE};
+use s3t::bundle::store::{BundleLock, remove_durably, safe_join};
 use s3t::ledger::Ledger;
 use s3t::{Action, Event, SampleId};
 
@@ -47,7 +49,11 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("nothing to delete: give --ids or --ids-file");
     }
     // The bundle's lock first: a concurrent retrain must not write back a manifest that names files removed here.
-    let (_lock, bundle) = Bundle::open_locked(&args.bundle)?;
+    let _lock = BundleLock::acquire(&args.bundle).map_err(|e| anyhow!(e))?;
+    if !args.bundle.join(MANIFEST_FILE).exists() && args.bundle.join(BUILD_FILE).exists() {
+        return delete_during_build(args, &ids);
+    }
+    let bundle = Bundle::open(&args.bundle)?;
     // Validate every id before the first append, so a typo cannot leave half a batch recorded.
     if let Some(unknown) = ids.iter().find(|id| bundle.router.assignment().cell(id).is_none()) {
         bail!(
@@ -117,9 +123,69 @@ pub fn run(args: &Args) -> Result<()> {
     output::print(&text)
 }
 
+/// Deletion from a bundle whose shards are still being built (a cluster build: `build.json`, no manifest yet). The
+/// deletions are recorded in the ledger like any other, the files already trained on them are removed, and each
+/// shard build trains the affected nodes again before it records its shard as complete; `assemble` then refuses
+/// to serve anything whose lineage meets the ledger.
+fn delete_during_build(args: &Args, ids: &[SampleId]) -> Result<()> {
+    let dir = &args.bundle;
+    let record = crate::bundle_dir::read_pretrain_record(&dir.join(PRETRAIN_FILE))?;
+    let spec = crate::cli::build::read_spec(dir)?;
+    let assignment = spec.partition.assign((0..record.data.deletable as u64).map(SampleId::Int))?;
+    if let Some(unknown) = ids.iter().find(|id| assignment.cell(id).is_none()) {
+        bail!(
+            "sample id {unknown} is not in the deletable training data of {} (ids are 0..{}); nothing was deleted",
+            dir.display(),
+            record.data.deletable
+        );
+    }
+    let (mut ledger, recovery) = Ledger::open_or_create(dir.join(LEDGER_FILE))?;
+    if recovery.repaired() {
+        output::note(&format!("notice: {}: {recovery}", dir.join(LEDGER_FILE).display()));
+    }
+    let mut deleted: HashSet<SampleId> = ledger
+        .records()
+        .iter()
+        .filter_map(|a| match a {
+            Action::Delete(id) => Some(id.clone()),
+            Action::Retrained { .. } => None,
+        })
+        .collect();
+    let mut new = Vec::new();
+    for id in ids {
+        if deleted.insert(id.clone()) {
+            // Acknowledged only once the record is on disk (rule E7).
+            ledger.append(&Action::Delete(id.clone()))?;
+            new.push(id.clone());
+        }
+    }
+    let guard = Guard::new(&assignment, deleted.iter().cloned());
+    let mut removed = Vec::new();
+    for part in crate::cli::build::read_parts(dir, spec.partition.shards)? {
+        removed.extend(crate::cli::build::forget_part(dir, &part, &guard)?);
+    }
+    if args.json {
+        let json = serde_json::json!({
+            "building": true,
+            "newly_deleted": new.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "deleted": deleted.len(),
+            "removed_files": removed,
+        });
+        return output::print(&format!("{}\n", serde_json::to_string_pretty(&json)?));
+    }
+    output::print(&format!(
+        "{} samples deleted ({} new) from {}, which is still being built: {} files computed from them removed; the \
+         shard builds train the nodes that saw them again before they finish\n",
+        deleted.len(),
+        new.len(),
+        dir.display(),
+        removed.len()
+    ))
+}
+
 /// Removes the weight files of every component whose lineage meets the deletions of `state`, and purges the
 /// page's copy of the deletable split. Returns the removed files (relative to the bundle).
-fn forget_files(bundle: &Bundle, state: &s3t::State) -> Result<Vec<String>> {
+pub(crate) fn forget_files(bundle: &Bundle, state: &s3t::State) -> Result<Vec<String>> {
     let guard = bundle.guard(state);
     let mut removed = Vec::new();
     let nodes = bundle.manifest.nodes.iter().flatten().filter(|e| guard.check_node(e).is_err()).map(|e| &e.weights);

@@ -9,6 +9,7 @@ pub mod plan;
 pub mod predict;
 pub mod pretrain;
 pub mod simulate;
+pub mod slurm;
 
 use anyhow::{Context, Result, bail};
 use s3t::dataset::Splits;

@@ -44,6 +44,8 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let quiet = args.run.quiet();
+    // The shard's lock before the bundle's (the order every command takes them): no build of it may be writing.
+    let _shard_lock = s3t::bundle::store::ShardLock::acquire(&args.bundle, args.shard).map_err(|e| anyhow!(e))?;
     let (_lock, bundle) = Bundle::open_locked(&args.bundle)?;
     let m = bundle.manifest.partition.shards;
     if args.shard >= m {
