@@ -220,7 +220,12 @@ fn a_deletion_during_the_cluster_build_is_honoured_and_a_cancelled_task_is_resub
 
     cluster.drain(LIMIT);
     assert!(!dir.join("manifest.json").exists(), "assemble ran although shard 1 was cancelled");
-    assert!(complete(&dir, 0), "{}", log(&dir, "shard-0.log"));
+    let shard_log = log(&dir, "shard-0.log");
+    assert!(complete(&dir, 0), "{shard_log}");
+    assert!(
+        shard_log.contains("1 more deleted samples in the ledger since this build started"),
+        "the deletion came mid-build: {shard_log}"
+    );
     let status = slurm_json(&cluster, &[s(&dir), "--status", "--json"]);
     assert_eq!(status["shards"][0]["state"], "complete", "{status}");
     assert_ne!(status["shards"][1]["state"], "complete", "{status}");

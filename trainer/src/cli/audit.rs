@@ -109,6 +109,9 @@ fn strict(bundle: &Bundle, guard: &Guard) -> Result<Walk> {
     if parts_dir.is_dir() {
         for entry in std::fs::read_dir(&parts_dir).with_context(|| format!("{}: cannot list", parts_dir.display()))? {
             let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue; // a shard build's lock file
+            }
             let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
             parts.push(ShardPart::from_json(&path.display().to_string(), &text).map_err(|e| anyhow!(e))?);
         }

@@ -328,12 +328,12 @@ pub fn run(args: &Args) -> Result<()> {
             break;
         }
         rounds += 1;
-        if !quiet {
-            output::note(&format!(
-                "notice: {} samples were deleted while the build ran: training again the nodes that saw them",
-                now.len() - deleted.len()
-            ));
-        }
+        // Said even with --quiet: a cluster task's log should show why it trained more than planned.
+        output::note(&format!(
+            "notice: {} more deleted samples in the ledger since this build started: training again the nodes that saw \
+             them",
+            now.len() - deleted.len()
+        ));
         deleted = now;
         resume = true;
     }
