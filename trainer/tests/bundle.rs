@@ -19,6 +19,46 @@ use serde_json::Value;
 use support::*;
 
 // ---------------------------------------------------------------------------------------------------------------
+// 0. The quality guard
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Where the guard's figures are recorded.
+const QUALITY_RECORD: &str = "tests/fixtures/quality_guard.json";
+
+/// The fixture bundle's quality with no deletions, recorded: S3T's and SISA's test accuracy, each shard's, the
+/// backbone's and the nodes' mean validation accuracy. Training is bit-exact on the CPU backend, so a change to
+/// training, batching, partitioning or data handling that moves any weight moves these figures and fails here, in
+/// the change that makes it. If the change is meant, record the new figures with
+/// `S3T_RECORD_QUALITY=1 cargo test --workspace -- quality_guard` and measure the README's quality tables again
+/// (`trainer quality`) in the same change.
+#[test]
+fn quality_guard_the_fixture_bundles_accuracies_are_the_recorded_ones() {
+    let eval = eval_json(&built().dir);
+    let measured = serde_json::json!({
+        "s3t_accuracy": eval["accuracy"],
+        "sisa_accuracy": eval["sisa_accuracy"],
+        "per_shard": eval["per_shard"],
+        "backbone_accuracy": eval["backbone_accuracy"],
+        "mean_node_validation_accuracy": built().summary["mean_node_validation_accuracy"],
+        "test_samples": eval["test_samples"],
+    });
+    let trainer_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from);
+    let path = trainer_dir.join(QUALITY_RECORD);
+    if std::env::var_os("S3T_RECORD_QUALITY").is_some() {
+        fs::write(&path, format!("{}\n", serde_json::to_string_pretty(&measured).unwrap())).expect("write the record");
+        return;
+    }
+    let recorded: Value = serde_json::from_slice(&fs::read(&path).expect("the recorded figures"))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        measured, recorded,
+        "the fixture bundle's quality moved: training changed. If that is meant, record it (S3T_RECORD_QUALITY=1 \
+         cargo test --workspace -- quality_guard) and measure the README's quality tables again"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // 1. The JSON interfaces
 // ---------------------------------------------------------------------------------------------------------------
 
