@@ -198,13 +198,14 @@ struct Jobs<'a> {
 
 impl Jobs<'_> {
     /// The `#SBATCH` lines every job shares, and those of the jobs that train (`compute`).
-    fn header(&self, name: &str, log: &str, compute: bool) -> String {
+    fn header(&self, name: &str, log: &str, compute: bool, array: Option<&str>) -> String {
         let a = self.args;
         let mut h = String::from("#!/bin/bash\n");
         let mut opt = |o: String| {
             let _ = writeln!(h, "#SBATCH {o}");
         };
         opt(format!("--job-name=s3t-{name}"));
+        array.iter().for_each(|a| opt(format!("--array={a}")));
         opt(format!("--output={}", self.scripts.join("logs").join(log).display()));
         // Attempts and requeues of one task write one log, in order.
         opt("--open-mode=append".into());
@@ -244,17 +245,15 @@ impl Jobs<'_> {
     fn prepare(&self) -> String {
         format!(
             "{}{}exec {}\n",
-            self.header("prepare", "prepare.log", true),
+            self.header("prepare", "prepare.log", true, None),
             self.threads(),
             self.build_line(&["--prepare"])
         )
     }
 
     fn shards(&self, todo: &[u16]) -> String {
-        let mut s = self.header("shards", "shard-%a.log", true);
         let array = todo.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
-        // `#SBATCH` lines must precede the first command.
-        s = s.replacen("set -u\n", &format!("#SBATCH --array={array}\nset -u\n"), 1);
+        let mut s = self.header("shards", "shard-%a.log", true, Some(&array));
         s.push_str(self.threads());
         let attempts = self.args.attempts;
         let build = self.build_line(&["--shard", "$shard", "--resume"]).replace("'$shard'", "\"$shard\"");
@@ -285,7 +284,7 @@ done
             .map(|w| quote(w))
             .collect::<Vec<_>>()
             .join(" ");
-        format!("{}exec {line}\n", self.header("assemble", "assemble.log", false))
+        format!("{}exec {line}\n", self.header("assemble", "assemble.log", false, None))
     }
 
     fn write(&self, name: &str, text: &str) -> Result<PathBuf> {
@@ -434,4 +433,28 @@ fn last_word(log: &Path) -> Option<String> {
 fn last_error(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines().rev().find(|l| l.starts_with("error: ")).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{quote, submit_script};
+
+    #[test]
+    fn words_reach_the_shell_unchanged() {
+        assert_eq!(quote("/shared/bundle"), "/shared/bundle");
+        assert_eq!(quote("--data=text:reviews.csv"), "--data=text:reviews.csv");
+        assert_eq!(quote("my data/it's.csv"), r"'my data/it'\''s.csv'");
+        assert_eq!(quote("$HOME"), "'$HOME'");
+        assert_eq!(quote(""), "''");
+    }
+
+    #[test]
+    fn each_job_waits_for_the_one_before() {
+        let all = submit_script(false, true);
+        assert!(all.contains("prepare=$(sbatch --parsable prepare.sbatch)"), "{all}");
+        assert!(all.contains("shards=$(sbatch --parsable --dependency=afterok:$prepare shards.sbatch)"), "{all}");
+        assert!(all.contains("assemble=$(sbatch --parsable --dependency=afterok:$shards assemble.sbatch)"), "{all}");
+        let left = submit_script(true, false);
+        assert!(left.contains("assemble=$(sbatch --parsable assemble.sbatch)") && !left.contains("shards"), "{left}");
+    }
 }
