@@ -497,18 +497,6 @@ pub fn forget_part(out: &Path, part: &ShardPart, guard: &Guard) -> Result<Vec<St
     Ok(removed)
 }
 
-/// The progress records of the shards of a bundle under construction (those that exist).
-pub fn read_parts(out: &Path, shards: u16) -> Result<Vec<ShardPart>> {
-    let mut parts = Vec::new();
-    for shard in 0..shards {
-        let path = out.join(part_path(shard));
-        if path.exists() {
-            parts.push(read_part(&path)?);
-        }
-    }
-    Ok(parts)
-}
-
 /// A shard's progress record.
 pub fn read_part(path: &Path) -> Result<ShardPart> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
