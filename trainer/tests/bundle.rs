@@ -8,7 +8,6 @@
 mod support;
 
 use std::fs;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -308,13 +307,6 @@ fn shards_built_separately_assemble_into_the_single_machine_bundle() {
 // ---------------------------------------------------------------------------------------------------------------
 // 5. Resume
 // ---------------------------------------------------------------------------------------------------------------
-
-/// Number of nodes a shard's progress record lists, once it exists and parses.
-fn part_nodes(dir: &Path, shard: u16) -> Option<usize> {
-    let bytes = fs::read(dir.join(format!("parts/shard-{shard}.json"))).ok()?;
-    let part: Value = serde_json::from_slice(&bytes).ok()?;
-    Some(part["nodes"].as_array()?.len())
-}
 
 #[test]
 fn an_interrupted_build_resumes_to_the_same_bundle() {

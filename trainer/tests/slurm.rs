@@ -46,15 +46,6 @@ fn slurm_json(cluster: &Cluster, args: &[&str]) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("slurm {args:?} printed invalid JSON ({e}): {text}"))
 }
 
-fn part(dir: &Path, shard: u16) -> Option<Value> {
-    let bytes = fs::read(dir.join(format!("parts/shard-{shard}.json"))).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-fn part_nodes(dir: &Path, shard: u16) -> usize {
-    part(dir, shard).and_then(|p| p["nodes"].as_array().map(Vec::len)).unwrap_or(0)
-}
-
 fn complete(dir: &Path, shard: u16) -> bool {
     part(dir, shard).is_some_and(|p| p["complete"] == true)
 }
@@ -62,7 +53,7 @@ fn complete(dir: &Path, shard: u16) -> bool {
 /// Waits until shard `shard` has recorded a trained node but is not complete: the moment to interfere.
 fn wait_mid_build(cluster: &Cluster, dir: &Path, shard: u16) {
     let started = Instant::now();
-    while part_nodes(dir, shard) == 0 {
+    while part_nodes(dir, shard).unwrap_or(0) == 0 {
         assert!(started.elapsed() < LIMIT, "shard {shard} recorded no node\n{}", cluster.logs());
         std::thread::sleep(Duration::from_millis(5));
     }

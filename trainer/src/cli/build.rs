@@ -11,7 +11,7 @@ use s3t::bundle::manifest::{BUILD_FILE, FORMAT, LEDGER_FILE, MANIFEST_FILE, PRET
 use s3t::bundle::store::{
     BundleLock, ShardLock, read_weights, remove_durably, safe_join, write_atomic, write_manifest,
 };
-use s3t::bundle::{Backend, BuildSpec, Manifest, NodeEntry, PretrainRecord, ShardPart, SisaEntry};
+use s3t::bundle::{Backend, BuildSpec, Manifest, NodeEntry, ShardPart, SisaEntry};
 use s3t::ledger::Ledger;
 use s3t::model::build::{BuildContext, BundleDir, ShardJob, build_shards, part_path};
 use s3t::model::features::Features;
@@ -421,13 +421,15 @@ fn ledger_deletions(out: &Path) -> Result<Vec<SampleId>> {
         return Ok(Vec::new());
     }
     let (actions, _) = Ledger::read(&path)?;
-    Ok(actions
-        .into_iter()
-        .filter_map(|a| match a {
-            Action::Delete(id) => Some(id),
-            Action::Retrained { .. } => None,
-        })
-        .collect())
+    Ok(deleted_ids(&actions).collect())
+}
+
+/// The ids a ledger's actions delete, in order; retrain records are not deletions.
+pub fn deleted_ids(actions: &[Action]) -> impl Iterator<Item = SampleId> + '_ {
+    actions.iter().filter_map(|a| match a {
+        Action::Delete(id) => Some(id.clone()),
+        Action::Retrained { .. } => None,
+    })
 }
 
 /// Entries that may be reused, indexed by node id and by SISA checkpoint − 1, and the generation of the nodes
@@ -510,12 +512,8 @@ pub fn read_part(path: &Path) -> Result<ShardPart> {
 /// task killed between writing a node's weights and its record, before a deletion gave the retrained node a new
 /// generation): nothing vouches that such a file saw no deleted sample.
 pub fn assemble(out: &Path) -> Result<Manifest> {
-    let read = |name: &str| -> Result<String> {
-        let path = out.join(name);
-        std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))
-    };
-    let record = PretrainRecord::from_json(PRETRAIN_FILE, &read(PRETRAIN_FILE)?).map_err(|e| anyhow!(e))?;
-    let spec: BuildSpec = serde_json::from_str(&read(BUILD_FILE)?).with_context(|| format!("{BUILD_FILE}: invalid"))?;
+    let record = crate::bundle_dir::read_pretrain_record(&out.join(PRETRAIN_FILE))?;
+    let spec = read_spec(out)?;
     let mut parts = Vec::new();
     for shard in 0..spec.partition.shards {
         let path = out.join(part_path(shard));

@@ -143,14 +143,7 @@ fn delete_during_build(args: &Args, ids: &[SampleId]) -> Result<()> {
     if recovery.repaired() {
         output::note(&format!("notice: {}: {recovery}", dir.join(LEDGER_FILE).display()));
     }
-    let mut deleted: HashSet<SampleId> = ledger
-        .records()
-        .iter()
-        .filter_map(|a| match a {
-            Action::Delete(id) => Some(id.clone()),
-            Action::Retrained { .. } => None,
-        })
-        .collect();
+    let mut deleted: HashSet<SampleId> = crate::cli::build::deleted_ids(ledger.records()).collect();
     let mut new = Vec::new();
     for id in ids {
         if deleted.insert(id.clone()) {

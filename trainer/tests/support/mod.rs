@@ -189,6 +189,17 @@ pub fn flip_byte(path: &Path, offset: usize) {
     fs::write(path, bytes).expect("write the file");
 }
 
+/// A shard's progress record, once it exists and parses.
+pub fn part(dir: &Path, shard: u16) -> Option<Value> {
+    let bytes = fs::read(dir.join(format!("parts/shard-{shard}.json"))).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Number of nodes a shard's progress record lists, once it exists and parses.
+pub fn part_nodes(dir: &Path, shard: u16) -> Option<usize> {
+    Some(part(dir, shard)?["nodes"].as_array()?.len())
+}
+
 pub fn served(state: &State) -> Value {
     serde_json::to_value((0..state.shards()).map(|s| state.served(s)).collect::<Vec<_>>()).unwrap()
 }
