@@ -68,6 +68,7 @@ fn eval_curve_and_audit_print_the_documented_json() {
     let m = manifest(dir);
     assert_eq!(m.nodes.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4], "two cyclic orders of two slices");
     assert_eq!(m.sisa.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2]);
+    assert_eq!(m.train.learning_rate, 1e-3, "the ViT's default learning rate");
     assert_eq!(built.summary["shards_built"], serde_json::json!([0, 1]));
     assert_eq!(built.summary["nodes_per_shard"], serde_json::json!([4, 4]));
 

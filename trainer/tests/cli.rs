@@ -231,6 +231,8 @@ fn invalid_arguments_give_one_error_line() {
         (vec!["plan", "--slices", "3", "--strategy", "bms", "--prior", &missing], "missing.json"),
         (vec!["plan", "--slices", "3", "--prior", &short], "--prior"),
         (vec!["pretrain", "--out", &bundle, "--threads", "0", "--device", "cpu"], "--threads 0"),
+        (vec!["build", "--out", &bundle, "--learning-rate", "0", "--device", "cpu"], "--learning-rate 0"),
+        (vec!["build", "--out", &bundle, "--learning-rate", "NaN", "--device", "cpu"], "--learning-rate NaN"),
     ];
     for (args, needle) in &cases {
         assert_one_line_error(args, needle);

@@ -96,6 +96,8 @@ fn a_text_bundle_builds_serves_forgets_and_retrains() {
     assert_eq!(manifest["data"]["fields"]["id"], "id");
     assert_eq!(manifest["model"]["text"]["max_tokens"], 16);
     assert_eq!(manifest["model"]["layers_per_group"], 1);
+    // A text encoder's default learning rate (the ViT's is 1e-3).
+    assert_eq!(manifest["train"]["learning_rate"], 3e-3);
 
     let eval = json_of(&["eval", dir, "--device", "cpu", "--json"]);
     // A random test-sized encoder learns little in one pass: the figure only has to be one (quality is measured on
