@@ -124,7 +124,7 @@ pub struct Shape {
     pub learning_rate: f64,
 }
 
-/// The ViT's defaults (the default bundle): 4 shards of 4 slices, 3 passes per training run.
+/// The ViT's defaults (the default bundle): 4 shards of 4 slices, 3 passes per training run, learning rate 1e-3.
 pub const IMAGE_DEFAULTS: Shape = Shape { shards: 4, slices: 4, epochs: 3, learning_rate: 1e-3 };
 
 /// A text encoder's defaults, chosen by measured accuracy per minute on 2 CPU cores (README, "Text"): every node of
@@ -135,7 +135,7 @@ pub const IMAGE_DEFAULTS: Shape = Shape { shards: 4, slices: 4, epochs: 3, learn
 pub const TEXT_DEFAULTS: Shape = Shape { shards: 2, slices: 2, epochs: 1, learning_rate: 3e-3 };
 
 impl Args {
-    /// Shards, slices and passes: the flags', or the defaults of the data's kind (texts need a text encoder).
+    /// Shards, slices, passes and learning rate: the flags', or the defaults of the data's kind (texts need a text encoder).
     pub fn shape(&self, text: bool) -> Shape {
         let d = if text { TEXT_DEFAULTS } else { IMAGE_DEFAULTS };
         Shape {
@@ -409,8 +409,8 @@ fn fix_spec(out: &Path, spec: &BuildSpec) -> Result<()> {
         existing.backend.device.clone_from(&spec.backend.device);
         if &existing != spec {
             bail!(
-                "{} was started with other settings (shards, slices, budget, strategy, seed, epochs, canaries or \
-                 backbone); use the same flags or another --out",
+                "{} was started with other settings (shards, slices, budget, strategy, seed, epochs, learning \
+                 rate, canaries or backbone); use the same flags or another --out",
                 path.display()
             );
         }
