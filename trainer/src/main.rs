@@ -12,6 +12,7 @@ mod data;
 mod device;
 mod fetch;
 mod membership;
+mod memory;
 mod output;
 mod progress;
 mod sweep;
@@ -126,6 +127,7 @@ impl Command {
 }
 
 fn main() -> ExitCode {
+    memory::keep_freed_memory();
     match Cli::parse().command.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

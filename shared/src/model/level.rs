@@ -17,7 +17,7 @@
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::activation::{gelu, log_softmax};
+use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -27,7 +27,7 @@ use super::adapter::{BlockAdapter, GroupAdapter};
 use super::config::ModelConfig;
 use super::ensemble::{accuracy, softmax_rows};
 use super::features::Features;
-use super::kernel::{attention_masked, layer_norm_eps};
+use super::kernel::{attention_masked, gelu, layer_norm_eps};
 use super::train::Progress;
 use super::vit::{Backbone, Block, Head};
 use crate::dataset::Dataset;
