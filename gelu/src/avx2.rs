@@ -55,6 +55,8 @@ impl Avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
+// The constants are written digit for digit as in libm's source, which rounds them to the same floats.
+#[allow(clippy::excessive_precision)]
 mod imp {
     use std::arch::x86_64::*;
     use std::f32::consts::SQRT_2;

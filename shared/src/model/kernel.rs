@@ -640,7 +640,7 @@ mod tests {
     /// Inputs over GELU's whole useful range, the branch points of `erff` and special values.
     fn inputs() -> Vec<f32> {
         let mut x: Vec<f32> = (-3000..3000).map(|i| i as f32 * 0.0047).collect();
-        x.extend([0.0, 1e-30, -1e-30, 0.84375, -0.84375, 1.25, -1.25, 2.857_142_9, 6.0, -6.0, 9.0, -9.0, -13.0]);
+        x.extend([0.0, 1e-30, -1e-30, 0.84375, -0.84375, 1.25, -1.25, 2.857_143, 6.0, -6.0, 9.0, -9.0, -13.0]);
         x.extend([f32::MIN_POSITIVE, 3.0e38, 88.0]);
         x
     }
