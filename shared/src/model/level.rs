@@ -70,8 +70,8 @@ pub struct Level<'a> {
 }
 
 /// Model selection on non-deletable validation data (rule E5): member `i`'s validation logits `[n, classes]` after
-/// each of its epochs, scored by accuracy against `labels`; the best epoch's parameters are kept (the earliest on
-/// ties). The logits stay where they were computed until [`Pending::select`] reads them back, after the level: a
+/// each of its scored epochs ([`scored_epochs`]), scored by accuracy against `labels`; the best scored epoch's
+/// parameters are kept (the earliest on ties). The logits stay where they were computed until [`Pending::select`] reads them back, after the level: a
 /// GPU's queue never waits on a read mid-training, and WebGPU, which reads back only asynchronously, can train.
 pub struct Select<'f, 'l> {
     pub logits: &'f dyn Fn(usize, &Trained) -> Tensor<2>,
@@ -282,8 +282,23 @@ fn block_forward(
     if block.post_norm { norm(&block.norm2, x) } else { x }
 }
 
+/// Model selection scores a run after at most this many of its epochs, evenly spaced and always the last
+/// ([`scored_epochs`]). A run on k of a shard's L slices makes ⌈E·L/k⌉ passes over its smaller data
+/// ([`super::config::TrainConfig::for_slices`]) while every score is a pass over the whole validation split, so
+/// scoring each pass cost the default image build more validation than training at its one-slice nodes (12 scores of
+/// 1,000 validation images against 12 passes over 375 training images). At the image defaults (E = 3) every run is
+/// now scored once per shard's worth of data; no run of the text defaults makes more than three passes.
+pub const SCORED_EPOCHS: usize = 3;
+
+/// The epochs (numbered from 1) after which a run of `epochs` passes is scored: `min(epochs, SCORED_EPOCHS)` of
+/// them, evenly spaced, the last among them.
+pub fn scored_epochs(epochs: usize) -> Vec<usize> {
+    let scores = epochs.min(SCORED_EPOCHS);
+    (1..=epochs).filter(|&e| e * scores / epochs > (e - 1) * scores / epochs).collect()
+}
+
 /// A member's batches over all its epochs (its own shuffles, as [`super::train`]'s loop draws them), and the index
-/// of the last step of each epoch.
+/// of the last step of each scored epoch ([`scored_epochs`]).
 fn schedule(member: &Member<'_>, batch: usize) -> (Vec<Vec<usize>>, Vec<usize>) {
     let mut rng = ChaCha8Rng::seed_from_u64(member.seed ^ 0x5348_5546_464c_4500);
     let mut order = member.samples.clone();
@@ -294,11 +309,12 @@ fn schedule(member: &Member<'_>, batch: usize) -> (Vec<Vec<usize>>, Vec<usize>) 
         steps.extend(order.chunks(batch).map(<[usize]>::to_vec));
         epoch_ends.push(steps.len());
     }
-    (steps, epoch_ends)
+    let scored = scored_epochs(member.epochs).into_iter().map(|e| epoch_ends[e - 1]).collect();
+    (steps, scored)
 }
 
 /// Trains every member (all at the same level: the same trainable and frozen groups) as one stacked computation,
-/// and returns each member's parameters, pending model selection ([`Pending::select`]): every epoch's under
+/// and returns each member's parameters, pending model selection ([`Pending::select`]): every scored epoch's under
 /// `select`, else the last step's.
 pub fn train_level<'l>(
     level: &Level<'_>,
@@ -450,6 +466,24 @@ mod tests {
     fn select(pending: Pending<'_>) -> Trained {
         let read = async |t: Tensor<2>| Ok(to_host(t));
         crate::model::vit::unpaced(pending.select(&read)).expect("select")
+    }
+
+    /// At most three scored epochs, evenly spaced, the last always; runs of up to three passes score every one.
+    #[test]
+    fn model_selection_scores_at_most_three_evenly_spaced_epochs_ending_with_the_last() {
+        assert_eq!(scored_epochs(0), Vec::<usize>::new());
+        assert_eq!(scored_epochs(1), vec![1]);
+        assert_eq!(scored_epochs(2), vec![1, 2]);
+        assert_eq!(scored_epochs(3), vec![1, 2, 3]);
+        assert_eq!(scored_epochs(4), vec![2, 3, 4]);
+        assert_eq!(scored_epochs(6), vec![2, 4, 6]);
+        assert_eq!(scored_epochs(12), vec![4, 8, 12]);
+        for epochs in 1..50 {
+            let scored = scored_epochs(epochs);
+            assert_eq!(scored.len(), epochs.min(SCORED_EPOCHS));
+            assert_eq!(scored.last(), Some(&epochs));
+            assert!(scored.windows(2).all(|w| w[0] < w[1]));
+        }
     }
 
     /// Model selection read back after the level keeps the best epoch, the earliest on ties, with its accuracy.
