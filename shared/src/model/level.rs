@@ -71,8 +71,9 @@ pub struct Level<'a> {
 
 /// Model selection on non-deletable validation data (rule E5): member `i`'s validation logits `[n, classes]` after
 /// each of its scored epochs ([`scored_epochs`]), scored by accuracy against `labels`; the best scored epoch's
-/// parameters are kept (the earliest on ties). The logits stay where they were computed until [`Pending::select`] reads them back, after the level: a
-/// GPU's queue never waits on a read mid-training, and WebGPU, which reads back only asynchronously, can train.
+/// parameters are kept (the earliest on ties). The logits stay where they were computed until [`Pending::select`]
+/// reads them back, after the level: a GPU's queue never waits on a read mid-training, and WebGPU, which reads back
+/// only asynchronously, can train.
 pub struct Select<'f, 'l> {
     pub logits: &'f dyn Fn(usize, &Trained) -> Tensor<2>,
     pub labels: &'l [u8],
