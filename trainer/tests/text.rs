@@ -55,6 +55,9 @@ const TEXT_BUILD: &[&str] = &[
     "2",
     "--slices",
     "2",
+    // One layer per group (not the default, every layer): the tests cover the frozen layers' cached output.
+    "--layers-per-group",
+    "1",
     "--epochs",
     "1",
     "--pretrain-epochs",
@@ -241,6 +244,8 @@ fn quality_forget_check_and_bench_run_on_text() {
     let bench = json_of(&args);
     assert_eq!(bench["text"], true, "{bench}");
     assert_eq!(bench["batch_size"], 32, "the peer's batch: {bench}");
+    // The default bundle's layout: as many layers per group as fit evenly, here every one of the 4 in 2 groups.
+    assert_eq!(bench["layers_per_group"], 2, "{bench}");
     for key in ["train_samples_per_s", "node_train_samples_per_s", "sisa_retrain_s", "s3t_delete_to_serve_s"] {
         assert!(bench[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {bench}");
     }

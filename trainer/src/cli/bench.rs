@@ -20,7 +20,7 @@ use s3t::model::{Backbone, GroupAdapter, Head, LoraConfig, ModelConfig, Pretrain
 use s3t::partition::{Cell, Partition, PartitionMode};
 use s3t::{Action, Plan, Router, SampleId, Strategy};
 
-use crate::cli::build::{IMAGE_DEFAULTS, TEXT_DEFAULTS};
+use crate::cli::build::{IMAGE_DEFAULTS, TEXT_DEFAULTS, text_layers_per_group};
 use crate::cli::pretrain::{BackboneArg, PretrainOptions};
 use crate::data::Source;
 use crate::device::{DeviceArg, choose, cpu_threads};
@@ -52,6 +52,10 @@ pub struct Args {
     /// encoder (`minilm`, `hf:DIR`; texts cut to --max-tokens). The deletion comparison uses the same model.
     #[command(flatten)]
     pub model: PretrainOptions,
+    /// Text encoders: layers per group of the S3T layout, whose top group a node step trains [default: `build`'s,
+    /// depth ÷ slices].
+    #[arg(long, value_name = "N")]
+    pub layers_per_group: Option<usize>,
     /// Measure training throughput only (skip the deletion comparison, which retrains SISA checkpoints).
     #[arg(long)]
     pub throughput_only: bool,
@@ -83,6 +87,9 @@ fn setup(args: &Args, device: &burn::tensor::Device, quiet: bool) -> Result<Setu
     let threads = args.threads.unwrap_or_else(cpu_threads);
     match args.model.backbone(quiet)? {
         BackboneArg::Vit => {
+            if let Some(per) = args.layers_per_group {
+                bail!("--layers-per-group {per}: for text encoders; the ViT's groups split every block");
+            }
             let splits = Source::Default.load()?;
             let vit = args.model.vit();
             let l = IMAGE_DEFAULTS.slices;
@@ -127,18 +134,21 @@ fn setup(args: &Args, device: &burn::tensor::Device, quiet: bool) -> Result<Setu
                     )
                     .map_err(|e| anyhow!("{}/config.json: {e}", hf.source.dir))
             };
-            // One group of every layer: the peer's `--groups 1`. The S3T layout: one adapted layer per group.
-            let (all, s3t) = (config(1, depth)?, config(usize::from(l), 1)?);
+            // One group of every layer: the peer's `--groups 1`. The S3T layout: the default bundle's groups.
+            let per = args.layers_per_group.unwrap_or_else(|| text_layers_per_group(depth, l));
+            let (all, s3t) = (config(1, depth)?, config(usize::from(l), per)?);
             let backbone = hf.backbone(&all, device).map_err(|e| anyhow!(e))?;
             let pretrained = Pretrained { head: Head::new(&all.vit, device), backbone };
             Ok(Setup {
                 describe: format!(
-                    "{} ({}, {} layers, width {}), {} tokens, LoRA rank 8 on query and value",
+                    "{} ({}, {} layers, width {}), {} tokens, LoRA rank 8 on query and value, S3T groups of {} \
+                     layers",
                     dir.display(),
                     hf.config.model_type,
                     depth,
                     all.vit.d_model,
-                    max_tokens
+                    max_tokens,
+                    per
                 ),
                 all,
                 s3t,
@@ -233,6 +243,7 @@ pub fn run(args: &Args) -> Result<()> {
         "max_tokens": config.text.as_ref().map(|t| t.max_tokens),
         "d_model": config.vit.d_model,
         "depth": config.vit.depth,
+        "layers_per_group": config.layers_per_group,
         "heads": config.vit.heads,
         "samples": n,
         "batch_size": setup.batch_size,

@@ -69,8 +69,9 @@ pub struct Args {
     #[arg(long)]
     pub lora_rank: Option<usize>,
     /// Layers per group, counted from the top: only the top slices × N layers carry adapters, and the layers below
-    /// stay frozen (computed once per sample and cached) [default: a text encoder 1; the ViT: every block, split
-    /// into the groups as evenly as possible].
+    /// stay frozen (computed once per sample and cached) [default: a text encoder as many as fit evenly, depth ÷
+    /// slices (3 for MiniLM-L6 at 2 slices: every layer); the ViT: every block, split into the groups as evenly as
+    /// possible].
     #[arg(long, value_name = "N")]
     pub layers_per_group: Option<usize>,
     /// LoRA scale numerator: updates are multiplied by alpha / r.
@@ -132,6 +133,14 @@ pub const IMAGE_DEFAULTS: Shape = Shape { shards: 4, slices: 4, epochs: 3, learn
 /// group) and one pass keep the default MiniLM build on MR under 20 minutes; 4 × 4 with 3 passes would take hours.
 /// One pass makes few optimiser steps (a one-slice node about 70), and at 1e-3 the components trained on the least
 /// data trailed most: 3e-3 measured better for S3T, SISA and the fine-tune alike.
+/// A text encoder's default layers per group: as many whole layers as fit in `slices` equal groups, so every layer
+/// carries an adapter when the slices divide the depth. Measured on MiniLM-L6 and MR (README, "Text"): adapters on
+/// all six layers (3 per group) raised the nodes' mean validation accuracy from 76.5 % (one layer per group) to
+/// 78.5 %, for a build of 10 minutes instead of 4.5 on 2 cores, more than three passes or twice the tokens bought.
+pub fn text_layers_per_group(depth: usize, slices: u16) -> usize {
+    (depth / usize::from(slices).max(1)).max(1)
+}
+
 pub const TEXT_DEFAULTS: Shape = Shape { shards: 2, slices: 2, epochs: 1, learning_rate: 3e-3 };
 
 impl Args {
@@ -239,7 +248,7 @@ pub fn run(args: &Args) -> Result<()> {
     let batching = args.batching.resolve(&selected)?;
     let lora_rank = args.lora_rank.unwrap_or(if record.model.text.is_some() { 8 } else { 4 });
     let layers_per_group = match (&record.model.text, args.layers_per_group) {
-        (Some(_), per) => Some(per.unwrap_or(1)),
+        (Some(_), per) => Some(per.unwrap_or_else(|| text_layers_per_group(record.model.vit.depth, slices))),
         (None, per) => per,
     };
     let config = record
