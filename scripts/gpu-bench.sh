@@ -11,7 +11,8 @@
 # mr`); a GPU machine without network gets a copy of that cache through S3T_CACHE. Without it they are skipped.
 # Where no hardware adapter is usable (no Vulkan loader or driver), `auto` says so in a notice and runs on the CPU:
 # each row says which device ran it. The GPU rows use the stacked figure (one batched computation of many runs), the CPU
-# rows the threaded one (one run per core), each backend's best.
+# rows the threaded one (one run per core), each backend's best. On a 2-core machine without a GPU (every row on
+# the CPU) it took 16 minutes beside another job; the CPU rows dominate on a GPU machine too.
 set -euo pipefail
 T=${1:?usage: gpu-bench.sh TRAINER OUT}
 OUT=${2:?usage: gpu-bench.sh TRAINER OUT}
@@ -32,7 +33,7 @@ for d in auto cpu; do
 done
 for d in auto cpu; do
   rm -rf "$OUT/vit-$d"
-  "$T" pretrain --out "$OUT/vit-$d" --device "$d" --quiet
+  "$T" pretrain --out "$OUT/vit-$d" --device "$d" --quiet >/dev/null
   record vit-build "$d" < <("$T" build --out "$OUT/vit-$d" --device "$d" --json)
 done
 python3 - "$LOG" <<'PY'
