@@ -7,6 +7,7 @@ mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde_json::Value;
 use support::{assert_one_line_error, json_of, s, stdout_of};
@@ -195,6 +196,16 @@ fn a_text_bundle_built_shard_by_shard_equals_the_one_machine_build() {
     resume.extend(TEXT_BUILD);
     stdout_of(&resume);
     assert_eq!(weights(&b.bundle), weights(&parts), "a resumed build retrained a finished node");
+    // Resuming without `--layers-per-group 1` asks for the default (every layer): refused, naming the setting, and
+    // the bundle is untouched (how a bundle started by a trainer with another default meets a newer one).
+    let mut other_layout = resume.clone();
+    let at = other_layout.iter().position(|a| *a == "--layers-per-group").expect("the flag");
+    other_layout.drain(at..at + 2);
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer")).args(&other_layout).output().expect("the trainer runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("layers_per_group: 1 recorded, 2 now"), "{stderr}");
+    assert_eq!(weights(&b.bundle), weights(&parts), "a refused resume changed the bundle");
     let curve = json_of(&["curve", s(&b.bundle), "--deletions", "0,20", "--seed", "1", "--json", "--device", "cpu"]);
     assert!(curve.to_string().contains("s3t"), "{curve}");
 }

@@ -418,15 +418,31 @@ fn fix_spec(out: &Path, spec: &BuildSpec) -> Result<()> {
         existing.backend.device.clone_from(&spec.backend.device);
         if &existing != spec {
             bail!(
-                "{} was started with other settings (shards, slices, budget, strategy, seed, epochs, learning \
-                 rate, canaries or backbone); use the same flags or another --out",
-                path.display()
+                "{} was started with other settings ({}); use the same flags or another --out",
+                path.display(),
+                spec_differences(&existing, spec)
             );
         }
         return Ok(());
     }
     let json = serde_json::to_string_pretty(spec)?;
     write_atomic(&path, json.as_bytes()).map_err(|e| anyhow!(e))
+}
+
+/// The settings in which two build specifications differ, as "field: recorded, now" (a default that changed
+/// between trainer versions shows here too, e.g. a text encoder's layers per group).
+fn spec_differences(recorded: &BuildSpec, now: &BuildSpec) -> String {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(recorded), serde_json::to_value(now))
+    else {
+        return "unreadable".to_owned();
+    };
+    let differing: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}: {v} recorded, {} now", b.get(k).unwrap_or(&serde_json::Value::Null)))
+        .collect();
+    differing.join("; ")
 }
 
 /// The ids deleted in the bundle's ledger (none when it has no ledger yet). Deletions are permanent: a retrain
