@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Training throughput on a GPU machine against the same machine's CPU: the default ViT and MiniLM-L6, each on
-# the GPU through burn-wgpu (`--device auto`: Vulkan on Linux) and on the CPU (`--device cpu`), then a whole default ViT build
-# (pretrain + build) on each. Writes one JSON line per measurement to OUT/gpu-bench.jsonl and
-# prints a table of samples/s with each figure's ratio to the CPU's.
+# Training throughput on a GPU machine against the same machine's CPU: `trainer bench` on the default ViT and on
+# MiniLM-L6, then a whole default ViT build (pretrain + build) and the default MiniLM build on MR, each on the GPU
+# through burn-wgpu (`--device auto`: Vulkan on Linux) and on the CPU (`--device cpu`). Writes one JSON line per
+# measurement to OUT/gpu-bench.jsonl and prints a table of samples/s with each figure's ratio to the CPU's.
 #
 #   scripts/gpu-bench.sh TRAINER OUT
 #
@@ -12,7 +12,7 @@
 # Where no hardware adapter is usable (no Vulkan loader or driver), `auto` says so in a notice and runs on the CPU:
 # each row says which device ran it. The GPU rows use the stacked figure (one batched computation of many runs), the CPU
 # rows the threaded one (one run per core), each backend's best. On a 2-core machine without a GPU (every row on
-# the CPU) it took 16 minutes beside another job; the CPU rows dominate on a GPU machine too.
+# the CPU) it took 16 minutes beside another job before the MiniLM builds were added (about 11 minutes each there).
 set -euo pipefail
 T=${1:?usage: gpu-bench.sh TRAINER OUT}
 OUT=${2:?usage: gpu-bench.sh TRAINER OUT}
@@ -35,13 +35,18 @@ for d in auto cpu; do
   rm -rf "$OUT/vit-$d"
   "$T" pretrain --out "$OUT/vit-$d" --device "$d" --quiet >/dev/null
   record vit-build "$d" < <("$T" build --out "$OUT/vit-$d" --device "$d" --json)
+  if ((minilm)); then
+    # The default text build (MiniLM-L6 on MR, every layer adapted).
+    rm -rf "$OUT/mr-$d"
+    record mr-build "$d" < <("$T" build --backbone minilm --data mr --out "$OUT/mr-$d" --device "$d" --json)
+  fi
 done
 python3 - "$LOG" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 
 def figures(r):
-    if r["what"] == "vit-build":
+    if r["what"].endswith("-build"):
         return {"build": r["train_samples_per_s"]}
     best = lambda k: r.get(f"{k}_threaded_samples_per_s") or r[f"{k}_batched_samples_per_s"]
     return {"every adapter": best("train"), "node step": best("node_train")}
