@@ -233,6 +233,7 @@ fn invalid_arguments_give_one_error_line() {
         (vec!["pretrain", "--out", &bundle, "--threads", "0", "--device", "cpu"], "--threads 0"),
         (vec!["build", "--out", &bundle, "--learning-rate", "0", "--device", "cpu"], "--learning-rate 0"),
         (vec!["build", "--out", &bundle, "--learning-rate", "NaN", "--device", "cpu"], "--learning-rate NaN"),
+        (vec!["bench", "--layers-per-group", "2", "--device", "cpu"], "--layers-per-group 2"),
     ];
     for (args, needle) in &cases {
         assert_one_line_error(args, needle);

@@ -124,19 +124,19 @@ fn setup(args: &Args, device: &burn::tensor::Device, quiet: bool) -> Result<Setu
             let (m, l) = (TEXT_DEFAULTS.shards, TEXT_DEFAULTS.slices);
             let depth = hf.config.num_hidden_layers;
             let config = |groups, per| {
-                hf.config
-                    .model_config(
-                        labels.len(),
-                        groups,
-                        per,
-                        max_tokens,
-                        LoraConfig::new().with_rank(8).with_alpha(16.0),
-                    )
-                    .map_err(|e| anyhow!("{}/config.json: {e}", hf.source.dir))
+                hf.config.model_config(
+                    labels.len(),
+                    groups,
+                    per,
+                    max_tokens,
+                    LoraConfig::new().with_rank(8).with_alpha(16.0),
+                )
             };
             // One group of every layer: the peer's `--groups 1`. The S3T layout: the default bundle's groups.
             let per = args.layers_per_group.unwrap_or_else(|| text_layers_per_group(depth, l));
-            let (all, s3t) = (config(1, depth)?, config(usize::from(l), per)?);
+            let all = config(1, depth).map_err(|e| anyhow!("{}/config.json: {e}", hf.source.dir))?;
+            // A layout that does not fit the encoder is the flag's fault, not the encoder's.
+            let s3t = config(usize::from(l), per).map_err(|e| anyhow!("--layers-per-group {per}: {e}"))?;
             let backbone = hf.backbone(&all, device).map_err(|e| anyhow!(e))?;
             let pretrained = Pretrained { head: Head::new(&all.vit, device), backbone };
             Ok(Setup {
