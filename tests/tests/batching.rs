@@ -62,11 +62,12 @@ struct Setup {
 }
 
 impl Setup {
-    /// The test-sized BERT of `tests/fixtures/hf`: two groups of one layer on top of two frozen layers.
-    fn text() -> Self {
+    /// The test-sized BERT of `tests/fixtures/hf` (4 layers) in two groups of `per` layers: one layer each on top of
+    /// two frozen layers, or two each, every layer adapted (the text default).
+    fn text(per: usize) -> Self {
         let dir = tiny_bert_dir();
         let hf = HfDir::open(&dir).expect("the test-sized BERT");
-        let config = hf.config.model_config(2, 2, 1, 16, LoraConfig::new()).expect("a text configuration");
+        let config = hf.config.model_config(2, 2, per, 16, LoraConfig::new()).expect("a text configuration");
         let cpu = cpu();
         let device = &cpu.device;
         device.seed(3);
@@ -166,7 +167,12 @@ fn a_node_trains_the_same_alone_or_in_any_batch() {
 
 #[test]
 fn a_text_node_trains_the_same_alone_or_in_any_batch() {
-    nodes_train_the_same(&Setup::text());
+    nodes_train_the_same(&Setup::text(1));
+}
+
+#[test]
+fn a_text_node_with_every_layer_adapted_trains_the_same_alone_or_in_any_batch() {
+    nodes_train_the_same(&Setup::text(2));
 }
 
 fn nodes_train_the_same(setup: &Setup) {
@@ -213,7 +219,12 @@ fn a_sisa_checkpoint_trains_the_same_alone_or_in_a_batch() {
 
 #[test]
 fn a_text_sisa_checkpoint_trains_the_same_alone_or_in_a_batch() {
-    sisa_trains_the_same(&Setup::text());
+    sisa_trains_the_same(&Setup::text(1));
+}
+
+#[test]
+fn a_text_sisa_checkpoint_with_every_layer_adapted_trains_the_same_alone_or_in_a_batch() {
+    sisa_trains_the_same(&Setup::text(2));
 }
 
 fn sisa_trains_the_same(setup: &Setup) {
@@ -251,7 +262,7 @@ fn sisa_trains_the_same(setup: &Setup) {
 /// Negative control: the comparison sees a change of one run's seed (so equal weights above are not vacuous).
 #[test]
 fn control_another_seed_changes_the_weights() {
-    for setup in [Setup::new(), Setup::text()] {
+    for setup in [Setup::new(), Setup::text(1)] {
         another_seed_changes_the_weights(&setup);
     }
 }
