@@ -12,11 +12,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use s3t::dataset::Dataset;
 use s3t::model::device::{Selected, cpu};
-use s3t::model::features::{Features, to_host};
+use s3t::model::features::{Features, logits_all, to_host};
 use s3t::model::hf::HfDir;
 use s3t::model::parallel::Batching;
 use s3t::model::train::{NodeRun, SisaRun, train_nodes, train_sisas};
-use s3t::model::{Backbone, GroupAdapter, Head, LoraConfig, ModelConfig, NodeParams, SisaParams, TrainConfig};
+use s3t::model::{
+    Backbone, Component, GroupAdapter, Head, LoraConfig, ModelConfig, NodeParams, SisaParams, TrainConfig,
+};
 use s3t_tests::{synthetic_texts, tiny_bert_dir};
 
 fn synthetic(n: usize, seed: u64) -> Dataset {
@@ -63,11 +65,15 @@ struct Setup {
 
 impl Setup {
     /// The test-sized BERT of `tests/fixtures/hf` (4 layers) in two groups of `per` layers: one layer each on top of
-    /// two frozen layers, or two each, every layer adapted (the text default).
-    fn text(per: usize) -> Self {
+    /// two frozen layers, or two each, every layer adapted (the text default); packed tokens (the default) or the
+    /// padded arithmetic of older bundles.
+    fn text(per: usize, packed: bool) -> Self {
         let dir = tiny_bert_dir();
         let hf = HfDir::open(&dir).expect("the test-sized BERT");
-        let config = hf.config.model_config(2, 2, per, 16, LoraConfig::new()).expect("a text configuration");
+        let mut config = hf.config.model_config(2, 2, per, 16, LoraConfig::new()).expect("a text configuration");
+        if let Some(text) = config.text.as_mut() {
+            text.packed = Some(packed);
+        }
         let cpu = cpu();
         let device = &cpu.device;
         device.seed(3);
@@ -167,12 +173,17 @@ fn a_node_trains_the_same_alone_or_in_any_batch() {
 
 #[test]
 fn a_text_node_trains_the_same_alone_or_in_any_batch() {
-    nodes_train_the_same(&Setup::text(1));
+    nodes_train_the_same(&Setup::text(1, true));
 }
 
 #[test]
 fn a_text_node_with_every_layer_adapted_trains_the_same_alone_or_in_any_batch() {
-    nodes_train_the_same(&Setup::text(2));
+    nodes_train_the_same(&Setup::text(2, true));
+}
+
+#[test]
+fn a_text_node_in_the_padded_arithmetic_trains_the_same_alone_or_in_any_batch() {
+    nodes_train_the_same(&Setup::text(2, false));
 }
 
 fn nodes_train_the_same(setup: &Setup) {
@@ -219,12 +230,17 @@ fn a_sisa_checkpoint_trains_the_same_alone_or_in_a_batch() {
 
 #[test]
 fn a_text_sisa_checkpoint_trains_the_same_alone_or_in_a_batch() {
-    sisa_trains_the_same(&Setup::text(1));
+    sisa_trains_the_same(&Setup::text(1, true));
 }
 
 #[test]
 fn a_text_sisa_checkpoint_with_every_layer_adapted_trains_the_same_alone_or_in_a_batch() {
-    sisa_trains_the_same(&Setup::text(2));
+    sisa_trains_the_same(&Setup::text(2, true));
+}
+
+#[test]
+fn a_text_sisa_checkpoint_in_the_padded_arithmetic_trains_the_same_alone_or_in_a_batch() {
+    sisa_trains_the_same(&Setup::text(2, false));
 }
 
 fn sisa_trains_the_same(setup: &Setup) {
@@ -262,7 +278,7 @@ fn sisa_trains_the_same(setup: &Setup) {
 /// Negative control: the comparison sees a change of one run's seed (so equal weights above are not vacuous).
 #[test]
 fn control_another_seed_changes_the_weights() {
-    for setup in [Setup::new(), Setup::text(1)] {
+    for setup in [Setup::new(), Setup::text(1, true)] {
         another_seed_changes_the_weights(&setup);
     }
 }
@@ -277,4 +293,46 @@ fn another_seed_changes_the_weights(setup: &Setup) {
     };
     let one = Batching::stacked(1);
     assert_ne!(setup.nodes(&[run(1)], one), setup.nodes(&[run(2)], one));
+}
+
+/// Packed tokens (`TextConfig::packed`, `s3t::model::packing`) change no bit of the forward pass: the cached
+/// activations at every group boundary (at the real tokens) and a trained component's logits are the padded
+/// layout's. Only the grouping of the weight gradients' sums differs, so training on packed tokens is another
+/// arithmetic (recorded in the bundle), and the control shows that it does change the trained bits.
+#[test]
+fn packed_tokens_change_no_bit_of_the_forward_pass_but_train_other_bits() {
+    let (packed, padded) = (Setup::text(1, true), Setup::text(1, false));
+    let real: Vec<bool> =
+        padded.data.text.as_ref().expect("texts").lengths.iter().flat_map(|&l| (0..16).map(move |t| t < l)).collect();
+    assert!(real.iter().any(|r| !r), "the texts have padding");
+    for group in 1..=2 {
+        let width = padded.config.vit.d_model;
+        let at_real = |f: &Features| -> Vec<u32> {
+            let values = to_host(f.all(group));
+            values
+                .chunks(width)
+                .zip(&real)
+                .filter(|(_, r)| **r)
+                .flat_map(|(row, _)| row.iter().map(|v| v.to_bits()))
+                .collect()
+        };
+        assert_eq!(at_real(&packed.features), at_real(&padded.features), "activations entering group {group}");
+    }
+    let runs = |setup: &Setup| -> Vec<SisaParams> {
+        let run = SisaRun { previous: None, samples: sample_sets()[0].clone(), seed: 5, run: train() };
+        let (c, b, f, d) = (&setup.config, &setup.backbone, &setup.features, &setup.data);
+        train_sisas(c, b, &setup.head, &[run], Batching::stacked(1), f, d, None, &setup.cpu.device, &mut |_| {})
+            .into_iter()
+            .map(|u| u.read().params)
+            .collect()
+    };
+    let (trained_padded, trained_packed) = (runs(&padded), runs(&packed));
+    let params = &trained_padded[0];
+    let groups: Vec<&GroupAdapter> = params.adapters.iter().collect();
+    let logits = |setup: &Setup, features: &Features| -> Vec<u32> {
+        let component = Component { groups: &groups, head: &params.head };
+        logits_all(&setup.config, &setup.backbone, component, features).iter().map(|v| v.to_bits()).collect()
+    };
+    assert_eq!(logits(&packed, &packed.validation_features), logits(&padded, &padded.validation_features));
+    assert_ne!(sisa_bits(&trained_packed[0]), sisa_bits(params), "control: packed training is another arithmetic");
 }

@@ -100,6 +100,8 @@ fn a_text_bundle_builds_serves_forgets_and_retrains() {
     assert_eq!(manifest["data"]["fields"]["id"], "id");
     assert_eq!(manifest["model"]["text"]["max_tokens"], 16);
     assert_eq!(manifest["model"]["layers_per_group"], 1);
+    // The arithmetic: the token-wise layers train on the real tokens only (older bundles: padded, no field).
+    assert_eq!(manifest["model"]["text"]["packed"], true);
     // A text encoder's default learning rate (the ViT's is 1e-3).
     assert_eq!(manifest["train"]["learning_rate"], 3e-3);
 
@@ -257,6 +259,8 @@ fn quality_forget_check_and_bench_run_on_text() {
     assert_eq!(bench["batch_size"], 32, "the peer's batch: {bench}");
     // The default bundle's layout: as many layers per group as fit evenly, here every one of the 4 in 2 groups.
     assert_eq!(bench["layers_per_group"], 2, "{bench}");
+    assert_eq!(bench["packed"], true, "{bench}");
+    assert!(bench["real_token_share"].as_f64().is_some_and(|s| s > 0.0 && s < 1.0), "{bench}");
     for key in ["train_samples_per_s", "node_train_samples_per_s", "sisa_retrain_s", "s3t_delete_to_serve_s"] {
         assert!(bench[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {bench}");
     }

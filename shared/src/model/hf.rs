@@ -122,7 +122,8 @@ impl HfConfig {
             self.layer_norm_eps,
             self.pad_token_id,
         )
-        .with_max_tokens(max_tokens);
+        .with_max_tokens(max_tokens)
+        .with_packed(Some(true));
         let config = ModelConfig::new()
             .with_vit(vit)
             .with_lora(lora)
@@ -252,7 +253,15 @@ pub fn load_backbone(file: &str, bytes: &[u8], config: &ModelConfig, device: &De
             config.vit.depth
         ));
     }
-    Ok(Backbone { patch: None, position: None, text: Some(embedding), blocks, norm: None, patch_size: 1 })
+    Ok(Backbone {
+        patch: None,
+        position: None,
+        text: Some(embedding),
+        blocks,
+        norm: None,
+        patch_size: 1,
+        packed: text.packs(),
+    })
 }
 
 /// A Hugging Face model directory, read (natively): its three files and what they say.

@@ -14,6 +14,7 @@ pub mod features;
 pub mod hf;
 pub mod input;
 pub mod kernel;
+pub mod packing;
 pub mod parts;
 pub mod serve;
 pub mod vit;

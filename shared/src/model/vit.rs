@@ -12,6 +12,7 @@ use burn::tensor::{Device, Int, Tensor};
 use super::adapter::{BlockAdapter, GroupAdapter};
 use super::config::{ModelConfig, VitConfig};
 use super::kernel::{attention_masked, gelu, layer_norm_eps, linear, token_linear};
+use super::packing::Packing;
 
 /// One transformer block: pre-norm (the ViT: `x + f(norm(x))`) or post-norm (BERT: `norm(x + f(x))`). The query
 /// and value projections take an optional LoRA update.
@@ -70,7 +71,22 @@ impl Block {
         let h = self.heads;
         // Token-wise layers run on [b·n, d]: one plain matmul per projection instead of a batched one, which the
         // WebGPU kernels (a software adapter most of all) run several times faster; the arithmetic is the same.
-        let x = x.reshape([b * n, d]);
+        let attend = |q, k, v| attention_masked(q, k, v, n, h, mask);
+        self.rows_forward_paced(x.reshape([b * n, d]), n, &attend, adapter, pause).await.reshape([b, n, d])
+    }
+
+    /// The block on token rows ([rows, d]): every position of a batch (`tokens` per sample), or a text batch's
+    /// real tokens packed together ([`Packing`], `tokens` 1). `attend` computes attention from the rows' query, key
+    /// and value projections, in whatever layout the rows need for it.
+    async fn rows_forward_paced(
+        &self,
+        x: Tensor<2>,
+        tokens: usize,
+        attend: &impl Fn(Tensor<2>, Tensor<2>, Tensor<2>) -> Tensor<2>,
+        adapter: Option<&BlockAdapter>,
+        pause: &impl AsyncFn(),
+    ) -> Tensor<2> {
+        let n = tokens;
         let norm = |layer: &LayerNorm, t: Tensor<2>| layer_norm_eps(layer, self.epsilon, t);
         // The order of the operations is the training graph's: autodiff sums gradients in that order, so a reordering
         // would change every trained weight in its last bits (bundles are reproducible bit for bit).
@@ -91,7 +107,7 @@ impl Block {
         pause().await;
         let v = token_linear(xn, n, wv, bias(&self.value));
         pause().await;
-        let context = attention_masked(q, k, v, n, h, mask);
+        let context = attend(q, k, v);
         pause().await;
         let x = x + per_token(&self.output, context, n);
         let x = if self.post_norm { norm(&self.norm1, x) } else { x };
@@ -101,9 +117,8 @@ impl Block {
         pause().await;
         let x = x + per_token(&self.fc2, hidden, n);
         let x = if self.post_norm { norm(&self.norm2, x) } else { x };
-        let y = x.reshape([b, n, d]);
         pause().await;
-        y
+        x
     }
 }
 
@@ -144,6 +159,8 @@ pub struct Backbone {
     /// The pre-norm ViT's final norm (a post-norm encoder ends normalised).
     pub norm: Option<LayerNorm>,
     pub patch_size: usize,
+    /// Texts: the token-wise layers run on the real tokens only ([`Packing`]; `TextConfig::packed`).
+    pub packed: bool,
 }
 
 /// BERT's input: word, absolute position and token-type embeddings, summed, then a layer norm.
@@ -198,6 +215,7 @@ impl Backbone {
             blocks: (0..config.depth).map(|_| Block::new(config, device)).collect(),
             norm: Some(LayerNormConfig::new(config.d_model).init(device)),
             patch_size: config.patch_size,
+            packed: false,
         }
     }
 
@@ -241,10 +259,36 @@ impl Backbone {
         adapters: &[Option<&BlockAdapter>],
         pause: &impl AsyncFn(),
     ) -> Tensor<3> {
+        let packing = if self.packed && from < to { mask.and_then(Packing::of_mask) } else { None };
+        if let (Some(packing), Some(mask)) = (packing, mask) {
+            let [b, n, d] = x.dims();
+            let h = self.heads();
+            // Attention alone needs each text's tokens in place: it unpacks the projections and packs its output.
+            let attend = |q, k, v| {
+                packing.pack(attention_masked(
+                    packing.unpack(q),
+                    packing.unpack(k),
+                    packing.unpack(v),
+                    n,
+                    h,
+                    Some(mask),
+                ))
+            };
+            let mut rows = packing.pack(x.reshape([b * n, d]));
+            for (i, block) in self.blocks.iter().enumerate().take(to).skip(from) {
+                rows = block.rows_forward_paced(rows, 1, &attend, adapters.get(i).copied().flatten(), pause).await;
+            }
+            return packing.unpack(rows).reshape([b, n, d]);
+        }
         for (i, block) in self.blocks.iter().enumerate().take(to).skip(from) {
             x = block.forward_paced(x, mask, adapters.get(i).copied().flatten(), pause).await;
         }
         x
+    }
+
+    /// Attention heads (every block has the same).
+    fn heads(&self) -> usize {
+        self.blocks.first().map_or(1, |b| b.heads)
     }
 
     /// The final norm (image backbones) and mean pooling over the tokens, or over a text's real tokens only

@@ -56,6 +56,10 @@ pub struct Args {
     /// depth ÷ slices].
     #[arg(long, value_name = "N")]
     pub layers_per_group: Option<usize>,
+    /// Text encoders: measure the padded arithmetic (every position up to --max-tokens, that of text bundles built
+    /// before packing) instead of packed tokens.
+    #[arg(long)]
+    pub padded: bool,
     /// Measure training throughput only (skip the deletion comparison, which retrains SISA checkpoints).
     #[arg(long)]
     pub throughput_only: bool,
@@ -89,6 +93,9 @@ fn setup(args: &Args, device: &burn::tensor::Device, quiet: bool) -> Result<Setu
         BackboneArg::Vit => {
             if let Some(per) = args.layers_per_group {
                 bail!("--layers-per-group {per}: for text encoders; the ViT's groups split every block");
+            }
+            if args.padded {
+                bail!("--padded: for text encoders; images have no padding");
             }
             let splits = Source::Default.load()?;
             let vit = args.model.vit();
@@ -124,13 +131,17 @@ fn setup(args: &Args, device: &burn::tensor::Device, quiet: bool) -> Result<Setu
             let (m, l) = (TEXT_DEFAULTS.shards, TEXT_DEFAULTS.slices);
             let depth = hf.config.num_hidden_layers;
             let config = |groups, per| {
-                hf.config.model_config(
+                let mut config = hf.config.model_config(
                     labels.len(),
                     groups,
                     per,
                     max_tokens,
                     LoraConfig::new().with_rank(8).with_alpha(16.0),
-                )
+                )?;
+                if let Some(text) = config.text.as_mut() {
+                    text.packed = Some(!args.padded);
+                }
+                Ok::<_, String>(config)
             };
             // One group of every layer: the peer's `--groups 1`. The S3T layout: the default bundle's groups.
             let per = args.layers_per_group.unwrap_or_else(|| text_layers_per_group(depth, l));
@@ -141,13 +152,14 @@ fn setup(args: &Args, device: &burn::tensor::Device, quiet: bool) -> Result<Setu
             let pretrained = Pretrained { head: Head::new(&all.vit, device), backbone };
             Ok(Setup {
                 describe: format!(
-                    "{} ({}, {} layers, width {}), {} tokens, LoRA rank 8 on query and value, S3T groups of {} \
-                     layers",
+                    "{} ({}, {} layers, width {}), {} tokens ({}), LoRA rank 8 on query and value, S3T groups of \
+                     {} layers",
                     dir.display(),
                     hf.config.model_type,
                     depth,
                     all.vit.d_model,
                     max_tokens,
+                    if args.padded { "padded" } else { "packed" },
                     per
                 ),
                 all,
@@ -227,8 +239,10 @@ pub fn run(args: &Args) -> Result<()> {
         format!("  {what}: {one:.1} / {batched:.1} ({:.2}×){threaded} samples/s\n", batched / one)
     };
     let threaded_label = threaded.map_or(String::new(), |t| format!(" / {width} runs on {} threads", t.threads));
+    let share = real_token_share(&data)
+        .map_or(String::new(), |s| format!(" ({:.0} % of the positions real tokens)", s * 100.0));
     let throughput_text = format!(
-        "device: {}\nmodel: {}\n{n} samples, batch {}; training throughput, one run alone / {width} runs \
+        "device: {}\nmodel: {}\n{n} samples{share}, batch {}; training throughput, one run alone / {width} runs \
          stacked{threaded_label}:\n{}{}",
         selected.name,
         setup.describe,
@@ -241,6 +255,8 @@ pub fn run(args: &Args) -> Result<()> {
         "model": setup.describe,
         "text": config.text.is_some(),
         "max_tokens": config.text.as_ref().map(|t| t.max_tokens),
+        "packed": config.text.as_ref().map(|t| t.packs()),
+        "real_token_share": real_token_share(&data),
         "d_model": config.vit.d_model,
         "depth": config.vit.depth,
         "layers_per_group": config.layers_per_group,
@@ -358,4 +374,11 @@ pub fn run(args: &Args) -> Result<()> {
         l - cell.slice,
         sisa_retrain_s / s3t_delete_to_serve_s
     ))
+}
+
+/// The share of real tokens among the positions of the measured texts (`None` for images): what packing saves.
+fn real_token_share(data: &s3t::dataset::Dataset) -> Option<f64> {
+    let text = data.text.as_ref()?;
+    let real: usize = text.lengths.iter().map(|&l| l as usize).sum();
+    Some(real as f64 / (text.lengths.len() * data.cols as usize).max(1) as f64)
 }
