@@ -28,8 +28,9 @@ use super::config::ModelConfig;
 use super::ensemble::{accuracy, softmax_rows};
 use super::features::Features;
 use super::kernel::{attention_masked, gelu, layer_norm_eps};
+use super::packing::Packing;
 use super::train::Progress;
-use super::vit::{Backbone, Block, Head};
+use super::vit::{Backbone, Block, Head, Weights, unpaced};
 use crate::dataset::Dataset;
 
 /// One run of a level batch: its starting parameters, the groups above it (frozen), its samples and seed.
@@ -283,6 +284,46 @@ fn block_forward(
     if block.post_norm { norm(&block.norm2, x) } else { x }
 }
 
+/// The pooled outputs ([N, batch, d]) of the blocks from `start` on, each member's batch on its own packed real
+/// tokens ([`Packing`]) with its own query and value weights (`weights[block]`, [N, d, d]). A member's arithmetic
+/// depends only on its own rows, so it is the same trained alone or next to any other members.
+fn packed_pooled(
+    backbone: &Backbone,
+    x: Tensor<3>,
+    mask: &Tensor<2>,
+    n: usize,
+    start: usize,
+    weights: &BlockWeights,
+) -> Tensor<3> {
+    let [rows, tokens, d] = x.dims();
+    let batch = rows / n.max(1);
+    let pooled = (0..n)
+        .map(|i| {
+            let x = x.clone().narrow(0, i * batch, batch).reshape([batch * tokens, d]);
+            let mask = mask.clone().narrow(0, i * batch, batch);
+            let packing = Packing::of_mask(&mask);
+            let rows = match &packing {
+                Some(p) => p.pack(x),
+                None => x,
+            };
+            let member = |t: &Tensor<3>| t.clone().narrow(0, i, 1).reshape([d, d]);
+            let weights = |b: usize| match &weights[b] {
+                Some((q, v)) => Weights::Folded(member(q), member(v)),
+                None => Weights::Adapter(None),
+            };
+            let blocks = start..backbone.depth();
+            let rows =
+                unpaced(backbone.packed_blocks_paced(rows, packing.as_ref(), &mask, blocks, weights, &async || {}));
+            let x = match &packing {
+                Some(p) => p.unpack(rows),
+                None => rows,
+            };
+            backbone.pool(x.reshape([batch, tokens, d]), Some(&mask))
+        })
+        .collect();
+    Tensor::stack(pooled, 0)
+}
+
 /// Model selection scores a run after at most this many of its epochs, evenly spaced and always the last
 /// ([`scored_epochs`]). A run on k of a shard's L slices makes ⌈E·L/k⌉ passes over its smaller data
 /// ([`super::config::TrainConfig::for_slices`]) while every score is a pass over the whole validation split, so
@@ -341,6 +382,8 @@ pub fn train_level<'l>(
     let batch = level.batch_size.max(1);
     let (n, tokens) = (members.len(), config.tokens());
     let ad = level.device.clone().autodiff();
+    // Packed tokens (`TextConfig::packed`) on the CPU backend: each member's real tokens alone, member by member.
+    let packs = config.text.as_ref().is_some_and(|t| t.packs()) && *level.device == Device::flex();
     let backbone = level.backbone.clone().no_grad().train();
     let frozen_w = frozen_weights(config, level.backbone, members);
     let frozen_w: BlockWeights = frozen_w.into_iter().map(|w| w.map(|(q, v)| (q.autodiff(), v.autodiff()))).collect();
@@ -385,13 +428,18 @@ pub fn train_level<'l>(
         let x = level.features.at(low, &indices).autodiff();
         let tokens_real = level.features.mask_at(&indices).map(Tensor::autodiff);
         let d = x.dims()[2];
-        let mut x = x.reshape([n, batch * tokens, d]);
         let mut weights = frozen_w.clone();
         trainable_weights(config, &backbone, &stacked, scale, &mut weights);
-        for (b, block) in backbone.blocks.iter().enumerate().skip(start_block) {
-            x = block_forward(block, x, tokens, tokens_real.as_ref(), weights[b].take());
-        }
-        let pooled = backbone.pool(x.reshape([n * batch, tokens, d]), tokens_real.as_ref()).reshape([n, batch, d]);
+        let pooled = match tokens_real.as_ref().filter(|_| packs) {
+            Some(mask) => packed_pooled(&backbone, x, mask, n, start_block, &weights),
+            None => {
+                let mut x = x.reshape([n, batch * tokens, d]);
+                for (b, block) in backbone.blocks.iter().enumerate().skip(start_block) {
+                    x = block_forward(block, x, tokens, tokens_real.as_ref(), weights[b].take());
+                }
+                backbone.pool(x.reshape([n * batch, tokens, d]), tokens_real.as_ref()).reshape([n, batch, d])
+            }
+        };
         let logits = project(pooled, stacked.head_weight.val(), None) + stacked.head_bias.val();
         let labels = Tensor::<3, Int>::from_data(TensorData::new(labels, [n, batch, 1]), &ad);
         let mask = Tensor::<3>::from_data(TensorData::new(mask, [n, batch, 1]), &ad);

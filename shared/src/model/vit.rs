@@ -72,18 +72,19 @@ impl Block {
         // Token-wise layers run on [b·n, d]: one plain matmul per projection instead of a batched one, which the
         // WebGPU kernels (a software adapter most of all) run several times faster; the arithmetic is the same.
         let attend = |q, k, v| attention_masked(q, k, v, n, h, mask);
-        self.rows_forward_paced(x.reshape([b * n, d]), n, &attend, adapter, pause).await.reshape([b, n, d])
+        let weights = Weights::Adapter(adapter);
+        self.rows_forward_paced(x.reshape([b * n, d]), n, &attend, weights, pause).await.reshape([b, n, d])
     }
 
     /// The block on token rows ([rows, d]): every position of a batch (`tokens` per sample), or a text batch's
     /// real tokens packed together ([`Packing`], `tokens` 1). `attend` computes attention from the rows' query, key
     /// and value projections, in whatever layout the rows need for it.
-    async fn rows_forward_paced(
+    pub(crate) async fn rows_forward_paced(
         &self,
         x: Tensor<2>,
         tokens: usize,
         attend: &impl Fn(Tensor<2>, Tensor<2>, Tensor<2>) -> Tensor<2>,
-        adapter: Option<&BlockAdapter>,
+        weights: Weights<'_>,
         pause: &impl AsyncFn(),
     ) -> Tensor<2> {
         let n = tokens;
@@ -92,13 +93,14 @@ impl Block {
         // would change every trained weight in its last bits (bundles are reproducible bit for bit).
         let xn = if self.post_norm { x.clone() } else { norm(&self.norm1, x.clone()) };
         pause().await;
-        let (wq, wv) = match adapter {
-            Some(a) => {
+        let (wq, wv) = match weights {
+            Weights::Adapter(Some(a)) => {
                 let wq = a.query_weight(self.query.weight.val());
                 pause().await;
                 (wq, a.value_weight(self.value.weight.val()))
             }
-            None => (self.query.weight.val(), self.value.weight.val()),
+            Weights::Adapter(None) => (self.query.weight.val(), self.value.weight.val()),
+            Weights::Folded(wq, wv) => (wq, wv),
         };
         pause().await;
         let q = token_linear(xn.clone(), n, wq, bias(&self.query));
@@ -120,6 +122,13 @@ impl Block {
         pause().await;
         x
     }
+}
+
+/// The query and value weights a block runs with: the backbone's with an adapter's update folded in (or none), or
+/// weights folded by the caller (a level batch folds every member's at once).
+pub(crate) enum Weights<'a> {
+    Adapter(Option<&'a BlockAdapter>),
+    Folded(Tensor<2>, Tensor<2>),
 }
 
 /// Runs a paced computation whose pause never waits (`&async || {}`): the plain, synchronous form that training
@@ -262,22 +271,9 @@ impl Backbone {
         let packing = if self.packed && from < to { mask.and_then(Packing::of_mask) } else { None };
         if let (Some(packing), Some(mask)) = (packing, mask) {
             let [b, n, d] = x.dims();
-            let h = self.heads();
-            // Attention alone needs each text's tokens in place: it unpacks the projections and packs its output.
-            let attend = |q, k, v| {
-                packing.pack(attention_masked(
-                    packing.unpack(q),
-                    packing.unpack(k),
-                    packing.unpack(v),
-                    n,
-                    h,
-                    Some(mask),
-                ))
-            };
-            let mut rows = packing.pack(x.reshape([b * n, d]));
-            for (i, block) in self.blocks.iter().enumerate().take(to).skip(from) {
-                rows = block.rows_forward_paced(rows, 1, &attend, adapters.get(i).copied().flatten(), pause).await;
-            }
+            let adapter = |i: usize| Weights::Adapter(adapters.get(i).copied().flatten());
+            let rows = packing.pack(x.reshape([b * n, d]));
+            let rows = self.packed_blocks_paced(rows, Some(&packing), mask, from..to, adapter, pause).await;
             return packing.unpack(rows).reshape([b, n, d]);
         }
         for (i, block) in self.blocks.iter().enumerate().take(to).skip(from) {
@@ -286,9 +282,30 @@ impl Backbone {
         x
     }
 
-    /// Attention heads (every block has the same).
-    fn heads(&self) -> usize {
-        self.blocks.first().map_or(1, |b| b.heads)
+    /// Blocks `blocks` on the packed real tokens of a text batch ([real, d]; `mask` is the batch's, [texts,
+    /// tokens]), block `i` with `weights(i)`; without a packing (a batch without padding) on all its [texts ·
+    /// tokens, d] rows. Attention alone needs each text's tokens in place: it unpacks the projections and packs its
+    /// output.
+    pub(crate) async fn packed_blocks_paced<'w>(
+        &self,
+        mut rows: Tensor<2>,
+        packing: Option<&Packing>,
+        mask: &Tensor<2>,
+        blocks: std::ops::Range<usize>,
+        weights: impl Fn(usize) -> Weights<'w>,
+        pause: &impl AsyncFn(),
+    ) -> Tensor<2> {
+        let tokens = mask.dims()[1];
+        for (i, block) in self.blocks.iter().enumerate().take(blocks.end).skip(blocks.start) {
+            let h = block.heads;
+            let attend = |q, k, v| match packing {
+                Some(p) => p.pack(attention_masked(p.unpack(q), p.unpack(k), p.unpack(v), tokens, h, Some(mask))),
+                None => attention_masked(q, k, v, tokens, h, Some(mask)),
+            };
+            let per = if packing.is_some() { 1 } else { tokens };
+            rows = block.rows_forward_paced(rows, per, &attend, weights(i), pause).await;
+        }
+        rows
     }
 
     /// The final norm (image backbones) and mean pooling over the tokens, or over a text's real tokens only
