@@ -308,7 +308,7 @@ fn packed_pooled(
             };
             let member = |t: &Tensor<3>| t.clone().narrow(0, i, 1).reshape([d, d]);
             let weights = |b: usize| match &weights[b] {
-                Some((q, v)) => Weights::Folded(member(q), member(v)),
+                Some((q, v)) => Weights::Folded(Box::new((member(q), member(v)))),
                 None => Weights::Adapter(None),
             };
             let blocks = start..backbone.depth();

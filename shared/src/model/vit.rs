@@ -100,7 +100,7 @@ impl Block {
                 (wq, a.value_weight(self.value.weight.val()))
             }
             Weights::Adapter(None) => (self.query.weight.val(), self.value.weight.val()),
-            Weights::Folded(wq, wv) => (wq, wv),
+            Weights::Folded(w) => *w,
         };
         pause().await;
         let q = token_linear(xn.clone(), n, wq, bias(&self.query));
@@ -128,7 +128,7 @@ impl Block {
 /// weights folded by the caller (a level batch folds every member's at once).
 pub(crate) enum Weights<'a> {
     Adapter(Option<&'a BlockAdapter>),
-    Folded(Tensor<2>, Tensor<2>),
+    Folded(Box<(Tensor<2>, Tensor<2>)>),
 }
 
 /// Runs a paced computation whose pause never waits (`&async || {}`): the plain, synchronous form that training
