@@ -11,8 +11,12 @@ import {
 } from './page.mjs';
 import { audit } from './audit.mjs';
 
-const { BASE_URL, BUNDLE_DIR, WEBGPU_BASE_URL, WEBGPU_BUNDLE_DIR, TRAINER, CHROMIUM, ARTIFACTS } = process.env;
-for (const [k, v] of Object.entries({ BASE_URL, BUNDLE_DIR, WEBGPU_BASE_URL, WEBGPU_BUNDLE_DIR, TRAINER, CHROMIUM, ARTIFACTS })) {
+const {
+  BASE_URL, BUNDLE_DIR, WEBGPU_BASE_URL, WEBGPU_BUNDLE_DIR, TEXT_BASE_URL, TEXT_BUNDLE_DIR, TRAINER, CHROMIUM, ARTIFACTS,
+} = process.env;
+for (const [k, v] of Object.entries({
+  BASE_URL, BUNDLE_DIR, WEBGPU_BASE_URL, WEBGPU_BUNDLE_DIR, TEXT_BASE_URL, TEXT_BUNDLE_DIR, TRAINER, CHROMIUM, ARTIFACTS,
+})) {
   if (!v) throw new Error(`${k} is not set (run through \`cargo xtask test\`)`);
 }
 mkdirSync(ARTIFACTS, { recursive: true });
@@ -92,13 +96,14 @@ const slices = manifest.partition.slices;
 /// The tag a saved state carries: the first 12 hex digits of the backbone's sha256.
 const TAG = manifest.backbone.weights.sha256.slice(0, 12);
 
-/// Expected cell states from the trainer's events (the shared route reducer's output).
-function expectedCells(events) {
-  const active = manifest.sequences.map((seqs) => seqs.map(() => slices));
+/// Expected cell states from the trainer's events (the shared route reducer's output) for a bundle's manifest.
+function expectedCells(events, m = manifest) {
+  const L = m.partition.slices;
+  const active = m.sequences.map((seqs) => seqs.map(() => L));
   for (const e of events) if (e.event === 'deactivated') active[e.shard][e.sequence] = e.from;
   const cells = {};
   active.forEach((seqs, s) => seqs.forEach((a, b) => {
-    for (let g = 1; g <= slices; g++) cells[`cell-${s}-${b}-${g}`] = g <= a;
+    for (let g = 1; g <= L; g++) cells[`cell-${s}-${b}-${g}`] = g <= a;
   }));
   return cells;
 }
@@ -594,6 +599,54 @@ await test('retrains queue one after another and cancel, the shard then still of
   assert.match(metrics.retrain_auto_backend_software_adapter, /^CPU.*software/);
   await page.getByTestId('retrained-0').waitFor({ timeout: TIMEOUT * 3 });
   assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'false');
+  await context.close();
+});
+
+await test('a text bundle: reviews listed and searchable; a deletion deactivates the predicted cells and purges the review; accuracy equals trainer eval; reload keeps it', async () => {
+  const textManifest = JSON.parse(readFileSync(join(TEXT_BUNDLE_DIR, 'manifest.json'), 'utf8'));
+  const index = JSON.parse(readFileSync(join(TEXT_BUNDLE_DIR, 'data/text.json'), 'utf8'));
+  const evalText = (dir) => JSON.parse(execFileSync(TRAINER,
+    ['eval', dir, '--json', '--device', 'cpu', '--test-limit', String(index.test)]).toString());
+  const context = await cpu.newContext({ viewport: { width: 1280, height: 1600 } });
+  const page = await context.newPage();
+  await watchLongTasks(page);
+  const bodies = recordBodies(page);
+  const started = Date.now();
+  await page.goto(TEXT_BASE_URL);
+  const first = await accuracyAfter(page, 0);
+  metrics.text_first_accuracy_ms = Date.now() - started;
+  metrics.text_transferred = transferred(bodies);
+  assert.equal(await page.getByTestId('backend').innerText(), 'CPU');
+  const expected = evalText(TEXT_BUNDLE_DIR);
+  assert.ok(Math.abs(first.value - expected.accuracy) <= 1e-9, `page ${first.value} vs trainer ${expected.accuracy}`);
+  // The training reviews, with their text and where they live.
+  const sample = page.getByTestId('sample-7');
+  const review = await sample.locator('.review').innerText();
+  assert.ok(review.endsWith('and so on'), `review 7 reads ${JSON.stringify(review)}`);
+  assert.match(await sample.locator('.meta').innerText(), /shard \d+ · slice \d+/);
+  // Search narrows the list to the reviews that contain the words.
+  await page.getByTestId('filter-text').fill('boring');
+  const shown = await page.$$eval('[data-testid^="sample-"] .review', (els) => els.map((e) => e.textContent));
+  assert.ok(shown.length > 0 && shown.every((t) => t.includes('boring')), JSON.stringify(shown));
+  await page.getByTestId('filter-text').fill('');
+  // A deletion: the predicted cells switch off, the review's text is gone from the page, the accuracy is the trainer's.
+  await page.getByTestId('sample-7').click();
+  const after = await accuracyAfter(page, 1);
+  const { copy } = copyBundle(TEXT_BUNDLE_DIR);
+  const deleted = JSON.parse(execFileSync(TRAINER, ['delete', copy, '--ids', '7', '--json']).toString());
+  assert.deepEqual(await cellStates(page), expectedCells(deleted.events, textManifest));
+  const trainer = evalText(copy);
+  assert.ok(Math.abs(after.value - trainer.accuracy) <= 1e-9, `page ${after.value} vs trainer ${trainer.accuracy}`);
+  assert.equal(await page.getByTestId('sample-7').getAttribute('data-deleted'), 'session');
+  assert.ok(!(await page.getByTestId('sample-7').innerText()).includes(review), 'the deleted review is still shown');
+  assert.ok((await page.getByTestId('inspect-text').innerText()).length > 0, 'the inspector shows a test review');
+  metrics.text_longest_task_ms = await longestTask(page);
+  await page.screenshot({ path: join(ARTIFACTS, 'text.png'), fullPage: true });
+  // The deletion survives a reload.
+  await page.reload();
+  await accuracyAfter(page, 1);
+  assert.equal(await page.getByTestId('deleted-count').innerText(), '1');
+  assert.equal(await page.getByTestId('sample-7').getAttribute('data-deleted'), 'session');
   await context.close();
 });
 

@@ -16,22 +16,12 @@ fn tiny_bert() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hf/tiny-bert")
 }
 
-/// 600 short reviews whose label follows their words (so a model can learn it), in CSV with an id column.
+/// 600 short reviews whose label follows their words (so a model can learn it), in CSV with an id column and a quoted
+/// field with a comma (`tests/fixtures/text/reviews.csv`, which the browser tests' text bundle is built from too).
 fn write_reviews(dir: &Path) -> PathBuf {
-    let good = ["good", "great", "fun", "funny", "best", "love"];
-    let bad = ["bad", "dull", "boring", "worst", "hate", "not"];
-    let mut text = String::from("id,review,sentiment\n");
-    for i in 0..600usize {
-        let positive = i % 2 == 0;
-        let words = if positive { &good } else { &bad };
-        let n = 1 + i % 9;
-        let body: Vec<&str> = (0..n).map(|k| if k % 3 == 0 { words[(i + k) % 6] } else { "the film" }).collect();
-        let label = if positive { "positive" } else { "negative" };
-        // A quoted field with a comma, so the CSV reader's quoting is exercised.
-        text.push_str(&format!("r{i},\"{}, and so on\",{label}\n", body.join(" ")));
-    }
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/text/reviews.csv");
     let path = dir.join("reviews.csv");
-    fs::write(&path, text).expect("write the reviews");
+    fs::copy(&fixture, &path).expect("copy the reviews");
     path
 }
 
@@ -264,4 +254,100 @@ fn quality_forget_check_and_bench_run_on_text() {
     for key in ["train_samples_per_s", "node_train_samples_per_s", "sisa_retrain_s", "s3t_delete_to_serve_s"] {
         assert!(bench[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {bench}");
     }
+}
+
+/// `export --format web` on a text bundle ships the encoder's layers from the frozen base up and the test reviews'
+/// activations at that boundary: the page's model (opened through the same function the page uses) gives every
+/// node's probabilities bit for bit as the whole encoder does, and the export's texts are forgotten with the rest.
+#[test]
+fn the_page_export_of_a_text_bundle_serves_bit_for_bit_as_the_whole_encoder() {
+    use burn::tensor::Device;
+    use s3t::bundle::Manifest;
+    use s3t::bundle::web::{self, TextExport};
+    use s3t::model::exported::{self, ExportFiles};
+    use s3t::model::hf::HfDir;
+    use s3t::model::serve::{Evaluator, Model};
+
+    let b = build();
+    let dir = s(&b.bundle);
+    stdout_of(&["export", dir, "--format", "web", "--out", dir, "--test-limit", "40"]);
+    let read = |rel: &str| fs::read(b.bundle.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let manifest =
+        Manifest::from_json("manifest", &String::from_utf8(read("manifest.json")).expect("UTF-8")).expect("a manifest");
+    let index = TextExport::from_json("index", &String::from_utf8(read(web::TEXT_INDEX_FILE)).expect("UTF-8"))
+        .expect("an index");
+    let config = &manifest.model;
+    assert_eq!(index.from_layer, config.frozen_base());
+    assert!(index.from_layer > 0, "the test layout leaves frozen layers below the adapters");
+    let files = ExportFiles {
+        encoder: read(&index.encoder.path),
+        activations: read(&index.activations.path),
+        test: read(&index.test_texts.path),
+    };
+    let device = Device::flex();
+    let page = exported::open(config, manifest.data.classes, &index, files, &device).expect("the export opens");
+    assert_eq!(page.test.len(), 40);
+    assert_eq!(page.encoder.first_block, index.from_layer);
+    assert!(page.encoder.text.is_none(), "no embedding is shipped");
+
+    let source = manifest.backbone.source.as_ref().expect("a recorded encoder");
+    let whole = HfDir::open_recorded(source).and_then(|hf| hf.backbone(config, &device)).expect("the encoder");
+    let weights = |f: &s3t::bundle::WeightFile| Ok(read(&f.path));
+    let reference = Model::load_with(manifest.clone(), Some(whole), &device, |_, _| true, weights).expect("model");
+    let served = Model::load_with(manifest.clone(), Some(page.encoder), &device, |_, _| true, weights).expect("model");
+    let mut expected = Evaluator::new(&reference, &page.test);
+    let mut got = Evaluator::from_features(&served, page.features, page.test.labels.clone());
+    let mut compared = 0;
+    for (shard, plan) in reference.plan.shards.iter().enumerate() {
+        for (sequence, chain) in plan.chains.iter().enumerate() {
+            for prefix in 1..=chain.len() {
+                let at = s3t::Served { sequence, prefix: prefix as u16 };
+                let shard = shard as u16;
+                let want: Vec<u32> = expected
+                    .served_probabilities(&reference, shard, at)
+                    .expect("p")
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                let have: Vec<u32> =
+                    got.served_probabilities(&served, shard, at).expect("p").iter().map(|v| v.to_bits()).collect();
+                assert_eq!(want, have, "shard {shard} sequence {sequence} prefix {prefix}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared >= 4, "every node compared");
+    // The page's accuracy is `trainer eval`'s on the same subset.
+    let state = reference.manifest.router(manifest.assignment().expect("a"), &reference.plan).expect("r").initial();
+    let page_accuracy = got.evaluate(&served, &state).expect("evaluated").accuracy.expect("served");
+    let eval = json_of(&["eval", dir, "--test-limit", "40", "--device", "cpu", "--json"]);
+    assert_eq!(eval["accuracy"].as_f64(), Some(page_accuracy), "{eval}");
+    let report = json_of(&["audit", dir, "--strict", "--json"]);
+    assert_eq!(report["violations"], serde_json::json!([]), "{report}");
+
+    // A deletion purges the exported texts, as it does images; the audit checks the copy.
+    let file = web::split_file("deletable");
+    let before = web::parse_split("d", read(&file), 16, 2).expect("texts");
+    assert!(!before.text.as_ref().expect("texts").texts[3].is_empty());
+    json_of(&["delete", dir, "--ids", "3", "--json"]);
+    let after = web::parse_split("d", read(&file), 16, 2).expect("texts");
+    assert!(after.is_erased(3), "the deleted review's text is gone from the page's copy");
+    assert_eq!(after.text.as_ref().expect("texts").texts[4], before.text.as_ref().expect("texts").texts[4]);
+    let report = json_of(&["audit", dir, "--strict", "--json"]);
+    assert_eq!(report["violations"], serde_json::json!([]), "after a deletion: {report}");
+    // A stale copy (the deleted review put back) is a violation.
+    fs::write(b.bundle.join(&file), web::split_bytes(&before).expect("bytes")).expect("write");
+    let report = json_of(&["audit", dir, "--strict", "--json"]);
+    assert!(report["violations"].to_string().contains("sample 3 was deleted"), "{report}");
+    // A changed activations file is refused by the audit (its index) and by the page (`exported::open`).
+    fs::write(b.bundle.join(web::split_file("deletable")), web::split_bytes(&after).expect("bytes")).expect("write");
+    let mut bad = read(&index.activations.path);
+    bad[0] ^= 1;
+    fs::write(b.bundle.join(&index.activations.path), &bad).expect("write");
+    let report = json_of(&["audit", dir, "--strict", "--json"]);
+    assert!(report["violations"].to_string().contains("checksum"), "{report}");
+    let files =
+        ExportFiles { encoder: read(&index.encoder.path), activations: bad, test: read(&index.test_texts.path) };
+    let err = exported::open(config, 2, &index, files, &device).err().expect("refused");
+    assert!(err.contains("test-activations.f32") && err.contains("checksum"), "{err}");
 }

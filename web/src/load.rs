@@ -9,9 +9,11 @@ use js_sys::Uint8Array;
 use s3t::bundle::guard::{Component, Guard};
 use s3t::bundle::manifest::{LEDGER_FILE, MANIFEST_FILE, verify_bytes};
 use s3t::bundle::samples::{self, DATA_DIR, DIGESTS_FILE};
+use s3t::bundle::web::{self, TextExport};
 use s3t::bundle::{Manifest, WeightFile};
 use s3t::dataset::{self, Dataset};
 use s3t::model::device::{DeviceChoice, select_async};
+use s3t::model::exported::{self, ExportFiles};
 use s3t::model::features::{EVAL_BATCH, Features};
 use s3t::model::serve::{Evaluator, Model};
 use s3t::{Plan, Router};
@@ -46,6 +48,21 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// Whether the bundle reads texts (its samples are reviews, not images).
+    pub fn is_text(&self) -> bool {
+        self.original.config().text.is_some()
+    }
+
+    /// The name of class `class`: a text bundle's labels, or an image bundle's class names.
+    pub fn class_name(&self, class: usize) -> String {
+        crate::views::class_name(&self.original.manifest.data.labels, class)
+    }
+
+    /// Every class's name, in class order.
+    pub fn class_names(&self) -> Vec<String> {
+        (0..self.original.config().vit.classes).map(|c| self.class_name(c)).collect()
+    }
+
     /// Takes the evaluator out (one evaluation or model swap at a time), waiting while another holds it; the
     /// caller puts it back.
     pub async fn take_evaluator(&self) -> Evaluator {
@@ -182,13 +199,35 @@ fn allowed_files<'a>(manifest: &'a Manifest, guard: &Guard) -> Vec<&'a WeightFil
 /// The deletable split the page shows: each kept sample must be the one the bundle was trained on and each
 /// sample the ledger deleted must be purged (no copy of forgotten data is shown, or even accepted).
 async fn verified_deletable(base_url: &str, manifest: &Manifest, base: &Base) -> Result<Dataset, String> {
-    let data = split(base_url, "deletable", manifest).await?;
+    let data = match &manifest.model.text {
+        Some(text) => {
+            let url = format!("{base_url}/{}", web::split_file("deletable"));
+            let bytes = fetch_bytes(&url).await?;
+            yield_now().await;
+            web::parse_split(&url, bytes, text.max_tokens, manifest.data.classes)?
+        }
+        None => split(base_url, "deletable", manifest).await?,
+    };
     let digests_url = format!("{base_url}/{DIGESTS_FILE}");
     let digests = fetch_bytes(&digests_url).await?;
     let file = format!("{base_url}/{DATA_DIR}/deletable");
     samples::verify(&file, &data, &digests, &manifest.data.deletable_digests_sha256, &base.deleted_indices())?;
     yield_now().await;
     Ok(data)
+}
+
+/// A text bundle's export for the page ([`web`]): its index and the files it names, fetched (checked when opened).
+async fn text_export(base_url: &str) -> Result<(TextExport, ExportFiles), String> {
+    let index_url = format!("{base_url}/{}", web::TEXT_INDEX_FILE);
+    let text = String::from_utf8(fetch_bytes(&index_url).await?).map_err(|e| format!("{index_url}: {e}"))?;
+    let index = TextExport::from_json(&index_url, &text)?;
+    let get = |file: &WeightFile| format!("{base_url}/{}", file.path);
+    let files = ExportFiles {
+        encoder: fetch_bytes(&get(&index.encoder)).await?,
+        activations: fetch_bytes(&get(&index.activations)).await?,
+        test: fetch_bytes(&get(&index.test_texts)).await?,
+    };
+    Ok((index, files))
 }
 
 /// Both routers of a bundle (they never change during a session).
@@ -229,7 +268,14 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
     }
     progress("data");
     let deletable = verified_deletable(base_url, &manifest, &base).await?;
-    let test = split(base_url, "test", &manifest).await?.head(TEST_SUBSET);
+    let exported = match manifest.model.text.is_some() {
+        true => Some(text_export(base_url).await?),
+        false => None,
+    };
+    let test = match exported {
+        Some(_) => None,
+        None => Some(split(base_url, "test", &manifest).await?.head(TEST_SUBSET)),
+    };
     timing("fetch", t);
     let t = now();
     progress("device");
@@ -237,24 +283,41 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
     let backend = if selected.is_gpu { "WebGPU".to_owned() } else { "CPU".to_owned() };
     progress("model");
     yield_now().await;
-    let model = Model::load(
-        manifest,
-        &selected.device,
-        |m, c| guard.servable(m, c),
-        |file| files.remove(&file.path).ok_or_else(|| format!("{}: not fetched", file.path)),
-    )?;
+    let config = manifest.model.clone();
+    let classes = manifest.data.classes;
+    // A text bundle's encoder: its layers from the frozen base up, and the test reviews' activations there.
+    let (encoder, opened) = match exported {
+        Some((index, files)) => {
+            let opened = exported::open(&config, classes, &index, files, &selected.device)?;
+            (Some(opened.encoder), Some((opened.test, opened.features)))
+        }
+        None => (None, None),
+    };
+    let servable = |m: &Manifest, c| guard.servable(m, c);
+    let read = |file: &WeightFile| files.remove(&file.path).ok_or_else(|| format!("{}: not fetched", file.path));
+    let model = Model::load_with(manifest, encoder, &selected.device, servable, read)?;
     timing("device and weights", t);
     yield_now().await;
     let t = now();
     progress("features");
+    let (test, features) = match (opened, test) {
+        (Some((test, features)), _) => (test, features),
+        (None, Some(test)) => {
+            if test.is_empty() {
+                return Err(format!("{base_url}/{DATA_DIR}: the test split is empty"));
+            }
+            let pacer = Pacer::new();
+            let backbone = &model.pretrained.backbone;
+            let pause = async || pacer.pause().await;
+            let features =
+                Features::embedded_paced(&config, backbone, &test, &selected.device, EVAL_BATCH, &pause).await;
+            (test, features)
+        }
+        (None, None) => return Err("neither images nor texts to evaluate".into()),
+    };
     if test.is_empty() {
         return Err(format!("{base_url}/{DATA_DIR}: the test split is empty"));
     }
-    let pacer = Pacer::new();
-    let backbone = &model.pretrained.backbone;
-    let pause = async || pacer.pause().await;
-    let features =
-        Features::embedded_paced(model.config(), backbone, &test, &selected.device, EVAL_BATCH, &pause).await;
     timing("test features", t);
     let evaluator = Evaluator::from_features(&model, features, test.labels.clone());
     Ok(Loaded {

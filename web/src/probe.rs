@@ -6,7 +6,6 @@ use s3t::{SampleId, State};
 use yew::prelude::*;
 
 use crate::load::Loaded;
-use crate::views::class_name;
 
 #[derive(Properties)]
 pub struct ProbeProps {
@@ -47,9 +46,10 @@ pub fn probe(props: &ProbeProps) -> Html {
             let i = i as usize;
             let Some(cell) = loaded.routers.s3t.assignment().cell(&SampleId::Int(i as u64)) else { return };
             let label = loaded.deletable.labels.get(i).copied().map(usize::from);
+            let kind = if loaded.is_text() { "Review" } else { "Sample" };
             let what = format!(
-                "Sample {i} ({}) left shard {}, slice {}.",
-                label.map_or_else(String::new, class_name),
+                "{kind} {i} ({}) left shard {}, slice {}.",
+                label.map_or_else(String::new, |c| loaded.class_name(c)),
                 cell.shard,
                 cell.slice
             );
@@ -57,8 +57,18 @@ pub fn probe(props: &ProbeProps) -> Html {
                 text.set(Some(format!("{what} Shard {} is offline: no model that saw it answers.", cell.shard)));
                 return;
             };
+            if loaded.model.borrow().pretrained.backbone.first_block > 0 {
+                // The page holds the encoder from the frozen base up only: the review cannot be run through it.
+                text.set(Some(format!(
+                    "{what} Its shard now serves σ{} up to group {}, a model trained without it.",
+                    served.sequence + 1,
+                    served.prefix
+                )));
+                return;
+            }
             let model = loaded.model.borrow().clone();
             let sample = loaded.deletable.select(&[i]);
+            let loaded = loaded.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 let pacer = crate::load::Pacer::new();
                 let pause = async || pacer.pause().await;
@@ -74,7 +84,7 @@ pub fn probe(props: &ProbeProps) -> Html {
                             served.sequence + 1,
                             served.prefix,
                             p[c] * 100.0,
-                            class_name(best)
+                            loaded.class_name(best)
                         )
                     }
                     (Err(e), _) => format!("{what} ({e})"),

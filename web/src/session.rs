@@ -415,6 +415,14 @@ fn retrain_controls(
             } else if retraining.is_queued(shard) {
                 <span>{ "queued for retraining " }</span>
                 <button onclick={cancel} data-testid={format!("retrain-cancel-{shard}")}>{ "Cancel" }</button>
+            } else if retrain::needs_retrain(state, shard, slices) && loaded.is_text() {
+                <p class="cost" data-testid={format!("retrain-native-{shard}")}>
+                    { format!(
+                        "The page holds the encoder from layer {} up only, so it cannot retrain a text shard; \
+                         `trainer retrain BUNDLE --shard {shard}` does, on the samples that remain.",
+                        loaded.original.config().frozen_base()
+                    ) }
+                </p>
             } else if retrain::needs_retrain(state, shard, slices) {
                 <button class={classes!(state.is_offline(shard).then_some("primary"))} onclick={retrain}
                     data-testid={format!("retrain-button-{shard}")}>

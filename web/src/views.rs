@@ -13,10 +13,19 @@ use crate::load::Loaded;
 const CLASS_NAMES: [&str; 10] =
     ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 const PAGE: usize = 48;
+/// Reviews per page: a review is a line of text, not a thumbnail.
+const TEXT_PAGE: usize = 20;
 
-/// A class's name (the data's classes are Fashion-MNIST's; another source's are numbered).
-pub fn class_name(class: usize) -> String {
-    CLASS_NAMES.get(class).map_or_else(|| format!("class {class}"), |n| (*n).to_owned())
+/// A class's name: the bundle's label names (a text bundle records them), else Fashion-MNIST's; another source's
+/// classes are numbered.
+pub fn class_name(labels: &[String], class: usize) -> String {
+    match labels.get(class) {
+        Some(label) => label.clone(),
+        None if labels.is_empty() => {
+            CLASS_NAMES.get(class).map_or_else(|| format!("class {class}"), |n| (*n).to_owned())
+        }
+        None => format!("class {class}"),
+    }
 }
 
 /// What stands in for a deleted sample: a crossed box, never its pixels.
@@ -88,7 +97,11 @@ pub fn grid(props: &GridProps) -> Html {
     let class = use_state(|| None::<u8>);
     let shard = use_state(|| None::<u16>);
     let page = use_state(|| 0usize);
+    let search = use_state(String::new);
     let data = &props.loaded.deletable;
+    let texts = data.text.as_ref().map(|t| &t.texts);
+    let per_page = if texts.is_some() { TEXT_PAGE } else { PAGE };
+    let needle = search.to_lowercase();
     let ledger = &props.loaded.base.deleted;
     let assignment = props.loaded.routers.s3t.assignment();
     // A purged sample's class is gone with it: it is listed under "all" classes only.
@@ -97,8 +110,11 @@ pub fn grid(props: &GridProps) -> Html {
     let matching: Vec<usize> = (0..data.len())
         .filter(|&i| class.is_none_or(|c| class_of(i) == Some(c)))
         .filter(|&i| shard.is_none_or(|s| assignment.cell(&SampleId::Int(i as u64)).is_some_and(|c| c.shard == s)))
+        .filter(|&i| {
+            needle.is_empty() || texts.and_then(|t| t.get(i)).is_some_and(|t| t.to_lowercase().contains(&needle))
+        })
         .collect();
-    let pages = matching.len().div_ceil(PAGE).max(1);
+    let pages = matching.len().div_ceil(per_page).max(1);
     let current = (*page).min(pages - 1);
     let on_class = {
         let class = class.clone();
@@ -118,20 +134,34 @@ pub fn grid(props: &GridProps) -> Html {
             page.set(0);
         })
     };
+    let on_search = {
+        let search = search.clone();
+        let page = page.clone();
+        Callback::from(move |e: InputEvent| {
+            search.set(e.target_unchecked_into::<HtmlInputElement>().value());
+            page.set(0);
+        })
+    };
     let go = |to: usize| {
         let page = page.clone();
         Callback::from(move |_| page.set(to))
     };
     let shards = props.loaded.original.manifest.partition.shards;
+    let (what, noun) = if texts.is_some() { ("Training reviews", "reviews") } else { ("Training samples", "samples") };
     html! {
-        <section class="grid" aria-label="deletable training samples">
-            <h2>{ "Training samples: click one to delete it" }</h2>
+        <section class={classes!("grid", texts.is_some().then_some("texts"))} aria-label={format!("deletable training {noun}")}>
+            <h2>{ format!("{what}: click one to delete it") }</h2>
             <div class="filters">
-                <label>{ "class " }
+                if texts.is_some() {
+                    <label>{ "search " }
+                        <input type="search" value={(*search).clone()} oninput={on_search} data-testid="filter-text" />
+                    </label>
+                }
+                <label>{ " class " }
                     <select onchange={on_class} data-testid="filter-class">
                         <option value="" selected={class.is_none()}>{ "all" }</option>
-                        { for CLASS_NAMES.iter().enumerate().map(|(i, n)| html! {
-                            <option value={i.to_string()} selected={*class == Some(i as u8)}>{ *n }</option>
+                        { for props.loaded.class_names().into_iter().enumerate().map(|(i, n)| html! {
+                            <option value={i.to_string()} selected={*class == Some(i as u8)}>{ n }</option>
                         }) }
                     </select>
                 </label>
@@ -142,11 +172,11 @@ pub fn grid(props: &GridProps) -> Html {
                     </select>
                 </label>
                 <button onclick={go(current.saturating_sub(1))} disabled={current == 0} data-testid="page-prev">{ "◀" }</button>
-                <span data-testid="page">{ format!(" page {} / {} ({} samples) ", current + 1, pages, matching.len()) }</span>
+                <span data-testid="page">{ format!(" page {} / {} ({} {noun}) ", current + 1, pages, matching.len()) }</span>
                 <button onclick={go((current + 1).min(pages - 1))} disabled={current + 1 >= pages} data-testid="page-next">{ "▶" }</button>
             </div>
             <ul class="samples">
-                { for matching.iter().skip(current * PAGE).take(PAGE).map(|&i| {
+                { for matching.iter().skip(current * per_page).take(per_page).map(|&i| {
                     let id = SampleId::Int(i as u64);
                     let gone = if ledger.contains(&id) {
                         Some("ledger")
@@ -159,10 +189,11 @@ pub fn grid(props: &GridProps) -> Html {
                     let what = match gone {
                         Some("ledger") => "deleted in the bundle's ledger".to_owned(),
                         Some(_) => "deleted".to_owned(),
-                        None => class_of(i).map_or_else(String::new, |c| class_name(usize::from(c))),
+                        None => class_of(i).map_or_else(String::new, |c| props.loaded.class_name(usize::from(c))),
                     };
+                    let kind = if texts.is_some() { "review" } else { "sample" };
                     let label = format!(
-                        "sample {i}, {what}, shard {}, slice {}",
+                        "{kind} {i}, {what}, shard {}, slice {}",
                         cell.map_or(0, |c| c.shard),
                         cell.map_or(0, |c| c.slice),
                     );
@@ -175,7 +206,10 @@ pub fn grid(props: &GridProps) -> Html {
                         <li><button class={classes!("sample", gone.map(|_| "deleted"))} aria-label={label.clone()} title={label}
                             disabled={gone.is_some()} onclick={on_click} data-testid={format!("sample-{i}")}
                             data-deleted={gone.unwrap_or("")}>
-                            if gone.is_some() {
+                            if let Some(texts) = texts {
+                                <span class="review">{ if gone.is_some() { "deleted: its text is gone".to_owned() } else { texts.get(i).cloned().unwrap_or_default() } }</span>
+                                <span class="meta">{ format!("{what} · shard {} · slice {}", cell.map_or(0, |c| c.shard), cell.map_or(0, |c| c.slice)) }</span>
+                            } else if gone.is_some() {
                                 { placeholder(data.rows) }
                             } else {
                                 <Thumb pixels={Rc::new(data.image(i).to_vec())} side={data.rows} />
@@ -321,21 +355,26 @@ pub fn inspector(props: &InspectorProps) -> Html {
                         |row| {
                             let (best, p) =
                                 row.iter().enumerate().fold((0, 0.0f32), |b, (c, &p)| if p > b.1 { (c, p) } else { b });
-                            format!("{} ({:.0}%)", class_name(best), p * 100.0)
+                            format!("{} ({:.0}%)", props.loaded.class_name(best), p * 100.0)
                         },
                     ),
             };
             html! { <li data-testid={format!("vote-{shard}")}>{ format!("shard {shard}: {vote}") }</li> }
         })
         .collect();
+    let noun = if test.text.is_some() { "review" } else { "image" };
     html! {
         <section class="inspector">
-            <h2>{ "Inspect a test image" }</h2>
-            <label>{ "test image " }
+            <h2>{ format!("Inspect a test {noun}") }</h2>
+            <label>{ format!("test {noun} ") }
                 <input type="number" min="0" max={test.len().saturating_sub(1).to_string()} value={i.to_string()} oninput={on_input} data-testid="inspect-index" />
             </label>
-            <Thumb pixels={Rc::new(test.image(i).to_vec())} side={test.rows} />
-            <p>{ format!("true class: {}", test.labels.get(i).map_or_else(String::new, |&c| class_name(usize::from(c)))) }</p>
+            if let Some(texts) = &test.text {
+                <blockquote class="review" data-testid="inspect-text">{ texts.texts.get(i).cloned().unwrap_or_default() }</blockquote>
+            } else {
+                <Thumb pixels={Rc::new(test.image(i).to_vec())} side={test.rows} />
+            }
+            <p>{ format!("true class: {}", test.labels.get(i).map_or_else(String::new, |&c| props.loaded.class_name(usize::from(c)))) }</p>
             <ul>{ for votes }</ul>
         </section>
     }

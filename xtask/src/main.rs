@@ -149,15 +149,20 @@ fn browser_tests() -> Result<(), String> {
         "the WebGPU retrain's bundle",
         &["--shards", "12", "--slices", "2", "--budget", "2"],
     )?;
+    let text_bundle = target_dir().join("browser-test-bundle-text");
+    build_text_bundle(&trainer, &text_bundle)?;
     step("build the web app", run("trunk", &["build"]))?;
     let server = serve::start(root().join("web/dist"), bundle.clone(), 0)?;
     let gpu_server = serve::start(root().join("web/dist"), gpu_bundle.clone(), 0)?;
+    let text_server = serve::start(root().join("web/dist"), text_bundle.clone(), 0)?;
     let mut cmd = run("node", &["run.mjs"]);
     cmd.current_dir(root().join("tests/browser"))
         .env("BASE_URL", format!("http://127.0.0.1:{}/", server.port))
         .env("BUNDLE_DIR", &bundle)
         .env("WEBGPU_BASE_URL", format!("http://127.0.0.1:{}/", gpu_server.port))
         .env("WEBGPU_BUNDLE_DIR", &gpu_bundle)
+        .env("TEXT_BASE_URL", format!("http://127.0.0.1:{}/", text_server.port))
+        .env("TEXT_BUNDLE_DIR", &text_bundle)
         .env("TRAINER", &trainer)
         .env("CHROMIUM", tools::CHROMIUM)
         .env("ARTIFACTS", root().join("tests/browser/artifacts"));
@@ -178,6 +183,24 @@ fn test_bundle(trainer: &Path, bundle: &Path, what: &str, plan: &[&str]) -> Resu
         build.extend_from_slice(plan);
         build.extend_from_slice(&["--epochs", "1", "--device", "cpu", "--quiet"]);
         step(&format!("build {what}"), run(&t, &build))?;
+    }
+    web_data(run(&trainer.to_string_lossy(), &[]), bundle)
+}
+
+/// Builds the browser tests' text bundle at `bundle` unless a valid one is there: the test-sized BERT of
+/// `tests/fixtures/hf/tiny-bert` on the 600 reviews of `tests/fixtures/text/reviews.csv`, one layer per group so
+/// that frozen layers lie below the adapters (the export ships only the layers above them).
+fn build_text_bundle(trainer: &Path, bundle: &Path) -> Result<(), String> {
+    if !valid_bundle(Command::new(trainer), bundle) {
+        let _ = std::fs::remove_dir_all(bundle);
+        let backbone = format!("hf:{}", root().join("tests/fixtures/hf/tiny-bert").display());
+        let data = format!("text:{}", root().join("tests/fixtures/text/reviews.csv").display());
+        let out = bundle.to_string_lossy().into_owned();
+        let mut build = vec!["build", "--backbone", &backbone, "--data", &data, "--out", &out];
+        build.extend_from_slice(&["--text-field", "review", "--label-field", "sentiment", "--id-field", "id"]);
+        build.extend_from_slice(&["--max-tokens", "16", "--shards", "2", "--slices", "2", "--layers-per-group", "1"]);
+        build.extend_from_slice(&["--epochs", "1", "--pretrain-epochs", "2", "--device", "cpu", "--quiet"]);
+        step("build the text test bundle", run(&trainer.to_string_lossy(), &build))?;
     }
     web_data(run(&trainer.to_string_lossy(), &[]), bundle)
 }

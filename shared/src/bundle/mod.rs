@@ -20,6 +20,7 @@ pub mod retrain;
 pub mod samples;
 #[cfg(not(target_family = "wasm"))]
 pub mod store;
+pub mod web;
 
 pub use manifest::{
     BackboneEntry, Backend, BuildSpec, DataInfo, Manifest, NodeEntry, PretrainRecord, ShardPart, SisaEntry,

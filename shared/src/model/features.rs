@@ -70,6 +70,54 @@ impl Features {
         Self { boundary, mask, len: data.len(), batch }
     }
 
+    /// The activations entering the bottom group L at the real tokens of `data`'s texts (the samples these features
+    /// were computed from), row-major [Σ lengths, d] in sample order: what a text bundle's export for the page ships
+    /// instead of the encoder below that boundary ([`Features::from_real_tokens`]).
+    pub fn real_tokens(&self, config: &ModelConfig, data: &Dataset) -> Result<Vec<f32>, String> {
+        let lengths = text_lengths(data, self.len)?;
+        let (tokens, d) = (data.cols as usize, config.vit.d_model);
+        let all = to_host(self.all(config.groups));
+        let mut rows = Vec::with_capacity(lengths.iter().sum::<usize>() * d);
+        for (i, &real) in lengths.iter().enumerate() {
+            rows.extend_from_slice(&all[i * tokens * d..(i * tokens + real) * d]);
+        }
+        Ok(rows)
+    }
+
+    /// Features entering the bottom group L from the rows [`Features::real_tokens`] wrote, with zeros at the
+    /// padding. Every later computation reads a text's real tokens only (packing gathers them; attention gives
+    /// padded keys a weight of exactly 0; pooling weighs padding by 0), so these serve bit for bit as the features
+    /// computed from the whole encoder do.
+    pub fn from_real_tokens(
+        config: &ModelConfig,
+        data: &Dataset,
+        rows: &[f32],
+        device: &Device,
+    ) -> Result<Self, String> {
+        let n = data.len();
+        let lengths = text_lengths(data, n)?;
+        let (tokens, d) = (data.cols as usize, config.vit.d_model);
+        let real: usize = lengths.iter().sum();
+        if rows.len() != real * d {
+            return Err(format!(
+                "{} values of activations, but {n} texts of {real} real tokens in all need {} ({d} each)",
+                rows.len(),
+                real * d
+            ));
+        }
+        let mut values = vec![0.0f32; n * tokens * d];
+        let mut at = 0;
+        for (i, &len) in lengths.iter().enumerate() {
+            values[i * tokens * d..(i * tokens + len) * d].copy_from_slice(&rows[at..at + len * d]);
+            at += len * d;
+        }
+        let mut boundary = vec![None; config.groups];
+        boundary[config.groups - 1] = Some(Tensor::from_data(TensorData::new(values, [n, tokens, d]), device));
+        let all: Vec<usize> = (0..n).collect();
+        let mask = Some(input::mask(data, &all, device));
+        Ok(Self { boundary, mask, len: n, batch: EVAL_BATCH })
+    }
+
     /// Computes the missing activations entering groups L−1 down to `group`, each from the one below it, in the
     /// same batches as the embedding (so every sample goes through exactly the computation [`Features::new`] does).
     pub async fn extend_paced(
@@ -156,6 +204,22 @@ impl Features {
     pub fn all(&self, group: usize) -> Tensor<3> {
         self.present(group).clone()
     }
+}
+
+/// Each text's real tokens, checked against the tokens per text (`n` texts expected).
+fn text_lengths(data: &Dataset, n: usize) -> Result<Vec<usize>, String> {
+    let text = data.text.as_ref().ok_or("real tokens are a text's; these samples are images")?;
+    if text.lengths.len() != n {
+        return Err(format!("{} texts, but {n} samples of activations", text.lengths.len()));
+    }
+    let tokens = data.cols as usize;
+    text.lengths
+        .iter()
+        .map(|&l| {
+            let l = l as usize;
+            if l > tokens { Err(format!("a text of {l} real tokens, more than the {tokens} per text")) } else { Ok(l) }
+        })
+        .collect()
 }
 
 /// Logits of a component from cached activations (and, for texts, their mask): runs only the blocks from its lowest

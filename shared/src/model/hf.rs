@@ -216,21 +216,48 @@ impl Tensors<'_> {
 /// Reads a BERT checkpoint (`model.safetensors`'s bytes; `file` names it in errors) into a frozen backbone of
 /// `config` (a text configuration, [`HfConfig::model_config`]).
 pub fn load_backbone(file: &str, bytes: &[u8], config: &ModelConfig, device: &Device) -> Result<Backbone, String> {
+    load_encoder_layers(file, bytes, config, 0, device)
+}
+
+/// [`load_backbone`] from block `from` up: `from` 0 reads the whole encoder, embedding included; a boundary above 0
+/// reads a file holding exactly layers `from..depth` ([`encoder_layers`]) into an encoder without an embedding,
+/// which serves from activations cached at that boundary (the page's text bundles).
+pub fn load_encoder_layers(
+    file: &str,
+    bytes: &[u8],
+    config: &ModelConfig,
+    from: usize,
+    device: &Device,
+) -> Result<Backbone, String> {
     let text = config.text.as_ref().ok_or("not a text model configuration")?;
+    if from > config.vit.depth {
+        return Err(format!("{file}: layers from {from} asked of an encoder of {} layers", config.vit.depth));
+    }
     let st = SafeTensors::deserialize(bytes).map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
-    let prefix = if st.names().iter().any(|n| n.starts_with("bert.embeddings.")) { "bert." } else { "" };
+    let prefix = if st.names().iter().any(|n| n.starts_with("bert.")) { "bert." } else { "" };
     let t = Tensors { file, st, prefix, device };
     let (d, eps) = (config.vit.d_model, text.layer_norm_eps);
     let hidden = d * config.vit.mlp_ratio;
-    let embedding = TextEmbedding {
-        word: Param::from_tensor(t.get("embeddings.word_embeddings.weight", [text.vocab_size, d])?),
-        position: Param::from_tensor(t.get("embeddings.position_embeddings.weight", [text.max_positions, d])?),
-        token_type: Param::from_tensor(t.get("embeddings.token_type_embeddings.weight", [text.type_vocab_size, d])?),
-        norm: t.norm("embeddings.LayerNorm", d, eps)?,
-        epsilon: eps,
+    let embedding = if from == 0 {
+        Some(TextEmbedding {
+            word: Param::from_tensor(t.get("embeddings.word_embeddings.weight", [text.vocab_size, d])?),
+            position: Param::from_tensor(t.get("embeddings.position_embeddings.weight", [text.max_positions, d])?),
+            token_type: Param::from_tensor(
+                t.get("embeddings.token_type_embeddings.weight", [text.type_vocab_size, d])?,
+            ),
+            norm: t.norm("embeddings.LayerNorm", d, eps)?,
+            epsilon: eps,
+        })
+    } else {
+        // A partial file holds the layers it names and nothing else (what `encoder_layers` writes).
+        let layer = |n: &str| layer_of(n.strip_prefix(prefix).unwrap_or(n));
+        if let Some(name) = t.st.names().into_iter().find(|n| layer(n).is_none_or(|i| i < from)) {
+            return Err(format!("{file}: tensor {name} is not one of the encoder's layers from {from} up"));
+        }
+        None
     };
-    let mut blocks = Vec::with_capacity(config.vit.depth);
-    for i in 0..config.vit.depth {
+    let mut blocks = Vec::with_capacity(config.vit.depth - from);
+    for i in from..config.vit.depth {
         let layer = format!("encoder.layer.{i}");
         blocks.push(Block {
             query: t.linear(&format!("{layer}.attention.self.query"), d, d)?,
@@ -256,12 +283,34 @@ pub fn load_backbone(file: &str, bytes: &[u8], config: &ModelConfig, device: &De
     Ok(Backbone {
         patch: None,
         position: None,
-        text: Some(embedding),
+        text: embedding,
         blocks,
+        first_block: from,
         norm: None,
         patch_size: 1,
         packed: text.packs(),
     })
+}
+
+/// The layer a tensor name (without a `bert.` prefix) belongs to: `encoder.layer.N.…` → N.
+fn layer_of(name: &str) -> Option<usize> {
+    name.strip_prefix("encoder.layer.")?.split('.').next()?.parse().ok()
+}
+
+/// The tensors of encoder layers `from..` of a BERT checkpoint, as a safetensors file of their own: their bytes
+/// and names unchanged (so [`load_encoder_layers`] reads the same values bit for bit), everything below left out.
+pub fn encoder_layers(file: &str, bytes: &[u8], from: usize) -> Result<Vec<u8>, String> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
+    let mut kept: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| layer_of(name.strip_prefix("bert.").unwrap_or(name)).is_some_and(|i| i >= from))
+        .collect();
+    if kept.is_empty() {
+        return Err(format!("{file}: holds no encoder layer from {from} up"));
+    }
+    kept.sort_by(|a, b| a.0.cmp(&b.0));
+    safetensors::serialize(kept, None).map_err(|e| format!("{file}: cannot write its layers from {from}: {e}"))
 }
 
 /// A Hugging Face model directory, read (natively): its three files and what they say.

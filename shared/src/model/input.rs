@@ -29,15 +29,22 @@ pub fn labels(data: &Dataset, indices: &[usize], device: &Device) -> Tensor<1, b
 pub fn tokens(data: &Dataset, indices: &[usize], device: &Device) -> (Tensor<2, burn::tensor::Int>, Tensor<2>) {
     let n = data.cols as usize;
     let mut ids = Vec::with_capacity(indices.len() * n);
-    let mut mask = Vec::with_capacity(indices.len() * n);
-    let lengths = data.text.as_ref().map_or(&[][..], |t| &t.lengths[..]);
     for &i in indices {
         ids.extend(data.token_ids(i).iter().map(|&id| i64::from(id)));
+    }
+    (Tensor::from_data(TensorData::new(ids, [indices.len(), n]), device), mask(data, indices, device))
+}
+
+/// The real tokens of the texts at `indices`: [batch, tokens] of 1 (the first `length` positions) and 0.
+pub fn mask(data: &Dataset, indices: &[usize], device: &Device) -> Tensor<2> {
+    let n = data.cols as usize;
+    let lengths = data.text.as_ref().map_or(&[][..], |t| &t.lengths[..]);
+    let mut mask = Vec::with_capacity(indices.len() * n);
+    for &i in indices {
         let real = lengths.get(i).map_or(0, |&l| l as usize);
         mask.extend((0..n).map(|t| if t < real { 1.0f32 } else { 0.0 }));
     }
-    let shape = [indices.len(), n];
-    (Tensor::from_data(TensorData::new(ids, shape), device), Tensor::from_data(TensorData::new(mask, shape), device))
+    Tensor::from_data(TensorData::new(mask, [indices.len(), n]), device)
 }
 
 /// Embeds the samples at `indices` with `backbone`: images through its patch projection, texts through its word

@@ -210,7 +210,7 @@ fn frozen_weights(config: &ModelConfig, backbone: &Backbone, members: &[Member<'
     let mut out: BlockWeights = vec![None; config.vit.depth];
     for (g, group) in members[0].frozen.iter().enumerate() {
         for (b, block) in config.blocks_of_group(group.group).into_iter().enumerate() {
-            let layer = &backbone.blocks[block];
+            let layer = backbone.block(block);
             let mut q = Vec::with_capacity(members.len());
             let mut v = Vec::with_capacity(members.len());
             for m in members {
@@ -228,7 +228,7 @@ fn frozen_weights(config: &ModelConfig, backbone: &Backbone, members: &[Member<'
 fn trainable_weights(config: &ModelConfig, backbone: &Backbone, stacked: &Stacked, scale: f64, out: &mut BlockWeights) {
     for group in &stacked.groups {
         for (b, block) in config.blocks_of_group(group.group).into_iter().enumerate() {
-            let layer = &backbone.blocks[block];
+            let layer = backbone.block(block);
             let a = &group.blocks[b];
             let fold = |w: Tensor<2>, lo: &Param<Tensor<3>>, hi: &Param<Tensor<3>>| {
                 w.unsqueeze_dim::<3>(0) + lo.val().matmul(hi.val()).mul_scalar(scale)
@@ -434,7 +434,7 @@ pub fn train_level<'l>(
             Some(mask) => packed_pooled(&backbone, x, mask, n, start_block, &weights),
             None => {
                 let mut x = x.reshape([n, batch * tokens, d]);
-                for (b, block) in backbone.blocks.iter().enumerate().skip(start_block) {
+                for (b, block) in backbone.layers(start_block..backbone.depth()) {
                     x = block_forward(block, x, tokens, tokens_real.as_ref(), weights[b].take());
                 }
                 backbone.pool(x.reshape([n * batch, tokens, d]), tokens_real.as_ref()).reshape([n, batch, d])

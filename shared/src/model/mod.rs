@@ -10,6 +10,7 @@ pub mod adapter;
 pub mod config;
 pub mod device;
 pub mod ensemble;
+pub mod exported;
 pub mod features;
 pub mod hf;
 pub mod input;

@@ -164,7 +164,11 @@ pub struct Backbone {
     /// [1, tokens, d_model]
     pub position: Option<Param<Tensor<3>>>,
     pub text: Option<TextEmbedding>,
+    /// Blocks `first_block..depth()`: all of them, or (a text encoder loaded for serving from cached activations,
+    /// [`super::hf::load_encoder_layers`]) only those from a group boundary up.
     pub blocks: Vec<Block>,
+    /// The index of `blocks[0]`: 0, or the boundary a partial encoder starts at (it has no embedding either).
+    pub first_block: usize,
     /// The pre-norm ViT's final norm (a post-norm encoder ends normalised).
     pub norm: Option<LayerNorm>,
     pub patch_size: usize,
@@ -223,6 +227,7 @@ impl Backbone {
             text: None,
             blocks: (0..config.depth).map(|_| Block::new(config, device)).collect(),
             norm: Some(LayerNormConfig::new(config.d_model).init(device)),
+            first_block: 0,
             patch_size: config.patch_size,
             packed: false,
         }
@@ -276,7 +281,7 @@ impl Backbone {
             let rows = self.packed_blocks_paced(rows, Some(&packing), mask, from..to, adapter, pause).await;
             return packing.unpack(rows).reshape([b, n, d]);
         }
-        for (i, block) in self.blocks.iter().enumerate().take(to).skip(from) {
+        for (i, block) in self.layers(from..to) {
             x = block.forward_paced(x, mask, adapters.get(i).copied().flatten(), pause).await;
         }
         x
@@ -296,7 +301,7 @@ impl Backbone {
         pause: &impl AsyncFn(),
     ) -> Tensor<2> {
         let tokens = mask.dims()[1];
-        for (i, block) in self.blocks.iter().enumerate().take(blocks.end).skip(blocks.start) {
+        for (i, block) in self.layers(blocks) {
             let h = block.heads;
             let attend = |q, k, v| match packing {
                 Some(p) => p.pack(attention_masked(p.unpack(q), p.unpack(k), p.unpack(v), tokens, h, Some(mask))),
@@ -325,8 +330,22 @@ impl Backbone {
         }
     }
 
+    /// Blocks in the encoder, the absent ones below `first_block` included.
     pub fn depth(&self) -> usize {
-        self.blocks.len()
+        self.first_block + self.blocks.len()
+    }
+
+    /// Block `i` of the encoder. Panics below `first_block`: a partial encoder serves only from its boundary up,
+    /// and its loaders check that the bundle's frozen base is that boundary.
+    pub fn block(&self, i: usize) -> &Block {
+        i.checked_sub(self.first_block).and_then(|j| self.blocks.get(j)).unwrap_or_else(|| {
+            panic!("block {i} is not loaded (this encoder holds {}..{})", self.first_block, self.depth())
+        })
+    }
+
+    /// Blocks `range` with their indices in the encoder (see [`Backbone::block`]).
+    pub fn layers(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = (usize, &Block)> {
+        range.filter(|&i| i < self.depth()).map(|i| (i, self.block(i)))
     }
 }
 

@@ -175,6 +175,16 @@ fn strict(bundle: &Bundle, guard: &Guard) -> Result<Walk> {
         if rel.starts_with("data/test-") || rel.starts_with("data/validation-") {
             continue; // the test and validation splits are never deletable
         }
+        // A text export's index and the frozen encoder's layers it names: public, checked against each other.
+        if rel == s3t::bundle::web::TEXT_INDEX_FILE {
+            if let Err(e) = crate::cli::export::check_text_index(dir) {
+                walk.violations.push(e);
+            }
+            continue;
+        }
+        if rel == "data/encoder-layers.safetensors" {
+            continue; // vouched for by data/text.json
+        }
         if rel.ends_with("adapter_config.json") {
             if let Err(e) = crate::cli::export::check_export(&path, &rel, m, guard) {
                 walk.violations.push(e);
@@ -213,14 +223,8 @@ fn list(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
 
 /// The page's copy of the deletable split: every deleted sample purged, every other one the trained sample.
 fn check_data(bundle: &Bundle, deleted: &HashSet<usize>) -> Result<(), String> {
-    let dir = bundle.dir.join(samples::DATA_DIR);
-    let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| format!("data/{name}: cannot read: {e}"));
-    let images = read("deletable-images-idx3-ubyte.gz")?;
-    let labels = read("deletable-labels-idx1-ubyte.gz")?;
+    let data = crate::cli::export::read_deletable(&bundle.dir, &bundle.manifest)?;
     let digests = std::fs::read(bundle.dir.join(samples::DIGESTS_FILE))
         .map_err(|e| format!("{}: cannot read ({e}): the data cannot be verified", samples::DIGESTS_FILE))?;
-    let classes = bundle.manifest.data.classes;
-    let data = s3t::dataset::from_idx("data/deletable-images", images, "data/deletable-labels", labels, classes)
-        .map_err(|e| e.to_string())?;
     samples::verify("data/deletable", &data, &digests, &bundle.manifest.data.deletable_digests_sha256, deleted)
 }

@@ -209,28 +209,15 @@ pub(crate) fn forget_files(bundle: &Bundle, state: &s3t::State) -> Result<Vec<St
 
 /// Rewrites the page's copy of the deletable split (when the bundle holds one) without the deleted samples.
 fn purge_data(bundle: &Bundle, guard: &s3t::bundle::guard::Guard) -> Result<()> {
-    use s3t::bundle::samples;
     let deleted = crate::cli::deleted_indices(guard.deleted());
     // The salts first: without its salt, a deleted sample's commitment no longer opens.
     crate::cli::export::purge_digests(&bundle.dir, &deleted)?;
     if !crate::cli::export::has_deletable(&bundle.dir) {
         return Ok(());
     }
-    let dir = bundle.dir.join(samples::DATA_DIR);
-    let read = |name: &str| {
-        let path = dir.join(name);
-        std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display())).map(|b| (path, b))
-    };
-    let (images_path, images) = read("deletable-images-idx3-ubyte.gz")?;
-    let (labels_path, labels) = read("deletable-labels-idx1-ubyte.gz")?;
-    let data = s3t::dataset::from_idx(
-        &images_path.display().to_string(),
-        images,
-        &labels_path.display().to_string(),
-        labels,
-        bundle.manifest.data.classes,
-    )?;
     // The copy is purged from itself, so no `--data` source is needed; samples deleted before stay purged.
+    let data = crate::cli::export::read_deletable(&bundle.dir, &bundle.manifest)
+        .map_err(|e| anyhow!("{}: {e}", bundle.dir.display()))?;
     crate::cli::export::write_deletable(&bundle.dir, data, &deleted)
 }
 

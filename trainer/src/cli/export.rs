@@ -10,7 +10,7 @@
 //! `--format web` writes what the web app shows next to a bundle: `OUT/data/{deletable,test,validation}-{images-idx3,
 //! labels-idx1}-ubyte.gz`, the deletable split (checked against the bundle, every deleted sample purged) with its
 //! per-sample digests (`data/deletable-digests.bin`), the first `--test-limit` test images, and the validation split
-//! (model selection when the page retrains a shard).
+//! (model selection when the page retrains a shard). A text bundle's are described in [`s3t::bundle::web`].
 //!
 //! `--format safetensors` writes into a fresh directory next to `OUT` and then replaces `OUT` with it, so a reader
 //! sees the old export or the new one, never adapters of shards that are offline now.
@@ -85,12 +85,6 @@ pub fn run(args: &Args) -> Result<()> {
 
 fn web(args: &Args) -> Result<()> {
     let bundle = Bundle::open(&args.bundle)?;
-    if bundle.manifest.model.text.is_some() {
-        anyhow::bail!(
-            "{}: a text bundle; `--format web` writes image data for the page, which does not open text bundles yet",
-            args.bundle.display()
-        );
-    }
     let splits = crate::cli::checked_data(&bundle, &args.data)?;
     let serving = bundle.serving()?;
     let dir = args.out.join(samples::DATA_DIR);
@@ -108,11 +102,57 @@ fn web(args: &Args) -> Result<()> {
     samples::verify(&digests_file, &purged, &digests, &bundle.manifest.data.deletable_digests_sha256, &deleted)
         .map_err(|e| anyhow!(e))?;
     write_atomic(&args.out.join(samples::DIGESTS_FILE), &digests).map_err(|e| anyhow!(e))?;
+    let test = splits.test.head(args.test_limit);
+    if bundle.manifest.model.text.is_some() {
+        write_text(&bundle, &args.out, &purged, &test)?;
+        return output::print(&format!("wrote the web app's data for a text bundle to {}\n", dir.display()));
+    }
     write_split(&dir, "deletable", &purged)?;
-    write_split(&dir, "test", &splits.test.head(args.test_limit))?;
+    write_split(&dir, "test", &test)?;
     // The page's retraining worker selects models on the validation split, as `trainer retrain` does.
     write_split(&dir, "validation", &splits.validation)?;
     output::print(&format!("wrote the web app's data to {}\n", dir.display()))
+}
+
+/// A text bundle's data for the page ([`s3t::bundle::web`]): the texts, and instead of the frozen encoder below the
+/// lowest adapter group, the test reviews' activations at that boundary and the layers above it alone.
+fn write_text(bundle: &Bundle, out: &Path, deletable: &Dataset, test: &Dataset) -> Result<()> {
+    use s3t::bundle::web::{self, TextExport};
+    let m = &bundle.manifest;
+    let config = &m.model;
+    let source = m.backbone.source.as_ref().ok_or_else(|| anyhow!("a text bundle that does not name its encoder"))?;
+    let hf = s3t::model::hf::HfDir::open_recorded(source).map_err(|e| anyhow!(e))?;
+    let device = burn::tensor::Device::flex();
+    let encoder = hf.backbone(config, &device).map_err(|e| anyhow!(e))?;
+    let from = config.frozen_base();
+    let weights_file = format!("{}/{}", source.dir, s3t::model::hf::WEIGHTS_FILE);
+    let layers = s3t::model::hf::encoder_layers(&weights_file, &hf.weights, from).map_err(|e| anyhow!(e))?;
+    let features = s3t::model::features::Features::embedded(config, &encoder, test, &device);
+    let rows = features.real_tokens(config, test).map_err(|e| anyhow!(e))?;
+    let activations: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let test_bytes = web::split_bytes(test).map_err(|e| anyhow!(e))?;
+    let index = TextExport {
+        format: web::TEXT_FORMAT,
+        from_layer: from,
+        d_model: config.vit.d_model,
+        test: test.len(),
+        test_tokens: rows.len() / config.vit.d_model.max(1),
+        encoder: web::file_entry("data/encoder-layers.safetensors", &layers),
+        activations: web::file_entry("data/test-activations.f32", &activations),
+        test_texts: web::file_entry(&web::split_file("test"), &test_bytes),
+    };
+    let deletable_bytes = web::split_bytes(deletable).map_err(|e| anyhow!(e))?;
+    for (path, bytes) in [
+        (&index.encoder.path, &layers),
+        (&index.activations.path, &activations),
+        (&index.test_texts.path, &test_bytes),
+        (&web::split_file("deletable"), &deletable_bytes),
+    ] {
+        write_atomic(&out.join(path), bytes).map_err(|e| anyhow!(e))?;
+    }
+    // The index last: a reader that finds it finds the files it names.
+    let json = serde_json::to_string_pretty(&index)?;
+    write_atomic(&out.join(web::TEXT_INDEX_FILE), json.as_bytes()).map_err(|e| anyhow!(e))
 }
 
 /// Writes one split as gzip-compressed IDX files into `dir`.
@@ -127,6 +167,10 @@ fn write_split(dir: &Path, name: &str, data: &Dataset) -> Result<()> {
 /// Writes the page's copy of the deletable split into `out/data` with every deleted sample purged.
 pub fn write_deletable(out: &Path, mut deletable: Dataset, deleted: &HashSet<usize>) -> Result<()> {
     samples::purge(&mut deletable, deleted);
+    if deletable.text.is_some() {
+        let bytes = s3t::bundle::web::split_bytes(&deletable).map_err(|e| anyhow!(e))?;
+        return write_atomic(&out.join(s3t::bundle::web::split_file("deletable")), &bytes).map_err(|e| anyhow!(e));
+    }
     write_split(&out.join(samples::DATA_DIR), "deletable", &deletable)
 }
 
@@ -145,9 +189,35 @@ pub fn purge_digests(out: &Path, deleted: &HashSet<usize>) -> Result<()> {
     Ok(())
 }
 
+/// Reads the page's copy of the deletable split in `dir` (the bundle's, written by `--format web`): gzip IDX images
+/// and labels, or a text bundle's texts. Errors name the file relative to the bundle.
+pub fn read_deletable(dir: &Path, manifest: &s3t::bundle::Manifest) -> Result<Dataset, String> {
+    let read = |rel: &str| std::fs::read(dir.join(rel)).map_err(|e| format!("{rel}: cannot read: {e}"));
+    let classes = manifest.data.classes;
+    if let Some(text) = &manifest.model.text {
+        let rel = s3t::bundle::web::split_file("deletable");
+        return s3t::bundle::web::parse_split(&rel, read(&rel)?, text.max_tokens, classes);
+    }
+    let (images, labels) = ("data/deletable-images-idx3-ubyte.gz", "data/deletable-labels-idx1-ubyte.gz");
+    s3t::dataset::from_idx(images, read(images)?, labels, read(labels)?, classes).map_err(|e| e.to_string())
+}
+
+/// Checks a text export's index (`data/text.json` in `dir`) against the files it names.
+pub fn check_text_index(dir: &Path) -> Result<(), String> {
+    let rel = s3t::bundle::web::TEXT_INDEX_FILE;
+    let read = |rel: &str| std::fs::read(dir.join(rel)).map_err(|e| format!("{rel}: cannot read: {e}"));
+    let text = String::from_utf8(read(rel)?).map_err(|e| format!("{rel}: {e}"))?;
+    let index = s3t::bundle::web::TextExport::from_json(rel, &text)?;
+    for file in [&index.encoder, &index.activations, &index.test_texts] {
+        s3t::bundle::manifest::verify_bytes(file, &read(&file.path)?)?;
+    }
+    Ok(())
+}
+
 /// Whether `out` holds the page's copy of the deletable split (written by `--format web`).
 pub fn has_deletable(out: &Path) -> bool {
     out.join(samples::DATA_DIR).join("deletable-images-idx3-ubyte.gz").exists()
+        || out.join(s3t::bundle::web::split_file("deletable")).exists()
 }
 
 fn safetensors(args: &Args) -> Result<()> {

@@ -1,0 +1,59 @@
+//! Serving a text bundle from its export for the page ([`crate::bundle::web`]): the encoder's layers from the
+//! frozen base up, and the test reviews' activations at that boundary. The page and the tests open an export
+//! through this one function, so what the tests compare with `trainer eval` is what the page computes.
+
+use burn::tensor::Device;
+
+use super::config::ModelConfig;
+use super::features::Features;
+use super::hf::load_encoder_layers;
+use super::vit::Backbone;
+use crate::bundle::manifest::verify_bytes;
+use crate::bundle::web::TextExport;
+use crate::dataset::Dataset;
+
+/// A text export, opened.
+pub struct ExportedText {
+    /// Layers `from_layer..` of the encoder (no embedding: it serves from the test activations alone).
+    pub encoder: Backbone,
+    /// The test reviews (texts and labels for the page; token ids for their lengths).
+    pub test: Dataset,
+    /// Their activations entering the bottom group.
+    pub features: Features,
+}
+
+/// The bytes of an export's files, as the index names them.
+pub struct ExportFiles {
+    pub encoder: Vec<u8>,
+    pub activations: Vec<u8>,
+    pub test: Vec<u8>,
+}
+
+/// Checks every file against the index and the index against the model (its boundary must be the model's frozen
+/// base, or the activations would enter the wrong layer), then opens them on `device`.
+pub fn open(
+    config: &ModelConfig,
+    classes: u8,
+    index: &TextExport,
+    files: ExportFiles,
+    device: &Device,
+) -> Result<ExportedText, String> {
+    let text = config.text.as_ref().ok_or("a text export, but the bundle's model reads images")?;
+    if index.from_layer != config.frozen_base() || index.d_model != config.vit.d_model {
+        return Err(format!(
+            "the export starts at layer {} of width {}, but the model's frozen base is layer {} of width {} (export \
+             the bundle again)",
+            index.from_layer,
+            index.d_model,
+            config.frozen_base(),
+            config.vit.d_model
+        ));
+    }
+    verify_bytes(&index.encoder, &files.encoder)?;
+    let encoder = load_encoder_layers(&index.encoder.path, &files.encoder, config, index.from_layer, device)?;
+    let test = index.test_of(files.test, text.max_tokens, classes)?;
+    let rows = index.activations_of(&files.activations)?;
+    let features = Features::from_real_tokens(config, &test, &rows, device)
+        .map_err(|e| format!("{}: {e}", index.activations.path))?;
+    Ok(ExportedText { encoder, test, features })
+}
