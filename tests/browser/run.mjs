@@ -647,6 +647,16 @@ await test('a text bundle: reviews listed and searchable; a deletion deactivates
   await accuracyAfter(page, 1);
   assert.equal(await page.getByTestId('deleted-count').innerText(), '1');
   assert.equal(await page.getByTestId('sample-7').getAttribute('data-deleted'), 'session');
+  // The switch: this server has both models; the image model keeps its own (empty) state, and back again the
+  // review's deletion is still there.
+  assert.equal(await page.getByTestId('switch-reviews').getAttribute('aria-current'), 'page');
+  await page.getByTestId('switch-images').click();
+  await accuracyAfter(page, 0);
+  assert.equal(await page.getByTestId('deleted-count').innerText(), '0');
+  assert.ok(await page.getByTestId('sample-7').locator('canvas').count() === 1, 'the image model shows images');
+  await page.getByTestId('switch-reviews').click();
+  await accuracyAfter(page, 1);
+  assert.equal(await page.getByTestId('sample-7').getAttribute('data-deleted'), 'session');
   await context.close();
 });
 

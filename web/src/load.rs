@@ -132,7 +132,7 @@ async fn split(base: &str, name: &str, manifest: &Manifest) -> Result<Dataset, S
 }
 
 /// Like [`fetch_bytes`], but `Ok(None)` when the server says the file does not exist (HTTP 404).
-async fn fetch_optional(url: &str) -> Result<Option<Vec<u8>>, String> {
+pub async fn fetch_optional(url: &str) -> Result<Option<Vec<u8>>, String> {
     let window = web_sys::window().ok_or("no window")?;
     let response = JsFuture::from(window.fetch_with_str(url)).await.map_err(|e| format!("{url}: {e:?}"))?;
     let response: web_sys::Response = response.dyn_into().map_err(|_| format!("{url}: not a response"))?;

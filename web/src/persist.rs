@@ -2,6 +2,8 @@
 //! [`s3t::link`] writes and reads (tagged with the bundle they belong to, so that a link to another model is
 //! recognised as stale). This module only moves that text in and out of the browser.
 
+use crate::source::Source;
+
 const STORAGE_KEY: &str = "s3t-lab.session";
 
 pub fn url_state() -> String {
@@ -9,7 +11,7 @@ pub fn url_state() -> String {
 }
 
 pub fn stored_state() -> Option<String> {
-    web_sys::window()?.local_storage().ok()??.get_item(STORAGE_KEY).ok()?
+    web_sys::window()?.local_storage().ok()??.get_item(&Source::current().key(STORAGE_KEY)).ok()?
 }
 
 /// Writes the state to the URL (without a new history entry) and to local storage.
@@ -19,7 +21,7 @@ pub fn save(encoded: &str) {
         let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&format!("#{encoded}")));
     }
     if let Ok(Some(storage)) = window.local_storage() {
-        let _ = storage.set_item(STORAGE_KEY, encoded);
+        let _ = storage.set_item(&Source::current().key(STORAGE_KEY), encoded);
     }
 }
 
@@ -56,7 +58,7 @@ pub fn save_retrains(link: &str, retrains: &[crate::state::Retrain]) {
     let Some(storage) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) else { return };
     let bytes: usize = retrains.iter().flat_map(|r| r.weights.iter()).map(|(_, w)| w.len()).sum();
     if retrains.is_empty() || bytes > MAX_RETRAINED_BYTES {
-        let _ = storage.remove_item(RETRAINED_KEY);
+        let _ = storage.remove_item(&Source::current().key(RETRAINED_KEY));
         return;
     }
     let stored = StoredRetrains {
@@ -72,10 +74,10 @@ pub fn save_retrains(link: &str, retrains: &[crate::state::Retrain]) {
             .collect(),
     };
     if let Ok(text) = serde_json::to_string(&stored)
-        && storage.set_item(RETRAINED_KEY, &text).is_err()
+        && storage.set_item(&Source::current().key(RETRAINED_KEY), &text).is_err()
     {
         // Over the quota: a reload then retrains (or says it must) instead.
-        let _ = storage.remove_item(RETRAINED_KEY);
+        let _ = storage.remove_item(&Source::current().key(RETRAINED_KEY));
     }
 }
 
@@ -83,7 +85,7 @@ pub fn save_retrains(link: &str, retrains: &[crate::state::Retrain]) {
 pub fn stored_retrains(link: &str) -> Vec<crate::state::Retrain> {
     let text = web_sys::window()
         .and_then(|w| w.local_storage().ok().flatten())
-        .and_then(|s| s.get_item(RETRAINED_KEY).ok().flatten());
+        .and_then(|s| s.get_item(&Source::current().key(RETRAINED_KEY)).ok().flatten());
     let Some(stored) = text.and_then(|t| serde_json::from_str::<StoredRetrains>(&t).ok()) else { return Vec::new() };
     if stored.link.trim_start_matches('#') != link.trim_start_matches('#') {
         return Vec::new();

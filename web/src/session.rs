@@ -257,7 +257,7 @@ pub fn session_view(props: &Props) -> Html {
             }
             if ready && let Some(w) = worker.borrow().as_ref() {
                 let request = s3t::bundle::retrain::Request {
-                    bundle: crate::app::BUNDLE_URL.to_owned(),
+                    bundle: crate::source::Source::current().dir().to_owned(),
                     shard,
                     deleted: retrain::deleted_at(
                         &loaded,

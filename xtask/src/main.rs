@@ -3,8 +3,8 @@
 //! - `cargo xtask test`: installs what is missing (rustfmt, clippy, the wasm32 target, trunk, wasm-bindgen-cli,
 //!   Chromium, npm packages), then runs every check: formatting, clippy (host and wasm32), the Rust test suite, the
 //!   web build and the headless-Chromium tests.
-//! - `cargo xtask demo`: builds the default bundle if it is missing, builds the web app and serves it on
-//!   127.0.0.1; with `--measure`, times the page on that bundle in headless Chromium instead of serving on.
+//! - `cargo xtask demo`: builds the default bundle and the reviews bundle (MiniLM on Rotten Tomatoes) if they are
+//!   missing, builds the web app and serves both on 127.0.0.1; with `--measure`, times the page on that bundle in headless Chromium instead of serving on.
 //! - `cargo xtask fuzz`: the long fuzzing run of every parser of untrusted bytes (`tests/tests/fuzz.rs`).
 
 mod serve;
@@ -44,7 +44,7 @@ fn print_help() {
          test [-- ARGS]   install what is missing, then fmt, clippy (host and wasm32), every Rust test, the web\n                   \
          build and the browser tests; ARGS go to `cargo test` (e.g. `-- --ignored` for the long runs)\n  \
          browser          only the web build and the browser tests\n  \
-         demo [--port N]  build the default bundle if missing and the web app, serve on 127.0.0.1 (default 8080)\n  \
+         demo [--port N]  build the image and review bundles if missing and the web app, serve on 127.0.0.1 (default 8080)\n  \
          demo --measure   the same, then time the page on the demo bundle in headless Chromium (software WebGPU)\n  \
          bench [ARGS]     run the criterion benchmarks (`cargo bench -p s3t ARGS`)\n  \
          fuzz [FILTER]    fuzz every parser of untrusted bytes: FUZZ_CASES cases each (default 1,000,000), from a\n                   \
@@ -152,16 +152,19 @@ fn browser_tests() -> Result<(), String> {
     let text_bundle = target_dir().join("browser-test-bundle-text");
     build_text_bundle(&trainer, &text_bundle)?;
     step("build the web app", run("trunk", &["build"]))?;
-    let server = serve::start(root().join("web/dist"), bundle.clone(), 0)?;
-    let gpu_server = serve::start(root().join("web/dist"), gpu_bundle.clone(), 0)?;
-    let text_server = serve::start(root().join("web/dist"), text_bundle.clone(), 0)?;
+    let dist = root().join("web/dist");
+    let server = serve::start(dist.clone(), vec![("bundle", bundle.clone())], 0)?;
+    let gpu_server = serve::start(dist.clone(), vec![("bundle", gpu_bundle.clone())], 0)?;
+    // Both models, as the demo serves them: the page opens the reviews at `?data=reviews` and offers the switch.
+    let both = vec![("bundle", bundle.clone()), ("reviews", text_bundle.clone())];
+    let text_server = serve::start(dist, both, 0)?;
     let mut cmd = run("node", &["run.mjs"]);
     cmd.current_dir(root().join("tests/browser"))
         .env("BASE_URL", format!("http://127.0.0.1:{}/", server.port))
         .env("BUNDLE_DIR", &bundle)
         .env("WEBGPU_BASE_URL", format!("http://127.0.0.1:{}/", gpu_server.port))
         .env("WEBGPU_BUNDLE_DIR", &gpu_bundle)
-        .env("TEXT_BASE_URL", format!("http://127.0.0.1:{}/", text_server.port))
+        .env("TEXT_BASE_URL", format!("http://127.0.0.1:{}/?data=reviews", text_server.port))
         .env("TEXT_BUNDLE_DIR", &text_bundle)
         .env("TRAINER", &trainer)
         .env("CHROMIUM", tools::CHROMIUM)
@@ -224,6 +227,10 @@ fn web_data(mut trainer: Command, bundle: &Path) -> Result<(), String> {
     step("write the web app's data", trainer)
 }
 
+/// Test reviews the reviews demo evaluates: their activations at the frozen base (24 real tokens of 384 values on
+/// average, 37 KB a review) are most of what the page downloads besides the encoder's top two layers.
+const REVIEWS_TEST_REVIEWS: &str = "80";
+
 fn demo(args: &[String]) -> Result<(), String> {
     let (port, measure) = match args {
         [] => (8080, false),
@@ -250,8 +257,24 @@ fn demo(args: &[String]) -> Result<(), String> {
         )?;
     }
     web_data(run(&trainer, &[]), &bundle)?;
+    let reviews = root().join("web/demo/reviews");
+    if !valid_bundle(Command::new(&trainer), &reviews) {
+        let _ = std::fs::remove_dir_all(&reviews);
+        let out = reviews.to_string_lossy().into_owned();
+        let mut build = vec!["build", "--backbone", "minilm", "--data", "mr", "--out", &out, "--resume"];
+        // One layer per group: the four layers below the two adapter groups are frozen in every node, so the page
+        // downloads the test reviews' activations above them and the top two layers only.
+        build.extend_from_slice(&["--layers-per-group", "1"]);
+        step(
+            "build the reviews bundle: all-MiniLM-L6-v2 on Rotten Tomatoes (first time only, fetches both)",
+            run(&trainer, &build),
+        )?;
+    }
+    let mut export = run(&trainer, &["export"]);
+    export.arg(&reviews).args(["--format", "web", "--test-limit", REVIEWS_TEST_REVIEWS, "--out"]).arg(&reviews);
+    step("write the web app's data for the reviews", export)?;
     step("build the web app", run("trunk", &["build"]))?;
-    let server = serve::start(root().join("web/dist"), bundle, port)?;
+    let server = serve::start(root().join("web/dist"), vec![("bundle", bundle), ("reviews", reviews)], port)?;
     if measure {
         // The page's speed on the software WebGPU adapter, as the browser tests measure it, on the demo bundle.
         tools::browser_tools(&root())?;
@@ -262,7 +285,11 @@ fn demo(args: &[String]) -> Result<(), String> {
             .env("OUT", root().join("tests/browser/artifacts/demo-speed.json"));
         return step("measure the demo (headless Chromium, software WebGPU)", cmd);
     }
-    println!("xtask: serving the S3T demo at http://127.0.0.1:{}/ (Ctrl-C to stop)", server.port);
+    println!(
+        "xtask: serving the S3T demo at http://127.0.0.1:{0}/ (images) and http://127.0.0.1:{0}/?data=reviews (reviews) \
+         (Ctrl-C to stop)",
+        server.port
+    );
     loop {
         std::thread::park();
     }

@@ -1,5 +1,6 @@
-//! A small static file server for the built web app, bound to 127.0.0.1 only. `/bundle/…` is served from the
-//! bundle directory, everything else from trunk's output.
+//! A small static file server for the built web app, bound to 127.0.0.1 only. `/NAME/…` is served from the bundle
+//! directory mounted as NAME (`bundle`: the image model, `reviews`: the review model), everything else from
+//! trunk's output.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,16 +11,19 @@ pub struct Server {
     pub port: u16,
 }
 
+/// A bundle directory and the name it is served under.
+pub type Mount = (&'static str, PathBuf);
+
 /// Starts serving on 127.0.0.1:`port` (0 = any free port) in background threads.
-pub fn start(dist: PathBuf, bundle: PathBuf, port: u16) -> Result<Server, String> {
+pub fn start(dist: PathBuf, bundles: Vec<Mount>, port: u16) -> Result<Server, String> {
     let listener =
         TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let (dist, bundle) = (dist.clone(), bundle.clone());
+            let (dist, bundles) = (dist.clone(), bundles.clone());
             thread::spawn(move || {
-                let _ = handle(stream, &dist, &bundle);
+                let _ = handle(stream, &dist, &bundles);
             });
         }
     });
@@ -46,7 +50,7 @@ fn resolve(root: &Path, rest: &str) -> Option<PathBuf> {
     Some(root.join(rel))
 }
 
-fn handle(stream: TcpStream, dist: &Path, bundle: &Path) -> std::io::Result<()> {
+fn handle(stream: TcpStream, dist: &Path, bundles: &[Mount]) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request = String::new();
     reader.read_line(&mut request)?;
@@ -57,8 +61,12 @@ fn handle(stream: TcpStream, dist: &Path, bundle: &Path) -> std::io::Result<()> 
     }
     let target = request.split_whitespace().nth(1).unwrap_or("/");
     let path = target.split(['?', '#']).next().unwrap_or("/");
-    let file = match path.strip_prefix("/bundle/") {
-        Some(rest) => resolve(bundle, rest),
+    let mounted = bundles.iter().find_map(|(name, dir)| {
+        let rest = path.strip_prefix('/')?.strip_prefix(name)?.strip_prefix('/')?;
+        Some((dir, rest))
+    });
+    let file = match mounted {
+        Some((dir, rest)) => resolve(dir, rest),
         None if path == "/" => Some(dist.join("index.html")),
         None => resolve(dist, path),
     };
