@@ -692,13 +692,20 @@ await test('usable at 390 px and at 1400 px: nothing wider than the screen, ever
   }
 });
 
-await test('Lighthouse: accessibility and best practices at least 95', async () => {
+await test('Lighthouse: accessibility and best practices at least 95, on the image and the review model', async () => {
   const { scores, failed, report } = await audit(CHROMIUM, BASE_URL);
   writeFileSync(join(ARTIFACTS, 'lighthouse.json'), report);
   metrics.lighthouse = scores;
   metrics.lighthouse_failed_audits = failed;
   assert.ok(scores.accessibility >= 95, `accessibility ${scores.accessibility}: ${failed.join('; ')}`);
   assert.ok(scores['best-practices'] >= 95, `best practices ${scores['best-practices']}: ${failed.join('; ')}`);
+  // The review model's page (a list of reviews instead of thumbnails, the switch between the models).
+  const text = await audit(CHROMIUM, TEXT_BASE_URL);
+  writeFileSync(join(ARTIFACTS, 'lighthouse-text.json'), text.report);
+  metrics.lighthouse_text = text.scores;
+  metrics.lighthouse_text_failed_audits = text.failed;
+  assert.ok(text.scores.accessibility >= 95, `reviews: accessibility ${text.scores.accessibility}: ${text.failed.join('; ')}`);
+  assert.ok(text.scores['best-practices'] >= 95, `reviews: best practices ${text.scores['best-practices']}: ${text.failed.join('; ')}`);
 });
 await cpu.close();
 await webgpu.close();

@@ -191,6 +191,8 @@ pub fn grid(props: &GridProps) -> Html {
                         Some(_) => "deleted".to_owned(),
                         None => class_of(i).map_or_else(String::new, |c| props.loaded.class_name(usize::from(c))),
                     };
+                    // A thumbnail has no text: its button is named by its label. A review's button is named by what
+                    // it shows (its text, class, shard and slice), as a visible label must be (WCAG 2.5.3).
                     let kind = if texts.is_some() { "review" } else { "sample" };
                     let label = format!(
                         "{kind} {i}, {what}, shard {}, slice {}",
@@ -203,7 +205,7 @@ pub fn grid(props: &GridProps) -> Html {
                         Callback::from(move |_| cb.emit(id.clone()))
                     };
                     html! {
-                        <li><button class={classes!("sample", gone.map(|_| "deleted"))} aria-label={label.clone()} title={label}
+                        <li><button class={classes!("sample", gone.map(|_| "deleted"))} aria-label={texts.is_none().then(|| label.clone())} title={label}
                             disabled={gone.is_some()} onclick={on_click} data-testid={format!("sample-{i}")}
                             data-deleted={gone.unwrap_or("")}>
                             if let Some(texts) = texts {
