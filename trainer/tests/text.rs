@@ -59,6 +59,11 @@ const TEXT_BUILD: &[&str] = &[
 ];
 
 fn build() -> Built {
+    build_with(&[])
+}
+
+/// [`build`] with `extra` flags.
+fn build_with(extra: &[&str]) -> Built {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     // A copy of the model directory: a test below changes a file of it.
     let model = tmp.path().join("model");
@@ -71,6 +76,7 @@ fn build() -> Built {
     let backbone = format!("hf:{}", s(&model));
     let mut args = vec!["build", "--backbone", &backbone, "--data", &data, "--out", s(&bundle), "--json"];
     args.extend(TEXT_BUILD);
+    args.extend(extra);
     let summary = json_of(&args);
     assert_eq!(summary["assembled"], Value::Bool(true), "{summary}");
     Built { _tmp: tmp, bundle, data, model }
@@ -256,11 +262,10 @@ fn quality_forget_check_and_bench_run_on_text() {
     }
 }
 
-/// `export --format web` on a text bundle ships the encoder's layers from the frozen base up and the test reviews'
-/// activations at that boundary: the page's model (opened through the same function the page uses) gives every
-/// node's probabilities bit for bit as the whole encoder does, and the export's texts are forgotten with the rest.
-#[test]
-fn the_page_export_of_a_text_bundle_serves_bit_for_bit_as_the_whole_encoder() {
+/// Exports `b` for the page (`limit` test reviews) and opens the export as the page does
+/// ([`s3t::model::exported::open`]): every node's probabilities equal the whole encoder's bit for bit, and the
+/// page's accuracy is `trainer eval`'s on the same subset. Returns the index.
+fn assert_page_serves_as_eval(b: &Built, limit: usize) -> s3t::bundle::web::TextExport {
     use burn::tensor::Device;
     use s3t::bundle::Manifest;
     use s3t::bundle::web::{self, TextExport};
@@ -268,9 +273,9 @@ fn the_page_export_of_a_text_bundle_serves_bit_for_bit_as_the_whole_encoder() {
     use s3t::model::hf::HfDir;
     use s3t::model::serve::{Evaluator, Model};
 
-    let b = build();
     let dir = s(&b.bundle);
-    stdout_of(&["export", dir, "--format", "web", "--out", dir, "--test-limit", "40"]);
+    let limit = limit.to_string();
+    stdout_of(&["export", dir, "--format", "web", "--out", dir, "--test-limit", &limit]);
     let read = |rel: &str| fs::read(b.bundle.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
     let manifest =
         Manifest::from_json("manifest", &String::from_utf8(read("manifest.json")).expect("UTF-8")).expect("a manifest");
@@ -286,7 +291,7 @@ fn the_page_export_of_a_text_bundle_serves_bit_for_bit_as_the_whole_encoder() {
     };
     let device = Device::flex();
     let page = exported::open(config, manifest.data.classes, &index, files, &device).expect("the export opens");
-    assert_eq!(page.test.len(), 40);
+    assert_eq!(page.test.len().to_string(), limit);
     assert_eq!(page.encoder.first_block, index.from_layer);
     assert!(page.encoder.text.is_none(), "no embedding is shipped");
 
@@ -303,27 +308,41 @@ fn the_page_export_of_a_text_bundle_serves_bit_for_bit_as_the_whole_encoder() {
             for prefix in 1..=chain.len() {
                 let at = s3t::Served { sequence, prefix: prefix as u16 };
                 let shard = shard as u16;
-                let want: Vec<u32> = expected
-                    .served_probabilities(&reference, shard, at)
-                    .expect("p")
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect();
-                let have: Vec<u32> =
-                    got.served_probabilities(&served, shard, at).expect("p").iter().map(|v| v.to_bits()).collect();
+                let bits = |p: &[f32]| p.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+                let want = bits(expected.served_probabilities(&reference, shard, at).expect("probabilities"));
+                let have = bits(got.served_probabilities(&served, shard, at).expect("probabilities"));
                 assert_eq!(want, have, "shard {shard} sequence {sequence} prefix {prefix}");
                 compared += 1;
             }
         }
     }
     assert!(compared >= 4, "every node compared");
-    // The page's accuracy is `trainer eval`'s on the same subset.
     let state = reference.manifest.router(manifest.assignment().expect("a"), &reference.plan).expect("r").initial();
     let page_accuracy = got.evaluate(&served, &state).expect("evaluated").accuracy.expect("served");
-    let eval = json_of(&["eval", dir, "--test-limit", "40", "--device", "cpu", "--json"]);
+    let eval = json_of(&["eval", dir, "--test-limit", &limit, "--device", "cpu", "--json"]);
     assert_eq!(eval["accuracy"].as_f64(), Some(page_accuracy), "{eval}");
     let report = json_of(&["audit", dir, "--strict", "--json"]);
     assert_eq!(report["violations"], serde_json::json!([]), "{report}");
+    index
+}
+
+/// `export --format web` on a text bundle ships the encoder's layers from the frozen base up and the test reviews'
+/// activations at that boundary: the page's model (opened through the same function the page uses) gives every
+/// node's probabilities bit for bit as the whole encoder does, and the export's texts are forgotten with the rest.
+#[test]
+fn the_page_export_of_a_text_bundle_serves_bit_for_bit_as_the_whole_encoder() {
+    use burn::tensor::Device;
+    use s3t::bundle::web;
+    use s3t::model::exported::{self, ExportFiles};
+
+    let b = build();
+    let dir = s(&b.bundle);
+    let index = assert_page_serves_as_eval(&b, 40);
+    let read = |rel: &str| fs::read(b.bundle.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    // The encoder's layers are the checkpoint's own bytes (an f32 model).
+    let layers = read(&index.encoder.path);
+    let tensors = safetensors::SafeTensors::deserialize(&layers).expect("safetensors").tensors();
+    assert!(tensors.iter().all(|(_, t)| t.dtype() == safetensors::Dtype::F32));
 
     // A deletion purges the exported texts, as it does images; the audit checks the copy.
     let file = web::split_file("deletable");
@@ -348,6 +367,31 @@ fn the_page_export_of_a_text_bundle_serves_bit_for_bit_as_the_whole_encoder() {
     assert!(stderr.contains("test-activations.f32") && stderr.contains("checksum"), "{stderr}");
     let files =
         ExportFiles { encoder: read(&index.encoder.path), activations: bad, test: read(&index.test_texts.path) };
-    let err = exported::open(config, 2, &index, files, &device).err().expect("refused");
+    let manifest = s3t::bundle::Manifest::from_json("m", &String::from_utf8(read("manifest.json")).expect("UTF-8"))
+        .expect("a manifest");
+    let err = exported::open(&manifest.model, 2, &index, files, &Device::flex()).err().expect("refused");
     assert!(err.contains("test-activations.f32") && err.contains("checksum"), "{err}");
+}
+
+/// A bundle pretrained with `--frozen-f16` holds its encoder at f16 everywhere: the export ships the layers as F16
+/// tensors (half the bytes) and the page still computes `trainer eval`'s probabilities bit for bit.
+#[test]
+fn a_bundle_that_holds_its_encoder_at_f16_exports_half_the_bytes_and_serves_bit_for_bit() {
+    let full = build();
+    let half = build_with(&["--frozen-f16"]);
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(half.bundle.join("manifest.json")).expect("manifest")).expect("JSON");
+    assert_eq!(manifest["model"]["text"]["frozen_f16"], true);
+    let full_index = assert_page_serves_as_eval(&full, 20);
+    let half_index = assert_page_serves_as_eval(&half, 20);
+    let layers = fs::read(half.bundle.join(&half_index.encoder.path)).expect("layers");
+    let tensors = safetensors::SafeTensors::deserialize(&layers).expect("safetensors").tensors();
+    assert!(tensors.iter().all(|(_, t)| t.dtype() == safetensors::Dtype::F16));
+    assert!(half_index.encoder.bytes * 10 < full_index.encoder.bytes * 6, "{half_index:?} vs {full_index:?}");
+    // The option is chosen when pretraining: a build on an f32 backbone refuses it rather than ignore it.
+    let backbone = format!("hf:{}", s(&full.model));
+    let mut args = vec!["build", "--backbone", &backbone, "--data", &full.data, "--out", s(&full.bundle)];
+    args.extend(TEXT_BUILD);
+    args.extend(["--resume", "--frozen-f16"]);
+    assert_one_line_error(&args, &["--frozen-f16", "pretrained"]);
 }

@@ -65,6 +65,11 @@ pub struct TextConfig {
     /// `max_tokens`, the arithmetic of text bundles built before packing (their records have no such field, hence
     /// the `Option`). New configurations pack ([`super::hf::HfConfig::model_config`]).
     pub packed: Option<bool>,
+    /// The precision the frozen encoder is held at: `Some(true)`, every weight of the checkpoint is rounded to f16
+    /// once, when it is read, and the model is those values everywhere (pretraining, training, evaluation, the
+    /// page), so an export ships the frozen layers at half the size and nothing computes with other values;
+    /// `None` or `Some(false)`, the checkpoint's f32 values (every bundle built before the option).
+    pub frozen_f16: Option<bool>,
 }
 
 /// Backbone, adapters and the number of layer groups L (= slices).
@@ -129,6 +134,11 @@ impl TextConfig {
     /// Whether training runs on packed tokens ([`TextConfig::packed`]).
     pub fn packs(&self) -> bool {
         self.packed == Some(true)
+    }
+
+    /// Whether the frozen encoder's weights are rounded to f16 ([`TextConfig::frozen_f16`]).
+    pub fn frozen_half(&self) -> bool {
+        self.frozen_f16 == Some(true)
     }
 
     /// Checks the bounds a reader relies on before shaping tensors from a record; the message names the field.
@@ -294,6 +304,10 @@ mod tests {
         assert!(!text.packs());
         let text: TextConfig = serde_json::from_str(&json.replace("}", r#", "packed": true}"#)).expect("parses");
         assert!(text.packs());
+        // Nor does it hold its encoder at f16.
+        assert!(!text.frozen_half());
+        let text: TextConfig = serde_json::from_str(&json.replace("}", r#", "frozen_f16": true}"#)).expect("parses");
+        assert!(text.frozen_half());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData, f16};
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
@@ -176,6 +176,8 @@ struct Tensors<'a> {
     st: SafeTensors<'a>,
     prefix: &'static str,
     device: &'a Device,
+    /// Round every value to f16 ([`super::config::TextConfig::frozen_f16`]).
+    half: bool,
 }
 
 impl Tensors<'_> {
@@ -189,12 +191,19 @@ impl Tensors<'_> {
                 view.shape()
             ));
         }
-        let values: Vec<f32> = match view.dtype() {
+        let mut values: Vec<f32> = match view.dtype() {
             Dtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            // What an export of a model held at f16 ships ([`encoder_layers`]).
+            Dtype::F16 if self.half => {
+                view.data().chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            }
             other => {
                 return Err(format!("{}: tensor {full} is {other:?}; only F32 checkpoints are supported", self.file));
             }
         };
+        if self.half {
+            values.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
+        }
         Ok(Tensor::from_data(TensorData::new(values, shape), self.device))
     }
 
@@ -235,7 +244,7 @@ pub fn load_encoder_layers(
     }
     let st = SafeTensors::deserialize(bytes).map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
     let prefix = if st.names().iter().any(|n| n.starts_with("bert.")) { "bert." } else { "" };
-    let t = Tensors { file, st, prefix, device };
+    let t = Tensors { file, st, prefix, device, half: text.frozen_half() };
     let (d, eps) = (config.vit.d_model, text.layer_norm_eps);
     let hidden = d * config.vit.mlp_ratio;
     let embedding = if from == 0 {
@@ -297,9 +306,10 @@ fn layer_of(name: &str) -> Option<usize> {
     name.strip_prefix("encoder.layer.")?.split('.').next()?.parse().ok()
 }
 
-/// The tensors of encoder layers `from..` of a BERT checkpoint, as a safetensors file of their own: their bytes
-/// and names unchanged (so [`load_encoder_layers`] reads the same values bit for bit), everything below left out.
-pub fn encoder_layers(file: &str, bytes: &[u8], from: usize) -> Result<Vec<u8>, String> {
+/// The tensors of encoder layers `from..` of a BERT checkpoint, as a safetensors file of their own, names unchanged
+/// and everything below left out: their bytes unchanged, or (`half`, a model held at f16) rounded to F16 tensors.
+/// [`load_encoder_layers`] reads back the very values the model computes with.
+pub fn encoder_layers(file: &str, bytes: &[u8], from: usize, half: bool) -> Result<Vec<u8>, String> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
     let mut kept: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
         .tensors()
@@ -310,7 +320,30 @@ pub fn encoder_layers(file: &str, bytes: &[u8], from: usize) -> Result<Vec<u8>, 
         return Err(format!("{file}: holds no encoder layer from {from} up"));
     }
     kept.sort_by(|a, b| a.0.cmp(&b.0));
-    safetensors::serialize(kept, None).map_err(|e| format!("{file}: cannot write its layers from {from}: {e}"))
+    let write = |e: safetensors::SafeTensorError| format!("{file}: cannot write its layers from {from}: {e}");
+    if !half {
+        return safetensors::serialize(kept, None).map_err(write);
+    }
+    let mut halved: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(kept.len());
+    for (name, view) in &kept {
+        if view.dtype() != Dtype::F32 {
+            return Err(format!("{file}: tensor {name} is {:?}; only F32 checkpoints are supported", view.dtype()));
+        }
+        let data: Vec<u8> = view
+            .data()
+            .chunks_exact(4)
+            .flat_map(|b| f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])).to_le_bytes())
+            .collect();
+        halved.push((name.clone(), view.shape().to_vec(), data));
+    }
+    let views = halved
+        .iter()
+        .map(|(name, shape, data)| {
+            Ok((name.clone(), safetensors::tensor::TensorView::new(Dtype::F16, shape.clone(), data)?))
+        })
+        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+        .map_err(write)?;
+    safetensors::serialize(views, None).map_err(write)
 }
 
 /// A Hugging Face model directory, read (natively): its three files and what they say.

@@ -221,6 +221,13 @@ pub fn run(args: &Args) -> Result<()> {
         run_pretrain(&source, &args.out, &args.pretrain, args.batching.threads, args.run.device, quiet)?;
     }
     let (record, pretrained) = load_pretrained(&args.out, &selected.device)?;
+    if args.pretrain.frozen_f16 && !record.model.text.as_ref().is_some_and(|t| t.frozen_half()) {
+        bail!(
+            "{}: --frozen-f16, but its backbone was pretrained holding the encoder at f32 (the option is chosen when \
+             pretraining: build into an empty directory)",
+            args.out.display()
+        );
+    }
     let (mut splits, info) = match images {
         Some(splits) => {
             let info = source.info(&splits);

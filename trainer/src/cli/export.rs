@@ -126,7 +126,8 @@ fn write_text(bundle: &Bundle, out: &Path, deletable: &Dataset, test: &Dataset) 
     let encoder = hf.backbone(config, &device).map_err(|e| anyhow!(e))?;
     let from = config.frozen_base();
     let weights_file = format!("{}/{}", source.dir, s3t::model::hf::WEIGHTS_FILE);
-    let layers = s3t::model::hf::encoder_layers(&weights_file, &hf.weights, from).map_err(|e| anyhow!(e))?;
+    let half = config.text.as_ref().is_some_and(|t| t.frozen_half());
+    let layers = s3t::model::hf::encoder_layers(&weights_file, &hf.weights, from, half).map_err(|e| anyhow!(e))?;
     let features = s3t::model::features::Features::embedded(config, &encoder, test, &device);
     let rows = features.real_tokens(config, test).map_err(|e| anyhow!(e))?;
     let activations: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();

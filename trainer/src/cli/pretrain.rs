@@ -76,6 +76,11 @@ pub struct PretrainOptions {
     /// measured on MR in the README ("Text").
     #[arg(long, default_value_t = TEXT_MAX_TOKENS)]
     pub max_tokens: usize,
+    /// Texts: hold the frozen encoder at f16: every weight of the checkpoint is rounded to half precision once,
+    /// when it is read, and the bundle's model is those values everywhere (training, eval, the page). The page then
+    /// downloads the frozen layers at half the size (the reviews demo uses it). Recorded in the manifest.
+    #[arg(long)]
+    pub frozen_f16: bool,
 }
 
 /// `--max-tokens` when not given.
@@ -243,6 +248,10 @@ fn run_text_pretrain(
         .config
         .model_config(labels.len(), 1, 1, options.max_tokens, LoraConfig::new())
         .map_err(|e| anyhow!("{}/config.json: {e}", hf.source.dir))?;
+    let config = match (config.text.clone(), options.frozen_f16) {
+        (Some(text), true) => config.with_text(Some(text.with_frozen_f16(Some(true)))),
+        _ => config,
+    };
     let backbone = hf.backbone(&config, &selected.device).map_err(|e| anyhow!(e))?;
     let train = TrainConfig::new().with_epochs(options.pretrain_epochs).with_learning_rate(3e-3);
     let mut progress = Progress::new(1, "pretrain", quiet);
