@@ -29,6 +29,11 @@ pub struct ExportFiles {
     pub test: Vec<u8>,
 }
 
+/// Test reviews per evaluation batch. A batch's operations are the page's longest main-thread tasks on the CPU
+/// backend (a feed-forward product of the two top MiniLM layers over 200 reviews took a second in wasm); the
+/// numbers do not depend on the batch (`trainer/tests/text.rs` compares them with `trainer eval`'s).
+pub const EVAL_BATCH: usize = 8;
+
 /// Checks every file against the index and the index against the model (its boundary must be the model's frozen
 /// base, or the activations would enter the wrong layer), then opens them on `device`.
 pub fn open(
@@ -53,7 +58,7 @@ pub fn open(
     let encoder = load_encoder_layers(&index.encoder.path, &files.encoder, config, index.from_layer, device)?;
     let test = index.test_of(files.test, text.max_tokens, classes)?;
     let rows = index.activations_of(&files.activations)?;
-    let features = Features::from_real_tokens(config, &test, &rows, device)
+    let features = Features::from_real_tokens(config, &test, &rows, EVAL_BATCH, device)
         .map_err(|e| format!("{}: {e}", index.activations.path))?;
     Ok(ExportedText { encoder, test, features })
 }

@@ -85,13 +85,14 @@ impl Features {
     }
 
     /// Features entering the bottom group L from the rows [`Features::real_tokens`] wrote, with zeros at the
-    /// padding. Every later computation reads a text's real tokens only (packing gathers them; attention gives
+    /// padding, evaluated `batch` texts at a time (the page keeps each operation short with small batches). Every later computation reads a text's real tokens only (packing gathers them; attention gives
     /// padded keys a weight of exactly 0; pooling weighs padding by 0), so these serve bit for bit as the features
     /// computed from the whole encoder do.
     pub fn from_real_tokens(
         config: &ModelConfig,
         data: &Dataset,
         rows: &[f32],
+        batch: usize,
         device: &Device,
     ) -> Result<Self, String> {
         let n = data.len();
@@ -115,7 +116,7 @@ impl Features {
         boundary[config.groups - 1] = Some(Tensor::from_data(TensorData::new(values, [n, tokens, d]), device));
         let all: Vec<usize> = (0..n).collect();
         let mask = Some(input::mask(data, &all, device));
-        Ok(Self { boundary, mask, len: n, batch: EVAL_BATCH })
+        Ok(Self { boundary, mask, len: n, batch: batch.max(1) })
     }
 
     /// Computes the missing activations entering groups L−1 down to `group`, each from the one below it, in the
@@ -150,6 +151,11 @@ impl Features {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Samples per batch when these features are extended or evaluated. A sample's numbers do not depend on it.
+    pub fn batch_size(&self) -> usize {
+        self.batch
     }
 
     pub fn is_empty(&self) -> bool {
@@ -252,7 +258,7 @@ pub async fn component_logits_paced(
     component.head.forward(pooled)
 }
 
-/// Row-major logits [n, classes] of a component over every cached sample, evaluated in batches.
+/// Row-major logits [n, classes] of a component over every cached sample, evaluated in the features' batches.
 pub fn logits_all(
     config: &ModelConfig,
     backbone: &Backbone,
@@ -275,7 +281,7 @@ pub fn logits_all_tensor(
     let k = component.groups.len().max(1);
     let all: Vec<usize> = (0..features.len()).collect();
     let parts = all
-        .chunks(EVAL_BATCH)
+        .chunks(features.batch)
         .map(|chunk| {
             component_logits(config, backbone, component, features.batch(k, chunk), features.mask_batch(chunk))
         })

@@ -330,7 +330,8 @@ impl Evaluator {
         Ok(())
     }
 
-    /// Class probabilities of a component on every sample, in batches of [`EVAL_BATCH`], pausing between operations.
+    /// Class probabilities of a component on every sample, in the features' batches ([`Features::batch_size`]),
+    /// pausing between operations.
     async fn probabilities_async(
         &self,
         model: &Model,
@@ -338,7 +339,8 @@ impl Evaluator {
         pause: &impl AsyncFn(),
     ) -> Result<Vec<f32>, String> {
         let backbone = &model.pretrained.backbone;
-        let logits = logits_all_async(model.config(), backbone, component, &self.features, EVAL_BATCH, pause).await?;
+        let batch = self.features.batch_size();
+        let logits = logits_all_async(model.config(), backbone, component, &self.features, batch, pause).await?;
         Ok(softmax_rows(&logits, self.classes))
     }
 

@@ -1,0 +1,66 @@
+// Measures the web app's speed on the reviews demo (a text bundle) in headless Chromium on the CPU backend (no
+// WebGPU): first accuracy after navigation, a deletion that needs new prefix nodes, the same deletion with every
+// node memoised, the longest main-thread task and the bytes of the first load. `cargo xtask demo --measure` runs it
+// with BASE_URL (the page at `?data=reviews`) and CHROMIUM set; OUT, when set, names a JSON file for the figures.
+import { writeFileSync } from 'node:fs';
+import {
+  accuracyAfter, clickToAccuracy, launch, longestTask, recordBodies, settled, transferred, watchClicks, watchLongTasks,
+} from './page.mjs';
+
+const { BASE_URL, CHROMIUM, OUT } = process.env;
+for (const [k, v] of Object.entries({ BASE_URL, CHROMIUM })) {
+  if (!v) throw new Error(`${k} is not set (run through \`cargo xtask demo --measure\`)`);
+}
+
+const browser = await launch(CHROMIUM, false);
+const context = await browser.newContext({ viewport: { width: 1280, height: 1600 } });
+const page = await context.newPage();
+await watchLongTasks(page);
+await watchClicks(page);
+page.on('console', (m) => { if (m.text().startsWith('s3t ')) console.log(`  ${m.text()}`); });
+const bodies = recordBodies(page);
+const figures = {};
+
+const started = Date.now();
+await page.goto(BASE_URL);
+const first = await accuracyAfter(page, 0);
+figures.first_accuracy_ms = Date.now() - started;
+figures.first_accuracy = first.value;
+figures.backend = await page.getByTestId('backend').innerText();
+await settled(page, 0);
+const firstLoad = bodies.length;
+
+/// Clicks `sample` (deleting it) and records, under `label`, the harness's and the page's click-to-accuracy times.
+async function timeDeletion(sample, label) {
+  const t = Date.now();
+  await sample.click();
+  const shown = await accuracyAfter(page, 1);
+  figures[`delete_to_accuracy_ms_${label}`] = Date.now() - t;
+  figures[`delete_click_to_accuracy_in_page_ms_${label}`] = await clickToAccuracy(page);
+  figures[`delete_to_accuracy_page_ms_${label}`] = shown.millis;
+}
+
+// The first review of the list: a deletion that needs new prefix nodes.
+const sample = page.locator('[data-testid^="sample-"]').first();
+await timeDeletion(sample, 'new_node');
+await settled(page, 1);
+await page.getByTestId('reset').click();
+await accuracyAfter(page, 0);
+await settled(page, 0);
+await timeDeletion(sample, 'memoised');
+figures.longest_task_ms = await longestTask(page);
+await context.close();
+await browser.close();
+Object.assign(figures, transferred(bodies.slice(0, firstLoad)));
+
+const goals = [
+  ['first accuracy after navigation (CPU backend)', figures.first_accuracy_ms, 5000, 'ms'],
+  ['deletion that needs a new node, click to frame', figures.delete_click_to_accuracy_in_page_ms_new_node, 1000, 'ms'],
+  ['longest main-thread task', figures.longest_task_ms, 200, 'ms'],
+  ['first load transferred, gzipped', figures.transferred_gzip_bytes, 20_000_000, 'bytes'],
+];
+console.log(JSON.stringify(figures, null, 2));
+for (const [what, value, limit, unit] of goals) {
+  console.log(`${value <= limit ? 'meets' : 'MISSES'} ${what}: ${value} ${unit} (goal ${limit} ${unit})`);
+}
+if (OUT) writeFileSync(OUT, JSON.stringify(figures, null, 2));
