@@ -90,14 +90,15 @@ export function transferred(bodies) {
   };
 }
 
-/// Serves `/bundle/…` of every page in `context` from `dir` instead of the test server's bundle (a second bundle
-/// without a second server). A file that does not exist is a 404. Returns the paths asked for (`requested`) and
-/// those that were not there (`missing`), so a test can check which files the page fetched.
-export async function serveBundle(context, dir) {
+/// Serves `/MOUNT/…` (default `bundle`: the image model; `reviews`: the review model) of every page in `context`
+/// from `dir` instead of the test server's bundle (a second bundle without a second server). A file that does not
+/// exist is a 404. Returns the paths asked for (`requested`) and those that were not there (`missing`), so a test
+/// can check which files the page fetched.
+export async function serveBundle(context, dir, mount = 'bundle') {
   const requested = [];
   const missing = [];
-  await context.route('**/bundle/**', async (route) => {
-    const rel = decodeURIComponent(new URL(route.request().url()).pathname).replace(/^\/bundle\//, '');
+  await context.route(`**/${mount}/**`, async (route) => {
+    const rel = decodeURIComponent(new URL(route.request().url()).pathname).replace(`/${mount}/`, '');
     requested.push(rel);
     const file = join(dir, rel);
     const inside = rel.split('/').every((part) => part !== '' && part !== '.' && part !== '..');

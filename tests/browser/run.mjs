@@ -660,6 +660,46 @@ await test('a text bundle: reviews listed and searchable; a deletion deactivates
   await context.close();
 });
 
+await test('a text bundle with deletions in its ledger opens with those reviews purged and their components unfetched; accuracy equals trainer eval; a link carries a deletion', async () => {
+  const textManifest = JSON.parse(readFileSync(join(TEXT_BUNDLE_DIR, 'manifest.json'), 'utf8'));
+  const { copy } = copyBundle(TEXT_BUNDLE_DIR);
+  const ids = [3, 5];
+  const deleted = JSON.parse(execFileSync(TRAINER, ['delete', copy, '--ids', ids.join(','), '--json']).toString());
+  assert.ok(deleted.removed_files.length > 0, 'the deletions removed no weight file');
+  const index = JSON.parse(readFileSync(join(copy, 'data/text.json'), 'utf8'));
+  const evaluation = JSON.parse(execFileSync(TRAINER,
+    ['eval', copy, '--json', '--device', 'cpu', '--test-limit', String(index.test)]).toString());
+  const context = await cpu.newContext({ viewport: { width: 1280, height: 1600 } });
+  const served = await serveBundle(context, copy, 'reviews');
+  const page = await context.newPage();
+  await page.goto(TEXT_BASE_URL);
+  const first = await accuracyAfter(page, 0);
+  assert.ok(Math.abs(first.value - evaluation.accuracy) <= 1e-9, `page ${first.value} vs trainer ${evaluation.accuracy}`);
+  assert.equal(await page.getByTestId('ledger-count').innerText(), String(ids.length));
+  for (const id of ids) {
+    const sample = page.getByTestId(`sample-${id}`);
+    assert.equal(await sample.getAttribute('data-deleted'), 'ledger', `review ${id}`);
+    assert.match(await sample.locator('.review').innerText(), /its text is gone/, `review ${id}`);
+  }
+  assert.deepEqual(await cellStates(page), expectedCells(deleted.events, textManifest));
+  assert.deepEqual(served.missing, []);
+  for (const file of deleted.removed_files) assert.ok(!served.requested.includes(file), `fetched ${file}`);
+  // A deletion of the visitor's, carried by the page's link into a fresh browser.
+  await page.getByTestId('sample-7').click();
+  await accuracyAfter(page, 1);
+  const link = page.url();
+  await context.close();
+  const other = await cpu.newContext({ viewport: { width: 1280, height: 1600 } });
+  await serveBundle(other, copy, 'reviews');
+  const opened = await other.newPage();
+  await opened.goto(link);
+  await accuracyAfter(opened, 1);
+  assert.equal(await opened.getByTestId('deleted-count').innerText(), '1');
+  assert.equal(await opened.getByTestId('sample-7').getAttribute('data-deleted'), 'session');
+  assert.equal(await opened.getByTestId('sample-3').getAttribute('data-deleted'), 'ledger');
+  await other.close();
+});
+
 await test('usable at 390 px and at 1400 px: nothing wider than the screen, every control reachable by keyboard', async () => {
   for (const width of [1400, 390]) {
     const context = await cpu.newContext({ viewport: { width, height: 900 } });
