@@ -42,6 +42,24 @@ export async function clickToAccuracy(page) {
   return Math.round(await page.evaluate(() => window.__clickToAccuracy));
 }
 
+/// The environment variables `names`, each required (`how` says how to run the script that needs them).
+export function requireEnv(names, how) {
+  const env = Object.fromEntries(names.map((k) => [k, process.env[k]]));
+  for (const [k, v] of Object.entries(env)) if (!v) throw new Error(`${k} is not set (run through \`${how}\`)`);
+  return env;
+}
+
+/// Clicks `sample` (deleting it; the page then has one deletion) and records in `figures`, under `label`, the
+/// harness's and the page's click-to-accuracy times (see `watchClicks`).
+export async function timeDeletion(page, figures, sample, label) {
+  const started = Date.now();
+  await sample.click();
+  const shown = await accuracyAfter(page, 1);
+  figures[`delete_to_accuracy_ms_${label}`] = Date.now() - started;
+  figures[`delete_click_to_accuracy_in_page_ms_${label}`] = await clickToAccuracy(page);
+  figures[`delete_to_accuracy_page_ms_${label}`] = shown.millis;
+}
+
 /// Headless Chromium, with WebGPU on the software adapter (SwiftShader) when `webgpu` is set.
 export async function launch(executablePath, webgpu) {
   const args = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',

@@ -4,13 +4,12 @@
 // with BASE_URL (the page at `?data=reviews`) and CHROMIUM set; OUT, when set, names a JSON file for the figures.
 import { writeFileSync } from 'node:fs';
 import {
-  accuracyAfter, clickToAccuracy, launch, longestTask, recordBodies, settled, transferred, watchClicks, watchLongTasks,
+  accuracyAfter, launch, longestTask, recordBodies, requireEnv, settled, timeDeletion, transferred, watchClicks,
+  watchLongTasks,
 } from './page.mjs';
 
-const { BASE_URL, CHROMIUM, OUT } = process.env;
-for (const [k, v] of Object.entries({ BASE_URL, CHROMIUM })) {
-  if (!v) throw new Error(`${k} is not set (run through \`cargo xtask demo --measure\`)`);
-}
+const { BASE_URL, CHROMIUM } = requireEnv(['BASE_URL', 'CHROMIUM'], 'cargo xtask demo --measure');
+const { OUT } = process.env;
 
 const browser = await launch(CHROMIUM, false);
 const context = await browser.newContext({ viewport: { width: 1280, height: 1600 } });
@@ -30,24 +29,14 @@ figures.backend = await page.getByTestId('backend').innerText();
 await settled(page, 0);
 const firstLoad = bodies.length;
 
-/// Clicks `sample` (deleting it) and records, under `label`, the harness's and the page's click-to-accuracy times.
-async function timeDeletion(sample, label) {
-  const t = Date.now();
-  await sample.click();
-  const shown = await accuracyAfter(page, 1);
-  figures[`delete_to_accuracy_ms_${label}`] = Date.now() - t;
-  figures[`delete_click_to_accuracy_in_page_ms_${label}`] = await clickToAccuracy(page);
-  figures[`delete_to_accuracy_page_ms_${label}`] = shown.millis;
-}
-
 // The first review of the list: a deletion that needs new prefix nodes.
 const sample = page.locator('[data-testid^="sample-"]').first();
-await timeDeletion(sample, 'new_node');
+await timeDeletion(page, figures, sample, 'new_node');
 await settled(page, 1);
 await page.getByTestId('reset').click();
 await accuracyAfter(page, 0);
 await settled(page, 0);
-await timeDeletion(sample, 'memoised');
+await timeDeletion(page, figures, sample, 'memoised');
 figures.longest_task_ms = await longestTask(page);
 await context.close();
 await browser.close();

@@ -5,14 +5,12 @@
 // names a JSON file for the figures.
 import { writeFileSync } from 'node:fs';
 import {
-  accuracyAfter, clickToAccuracy, launch, longestTask, onePerSlice, recordBodies, settled, timeRetrain, transferred,
-  watchClicks, watchLongTasks,
+  accuracyAfter, launch, longestTask, onePerSlice, recordBodies, requireEnv, settled, timeDeletion, timeRetrain,
+  transferred, watchClicks, watchLongTasks,
 } from './page.mjs';
 
-const { BASE_URL, CHROMIUM, OUT } = process.env;
-for (const [k, v] of Object.entries({ BASE_URL, CHROMIUM })) {
-  if (!v) throw new Error(`${k} is not set (run through \`cargo xtask demo --measure\`)`);
-}
+const { BASE_URL, CHROMIUM } = requireEnv(['BASE_URL', 'CHROMIUM'], 'cargo xtask demo --measure');
+const { OUT } = process.env;
 
 const browser = await launch(CHROMIUM, true);
 const context = await browser.newContext({ viewport: { width: 1280, height: 1600 } });
@@ -31,27 +29,17 @@ await settled(page, 0);
 // The first load's responses (the retrain later fetches the worker and its data).
 const firstLoad = bodies.length;
 
-/// Clicks `sample` (deleting it) and records, under `label`, the harness's and the page's click-to-accuracy times.
-async function timeDeletion(sample, label) {
-  const started = Date.now();
-  await sample.click();
-  const shown = await accuracyAfter(page, 1);
-  figures[`delete_to_accuracy_ms_${label}`] = Date.now() - started;
-  figures[`delete_click_to_accuracy_in_page_ms_${label}`] = await clickToAccuracy(page);
-  figures[`delete_to_accuracy_page_ms_${label}`] = shown.millis;
-}
-
 // The first sample of the grid: a deletion that needs new prefix nodes (nothing shorter is evaluated yet).
 await page.getByTestId('filter-class').selectOption('');
 const sample = page.locator('[data-testid^="sample-"]').first();
-await timeDeletion(sample, 'new_node');
+await timeDeletion(page, figures, sample, 'new_node');
 await settled(page, 1);
 
 // Reset, then the same deletion: every node it needs is memoised.
 await page.getByTestId('reset').click();
 await accuracyAfter(page, 0);
 await settled(page, 0);
-await timeDeletion(sample, 'memoised');
+await timeDeletion(page, figures, sample, 'memoised');
 figures.longest_task_ms = await longestTask(page);
 
 // Shard 0 offline (one deletion in each of its slices), then retrained in the page's worker.

@@ -216,6 +216,13 @@ async fn verified_deletable(base_url: &str, manifest: &Manifest, base: &Base) ->
     Ok(data)
 }
 
+/// The test split: images as fetched, a text export as fetched, then opened (its activations ready).
+enum Test {
+    Images(Dataset),
+    Exported((TextExport, ExportFiles)),
+    Embedded(Dataset, Features),
+}
+
 /// A text bundle's export for the page ([`web`]): its index and the files it names, fetched (checked when opened).
 async fn text_export(base_url: &str) -> Result<(TextExport, ExportFiles), String> {
     let index_url = format!("{base_url}/{}", web::TEXT_INDEX_FILE);
@@ -268,13 +275,10 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
     }
     progress("data");
     let deletable = verified_deletable(base_url, &manifest, &base).await?;
-    let exported = match manifest.model.text.is_some() {
-        true => Some(text_export(base_url).await?),
-        false => None,
-    };
-    let test = match exported {
-        Some(_) => None,
-        None => Some(split(base_url, "test", &manifest).await?.head(TEST_SUBSET)),
+    // The test split: images, embedded once loaded; or a text bundle's export, its activations ready.
+    let test = match manifest.model.text.is_some() {
+        true => Test::Exported(text_export(base_url).await?),
+        false => Test::Images(split(base_url, "test", &manifest).await?.head(TEST_SUBSET)),
     };
     timing("fetch", t);
     let t = now();
@@ -286,12 +290,12 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
     let config = manifest.model.clone();
     let classes = manifest.data.classes;
     // A text bundle's encoder: its layers from the frozen base up, and the test reviews' activations there.
-    let (encoder, opened) = match exported {
-        Some((index, files)) => {
+    let (encoder, test) = match test {
+        Test::Exported((index, files)) => {
             let opened = exported::open(&config, classes, &index, files, &selected.device)?;
-            (Some(opened.encoder), Some((opened.test, opened.features)))
+            (Some(opened.encoder), Test::Embedded(opened.test, opened.features))
         }
-        None => (None, None),
+        images => (None, images),
     };
     let servable = |m: &Manifest, c| guard.servable(m, c);
     let read = |file: &WeightFile| files.remove(&file.path).ok_or_else(|| format!("{}: not fetched", file.path));
@@ -300,9 +304,10 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
     yield_now().await;
     let t = now();
     progress("features");
-    let (test, features) = match (opened, test) {
-        (Some((test, features)), _) => (test, features),
-        (None, Some(test)) => {
+    let (test, features) = match test {
+        Test::Embedded(test, features) => (test, features),
+        Test::Exported(_) => return Err("the text export was not opened".into()),
+        Test::Images(test) => {
             if test.is_empty() {
                 return Err(format!("{base_url}/{DATA_DIR}: the test split is empty"));
             }
@@ -313,11 +318,7 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
                 Features::embedded_paced(&config, backbone, &test, &selected.device, EVAL_BATCH, &pause).await;
             (test, features)
         }
-        (None, None) => return Err("neither images nor texts to evaluate".into()),
     };
-    if test.is_empty() {
-        return Err(format!("{base_url}/{DATA_DIR}: the test split is empty"));
-    }
     timing("test features", t);
     let evaluator = Evaluator::from_features(&model, features, test.labels.clone());
     Ok(Loaded {

@@ -33,6 +33,13 @@ pub struct WeightFile {
     pub bytes: u64,
 }
 
+impl WeightFile {
+    /// The entry of `bytes` stored at `path`.
+    pub fn of(path: &str, bytes: &[u8]) -> Self {
+        Self { path: path.to_owned(), sha256: crate::partition::hex(&sha256(bytes)), bytes: bytes.len() as u64 }
+    }
+}
+
 /// Digest of the sorted ids of one slice as a node saw it (exactness rule E8).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SliceLineage {

@@ -39,7 +39,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
 /// Writes a weight file under the bundle and returns its manifest entry.
 pub fn write_weights(bundle: &Path, relative: &str, bytes: &[u8]) -> Result<WeightFile, String> {
     write_atomic(&bundle.join(relative), bytes)?;
-    Ok(WeightFile { path: relative.to_owned(), sha256: sha256_hex(bytes), bytes: bytes.len() as u64 })
+    Ok(WeightFile::of(relative, bytes))
 }
 
 /// Reads a weight file and checks its size and sha256 against the manifest.

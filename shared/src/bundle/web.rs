@@ -22,6 +22,10 @@ use crate::dataset::{Dataset, MAX_DECOMPRESSED_BYTES};
 
 /// The index of a text export, relative to the bundle.
 pub const TEXT_INDEX_FILE: &str = "data/text.json";
+/// The encoder's layers from the boundary up, relative to the bundle.
+pub const ENCODER_FILE: &str = "data/encoder-layers.safetensors";
+/// The test reviews' activations at the boundary, relative to the bundle.
+pub const ACTIVATIONS_FILE: &str = "data/test-activations.f32";
 /// Format of the index; bumped whenever a reader of an older one would misread a newer one.
 pub const TEXT_FORMAT: u32 = 1;
 
@@ -61,6 +65,9 @@ impl TextExport {
                 index.format
             ));
         }
+        if index.test == 0 {
+            return Err(format!("{file}: no test reviews (export with a --test-limit above 0)"));
+        }
         let expected = index.test_tokens.checked_mul(index.d_model).and_then(|v| v.checked_mul(4));
         if expected != Some(index.activations.bytes as usize) {
             return Err(format!(
@@ -92,16 +99,6 @@ impl TextExport {
             ));
         }
         Ok(test)
-    }
-}
-
-/// The record of a file written from `bytes` at `path`.
-pub fn file_entry(path: &str, bytes: &[u8]) -> WeightFile {
-    use sha2::{Digest, Sha256};
-    WeightFile {
-        path: path.to_owned(),
-        sha256: crate::partition::hex(&Sha256::digest(bytes)),
-        bytes: bytes.len() as u64,
     }
 }
 
@@ -195,9 +192,9 @@ mod tests {
             d_model: 2,
             test: 2,
             test_tokens: 5,
-            encoder: file_entry("data/encoder-layers.safetensors", b"x"),
-            activations: file_entry("data/test-activations.f32", &activations),
-            test_texts: file_entry(&split_file("test"), &test),
+            encoder: WeightFile::of(ENCODER_FILE, b"x"),
+            activations: WeightFile::of(ACTIVATIONS_FILE, &activations),
+            test_texts: WeightFile::of(&split_file("test"), &test),
         };
         let json = serde_json::to_string(&index).unwrap();
         let index = TextExport::from_json("i", &json).unwrap();

@@ -17,7 +17,7 @@ use super::serve::{node_skeleton, sisa_skeleton};
 use super::train::{NodeRun, SisaRun, Unread, train_nodes, train_sisas};
 use super::weights::load_safetensors;
 pub use crate::bundle::ShardPart;
-use crate::bundle::manifest::{lineage, sha256, verify_bytes};
+use crate::bundle::manifest::{lineage, verify_bytes};
 #[cfg(not(target_family = "wasm"))]
 use crate::bundle::store::{read_weights, write_atomic, write_weights};
 use crate::bundle::{NodeEntry, SisaEntry, WeightFile};
@@ -90,8 +90,7 @@ impl PartStore for MemoryStore {
 
     fn write_weights(&self, path: &str, bytes: &[u8]) -> Result<WeightFile, String> {
         self.insert(path, bytes.to_vec());
-        let sha = crate::partition::hex(&sha256(bytes));
-        Ok(WeightFile { path: path.to_owned(), sha256: sha, bytes: bytes.len() as u64 })
+        Ok(WeightFile::of(path, bytes))
     }
 
     fn save_part(&self, _part: &ShardPart) -> Result<(), String> {

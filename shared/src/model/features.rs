@@ -85,9 +85,10 @@ impl Features {
     }
 
     /// Features entering the bottom group L from the rows [`Features::real_tokens`] wrote, with zeros at the
-    /// padding, evaluated `batch` texts at a time (the page keeps each operation short with small batches). Every later computation reads a text's real tokens only (packing gathers them; attention gives
-    /// padded keys a weight of exactly 0; pooling weighs padding by 0), so these serve bit for bit as the features
-    /// computed from the whole encoder do.
+    /// padding, evaluated `batch` texts at a time (the page keeps each operation short with small batches). Every
+    /// later computation reads a text's real tokens only (packing gathers them; attention gives padded keys a weight
+    /// of exactly 0; pooling weighs padding by 0), so these serve bit for bit as the features computed from the
+    /// whole encoder do.
     pub fn from_real_tokens(
         config: &ModelConfig,
         data: &Dataset,

@@ -182,7 +182,7 @@ fn strict(bundle: &Bundle, guard: &Guard) -> Result<Walk> {
             }
             continue;
         }
-        if rel == "data/encoder-layers.safetensors" {
+        if rel == s3t::bundle::web::ENCODER_FILE {
             continue; // vouched for by data/text.json
         }
         if rel.ends_with("adapter_config.json") {

@@ -23,7 +23,7 @@ use burn::module::Param;
 use burn::tensor::Tensor;
 use clap::ValueEnum;
 use s3t::bundle::samples;
-use s3t::bundle::store::write_atomic;
+use s3t::bundle::store::{write_atomic, write_weights};
 use s3t::dataset::{Dataset, to_idx_gz};
 use s3t::model::features::to_host;
 use safetensors::tensor::{Dtype, TensorView};
@@ -84,7 +84,9 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 fn web(args: &Args) -> Result<()> {
-    let bundle = Bundle::open(&args.bundle)?;
+    // The bundle's lock for the whole export: a `delete` meanwhile would purge the page's copy, and this export,
+    // purged against the ledger as it read it, would then write the deleted sample back.
+    let (_lock, bundle) = Bundle::open_locked(&args.bundle)?;
     let splits = crate::cli::checked_data(&bundle, &args.data)?;
     let serving = bundle.serving()?;
     let dir = args.out.join(samples::DATA_DIR);
@@ -132,25 +134,18 @@ fn write_text(bundle: &Bundle, out: &Path, deletable: &Dataset, test: &Dataset) 
     let rows = features.real_tokens(config, test).map_err(|e| anyhow!(e))?;
     let activations: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
     let test_bytes = web::split_bytes(test).map_err(|e| anyhow!(e))?;
+    let write = |path: &str, bytes: &[u8]| write_weights(out, path, bytes).map_err(|e| anyhow!(e));
     let index = TextExport {
         format: web::TEXT_FORMAT,
         from_layer: from,
         d_model: config.vit.d_model,
         test: test.len(),
         test_tokens: rows.len() / config.vit.d_model.max(1),
-        encoder: web::file_entry("data/encoder-layers.safetensors", &layers),
-        activations: web::file_entry("data/test-activations.f32", &activations),
-        test_texts: web::file_entry(&web::split_file("test"), &test_bytes),
+        encoder: write(web::ENCODER_FILE, &layers)?,
+        activations: write(web::ACTIVATIONS_FILE, &activations)?,
+        test_texts: write(&web::split_file("test"), &test_bytes)?,
     };
-    let deletable_bytes = web::split_bytes(deletable).map_err(|e| anyhow!(e))?;
-    for (path, bytes) in [
-        (&index.encoder.path, &layers),
-        (&index.activations.path, &activations),
-        (&index.test_texts.path, &test_bytes),
-        (&web::split_file("deletable"), &deletable_bytes),
-    ] {
-        write_atomic(&out.join(path), bytes).map_err(|e| anyhow!(e))?;
-    }
+    write(&web::split_file("deletable"), &web::split_bytes(deletable).map_err(|e| anyhow!(e))?)?;
     // The index last: a reader that finds it finds the files it names.
     let json = serde_json::to_string_pretty(&index)?;
     write_atomic(&out.join(web::TEXT_INDEX_FILE), json.as_bytes()).map_err(|e| anyhow!(e))
