@@ -219,8 +219,8 @@ async fn verified_deletable(base_url: &str, manifest: &Manifest, base: &Base) ->
 /// The test split: images as fetched, a text export as fetched, then opened (its activations ready).
 enum Test {
     Images(Dataset),
-    Exported((TextExport, ExportFiles)),
-    Embedded(Dataset, Features),
+    Exported(Box<(TextExport, ExportFiles)>),
+    Embedded(Box<(Dataset, Features)>),
 }
 
 /// A text bundle's export for the page ([`web`]): its index and the files it names, fetched (checked when opened).
@@ -277,7 +277,7 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
     let deletable = verified_deletable(base_url, &manifest, &base).await?;
     // The test split: images, embedded once loaded; or a text bundle's export, its activations ready.
     let test = match manifest.model.text.is_some() {
-        true => Test::Exported(text_export(base_url).await?),
+        true => Test::Exported(Box::new(text_export(base_url).await?)),
         false => Test::Images(split(base_url, "test", &manifest).await?.head(TEST_SUBSET)),
     };
     timing("fetch", t);
@@ -291,9 +291,10 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
     let classes = manifest.data.classes;
     // A text bundle's encoder: its layers from the frozen base up, and the test reviews' activations there.
     let (encoder, test) = match test {
-        Test::Exported((index, files)) => {
+        Test::Exported(export) => {
+            let (index, files) = *export;
             let opened = exported::open(&config, classes, &index, files, &selected.device)?;
-            (Some(opened.encoder), Test::Embedded(opened.test, opened.features))
+            (Some(opened.encoder), Test::Embedded(Box::new((opened.test, opened.features))))
         }
         images => (None, images),
     };
@@ -305,7 +306,7 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
     let t = now();
     progress("features");
     let (test, features) = match test {
-        Test::Embedded(test, features) => (test, features),
+        Test::Embedded(embedded) => *embedded,
         Test::Exported(_) => return Err("the text export was not opened".into()),
         Test::Images(test) => {
             if test.is_empty() {
