@@ -5,7 +5,8 @@
 //!
 //! - [`dataset`]: image and tokenized text data sets (IDX and CSV loaders, the public / deletable / validation /
 //!   test splits).
-//! - `text` (feature `text`): labelled text files, the Rotten Tomatoes corpus, Hugging Face tokenizers.
+//! - `text` (feature `text`): labelled text files and the Rotten Tomatoes corpus, tokenized.
+//! - `tokenizer` (feature `tokenizer`): a Hugging Face `tokenizer.json`, natively and in the browser.
 //! - [`partition`]: sample id → (shard, slice), stable across runs and platforms.
 //! - [`sequence`]: slice sequences (permutations) a shard trains: cyclic, full, random, BMS.
 //! - [`plan`]: the per-shard prefix trie of training nodes and their training order.
@@ -32,6 +33,8 @@ pub mod sequence;
 pub mod simulate;
 #[cfg(feature = "text")]
 pub mod text;
+#[cfg(feature = "tokenizer")]
+pub mod tokenizer;
 
 pub use ledger::{Ledger, LedgerError, Recovery};
 pub use partition::{Cell, Partition, PartitionMode, SampleId};

@@ -1,5 +1,5 @@
 //! Text data (feature `text`): labelled texts from `.csv`, `.tsv` or `.jsonl` files, the Rotten Tomatoes corpus,
-//! and their tokenization with a Hugging Face `tokenizer.json` through the `tokenizers` crate.
+//! and their tokenization with the encoder's `tokenizer.json` ([`crate::tokenizer`]).
 //!
 //! Splits are a pure function of each row's id (a keyed hash), so a row's split never depends on which other rows
 //! exist. Labels are strings, mapped to classes in sorted order. Token ids come from the encoder's own tokenizer,
@@ -10,10 +10,10 @@ use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use crate::dataset::Splits;
 pub use crate::dataset::TextFields as Fields;
-use crate::dataset::{Dataset, Splits, TextSamples};
+pub use crate::tokenizer::TextTokenizer;
 
 /// Largest text file accepted (bytes, after decompression): the benchmarks here are a few MB.
 pub const MAX_TEXT_BYTES: u64 = 512 << 20;
@@ -194,79 +194,6 @@ impl SplitShares {
         } else {
             3
         }
-    }
-}
-
-/// A `tokenizer.json`, checked against the encoder's vocabulary, that cuts texts to `max_tokens` tokens.
-pub struct TextTokenizer {
-    tokenizer: Tokenizer,
-    pad_id: u32,
-    max_tokens: usize,
-}
-
-impl TextTokenizer {
-    /// Loads `tokenizer.json`'s bytes (`file` names it in errors) for an encoder of `vocab_size` rows whose padding
-    /// id is `pad_id`. Longer texts are truncated to `max_tokens` as Hugging Face truncates (the special tokens
-    /// are kept); padding is ours ([`TextTokenizer::dataset`]).
-    pub fn from_bytes(
-        file: &str,
-        bytes: &[u8],
-        vocab_size: usize,
-        pad_id: u32,
-        max_tokens: usize,
-    ) -> Result<Self, String> {
-        let mut tokenizer =
-            Tokenizer::from_bytes(bytes).map_err(|e| format!("{file}: not a tokenizer this build reads: {e}"))?;
-        let size = tokenizer.get_vocab_size(true);
-        if size > vocab_size {
-            return Err(format!(
-                "{file}: model.vocab holds {size} tokens but config.json's vocab_size is {vocab_size}: the tokenizer \
-                 does not belong to this model"
-            ));
-        }
-        if let Some(id) = tokenizer.get_padding().map(|p| p.pad_id)
-            && id != pad_id
-        {
-            return Err(format!("{file}: padding.pad_id {id} differs from config.json's pad_token_id {pad_id}"));
-        }
-        tokenizer.with_padding(None);
-        let params = TruncationParams {
-            max_length: max_tokens,
-            strategy: TruncationStrategy::LongestFirst,
-            stride: 0,
-            direction: TruncationDirection::Right,
-        };
-        tokenizer
-            .with_truncation(Some(params))
-            .map_err(|e| format!("{file}: truncation to {max_tokens} tokens: {e}"))?;
-        Ok(Self { tokenizer, pad_id, max_tokens })
-    }
-
-    /// Token ids of `text`, special tokens included, at most `max_tokens`.
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
-        let encoding = self.tokenizer.encode(text, true).map_err(|e| format!("cannot tokenize {text:?}: {e}"))?;
-        Ok(encoding.get_ids().to_vec())
-    }
-
-    /// Tokenizes `texts` (padded with the pad id to `max_tokens`) with their labels into a data set.
-    pub fn dataset(&self, texts: Vec<String>, labels: Vec<u8>, classes: u8) -> Result<Dataset, String> {
-        let n = self.max_tokens;
-        let mut ids = Vec::with_capacity(texts.len() * n);
-        let mut lengths = Vec::with_capacity(texts.len());
-        for text in &texts {
-            let row = self.encode(text)?;
-            lengths.push(row.len() as u32);
-            ids.extend(row.iter().copied().take(n));
-            ids.extend(std::iter::repeat_n(self.pad_id, n.saturating_sub(row.len())));
-        }
-        Ok(Dataset {
-            rows: 1,
-            cols: n as u32,
-            classes,
-            pixels: Vec::new(),
-            labels,
-            text: Some(TextSamples { ids, lengths, texts }),
-        })
     }
 }
 

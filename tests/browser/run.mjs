@@ -700,6 +700,118 @@ await test('a text bundle with deletions in its ledger opens with those reviews 
   await other.close();
 });
 
+/// One review per slice of `shard` on the list's first page (a text row names its shard and slice in `.meta`).
+async function reviewPerSlice(page, shard, slices) {
+  await page.getByTestId('filter-shard').selectOption(String(shard));
+  const rows = await page.$$eval('[data-testid^="sample-"]', (els) => els.map((e) => [e.dataset.testid, e.querySelector('.meta')?.textContent ?? '']));
+  const bySlice = new Map();
+  for (const [id, meta] of rows) {
+    const m = meta.match(/shard (\d+) · slice (\d+)/);
+    if (m && Number(m[1]) === shard && !bySlice.has(m[2])) bySlice.set(m[2], Number(id.replace('sample-', '')));
+  }
+  assert.equal(bySlice.size, slices, `shard ${shard}: slices on the first page ${[...bySlice.keys()]}`);
+  await page.getByTestId('filter-shard').selectOption('');
+  return [...bySlice.values()];
+}
+
+/// Classifies `text` on the page ("try your own sentence") and returns the answer's element.
+async function classify(page, text, changes) {
+  await page.getByTestId('sentence-input').fill(text);
+  await page.getByTestId('sentence-submit').click();
+  const answer = page.getByTestId('sentence-answer');
+  await page.waitForFunction(([t, c]) => {
+    const a = document.querySelector('[data-testid="sentence-answer"]');
+    return a && a.textContent.includes(t) && a.dataset.changes === String(c);
+  }, [text, changes], { timeout: TIMEOUT * 3 });
+  return answer;
+}
+
+/// `trainer predict`'s answer on `text` for a bundle directory.
+const predictText = (dir, text) =>
+  JSON.parse(execFileSync(TRAINER, ['predict', dir, '--text', text, '--device', 'cpu', '--json']).toString()).predictions[0];
+
+await test('a text bundle: your own sentence gets trainer predict\'s answer bit for bit, before and after deletions; a text shard retrains in the worker, after its estimate, as trainer retrain does; cancel stops it', async () => {
+  const textManifest = JSON.parse(readFileSync(join(TEXT_BUNDLE_DIR, 'manifest.json'), 'utf8'));
+  const textSlices = textManifest.partition.slices;
+  const context = await cpu.newContext({ viewport: { width: 1280, height: 1600 } });
+  const page = await context.newPage();
+  page.on('console', (m) => { if (m.text().startsWith('s3t worker timing') || m.text().includes('timing: whole') || m.text().includes('timing: sentence')) console.log(`  ${m.text()}`); });
+  const requested = [];
+  page.on('request', (r) => requested.push(r.url()));
+  await page.goto(TEXT_BASE_URL);
+  await accuracyAfter(page, 0);
+  await settled(page, 0);
+  // The rest of the encoder is not part of the first load.
+  assert.deepEqual(requested.filter((u) => u.includes('encoder-below') || u.includes('tokenizer.json')), []);
+  const sentence = 'a great and fun film';
+  const t0 = Date.now();
+  const answer = await classify(page, sentence, await page.getByTestId('live-shards').getAttribute('data-changes'));
+  metrics.sentence_first_ms = Date.now() - t0;
+  assert.ok(requested.some((u) => u.includes('encoder-below')), 'the rest of the encoder was not loaded');
+  const cli = predictText(TEXT_BUNDLE_DIR, sentence);
+  assert.deepEqual(JSON.parse(await answer.getAttribute('data-probabilities')), cli.probabilities);
+  assert.equal(await answer.getAttribute('data-label'), cli.label);
+  for (const vote of cli.shards) {
+    assert.equal(await page.getByTestId(`sentence-vote-${vote.shard}`).getAttribute('data-label'), vote.label, `shard ${vote.shard}`);
+  }
+  // A second sentence, the encoder loaded: the answer's own time.
+  const again = await classify(page, 'dull and far too long', await page.getByTestId('live-shards').getAttribute('data-changes'));
+  metrics.sentence_ms = Number(await again.getAttribute('data-millis'));
+  assert.ok(metrics.sentence_ms <= 2000, `a sentence took ${metrics.sentence_ms} ms`);
+  // Shard 0 offline: the answer is given again by the shards that remain, and is the trainer's after the same deletions.
+  const ids = await reviewPerSlice(page, 0, textSlices);
+  for (const [n, id] of ids.entries()) {
+    await page.getByTestId(`sample-${id}`).click();
+    await accuracyAfter(page, n + 1);
+  }
+  await settled(page, ids.length);
+  assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'true');
+  const changes = await page.getByTestId('live-shards').getAttribute('data-changes');
+  const { copy } = copyBundle(TEXT_BUNDLE_DIR);
+  execFileSync(TRAINER, ['delete', copy, '--ids', ids.join(','), '--json']);
+  const after = await classify(page, sentence, changes);
+  const cliAfter = predictText(copy, sentence);
+  assert.deepEqual(JSON.parse(await after.getAttribute('data-probabilities')), cliAfter.probabilities);
+  assert.equal(await page.getByTestId('sentence-vote-0').count(), 0, 'an offline shard voted');
+  // Retraining asks first, with its estimate and what SISA would retrain; "Not now" leaves the shard as it is.
+  await page.getByTestId('retrain-button-0').click();
+  const ask = page.getByTestId('retrain-ask-0');
+  await ask.waitFor({ timeout: TIMEOUT });
+  metrics.text_retrain_estimate_s = Number(await ask.getAttribute('data-seconds'));
+  assert.ok(metrics.text_retrain_estimate_s > 0, 'no estimate');
+  assert.match(await ask.innerText(), /SISA would retrain \d+ of this shard's \d+ checkpoints/);
+  await page.getByTestId('retrain-dismiss-0').click();
+  assert.equal(await ask.count(), 0);
+  // Started, then cancelled: the worker stops and the shard stays offline.
+  await page.getByTestId('retrain-button-0').click();
+  await page.getByTestId('retrain-start-0').click();
+  await page.getByTestId('retrain-progress-0').waitFor({ timeout: TIMEOUT });
+  await page.getByTestId('retrain-cancel-0').click();
+  assert.equal(await page.getByTestId('retrain-progress-0').count(), 0);
+  assert.equal(await page.getByTestId('retrained-0').count(), 0);
+  assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'true');
+  // Started again and finished: the nodes of trainer retrain on the same deletions, bit for bit.
+  const t1 = Date.now();
+  await page.getByTestId('retrain-button-0').click();
+  await page.getByTestId('retrain-start-0').click();
+  const retrained = page.getByTestId('retrained-0');
+  await retrained.waitFor({ timeout: TIMEOUT * 6 });
+  metrics.text_retrain_ms = Date.now() - t1;
+  metrics.text_retrain_worker_seconds = Number(await retrained.getAttribute('data-seconds'));
+  assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'false');
+  execFileSync(TRAINER, ['retrain', copy, '--shard', '0', '--device', 'cpu', '--quiet']);
+  const nodes = JSON.parse(readFileSync(join(copy, 'manifest.json'), 'utf8')).nodes[0];
+  assert.deepEqual((await retrained.getAttribute('data-lineage')).split(','), nodes.map((e) => e.lineage.map((l) => l.sha256).join('+')));
+  assert.deepEqual((await retrained.getAttribute('data-weights')).split(','), nodes.map((e) => e.weights.sha256));
+  // The sentence again: shard 0 votes with its retrained nodes, as trainer predict does after `trainer retrain`.
+  const retrainedChanges = await page.getByTestId('live-shards').getAttribute('data-changes');
+  const last = await classify(page, sentence, retrainedChanges);
+  const cliLast = predictText(copy, sentence);
+  assert.deepEqual(JSON.parse(await last.getAttribute('data-probabilities')), cliLast.probabilities);
+  await page.screenshot({ path: join(ARTIFACTS, 'text-sentence.png'), fullPage: true });
+  await context.close();
+});
+
 await test('usable at 390 px and at 1400 px: nothing wider than the screen, every control reachable by keyboard', async () => {
   for (const width of [1400, 390]) {
     const context = await cpu.newContext({ viewport: { width, height: 900 } });

@@ -271,6 +271,7 @@ fn assert_page_serves_as_eval(b: &Built, limit: usize) -> s3t::bundle::web::Text
     use s3t::bundle::web::{self, TextExport};
     use s3t::model::exported::{self, ExportFiles};
     use s3t::model::hf::HfDir;
+    use s3t::model::predict::predict;
     use s3t::model::serve::{Evaluator, Model};
 
     let dir = s(&b.bundle);
@@ -303,12 +304,12 @@ fn assert_page_serves_as_eval(b: &Built, limit: usize) -> s3t::bundle::web::Text
     let mut expected = Evaluator::new(&reference, &page.test);
     let mut got = Evaluator::from_features(&served, page.features, page.test.labels.clone());
     let mut compared = 0;
+    let bits = |p: &[f32]| p.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
     for (shard, plan) in reference.plan.shards.iter().enumerate() {
         for (sequence, chain) in plan.chains.iter().enumerate() {
             for prefix in 1..=chain.len() {
                 let at = s3t::Served { sequence, prefix: prefix as u16 };
                 let shard = shard as u16;
-                let bits = |p: &[f32]| p.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
                 let want = bits(expected.served_probabilities(&reference, shard, at).expect("probabilities"));
                 let have = bits(got.served_probabilities(&served, shard, at).expect("probabilities"));
                 assert_eq!(want, have, "shard {shard} sequence {sequence} prefix {prefix}");
@@ -319,6 +320,39 @@ fn assert_page_serves_as_eval(b: &Built, limit: usize) -> s3t::bundle::web::Text
     assert!(compared >= 4, "every node compared");
     let state = reference.manifest.router(manifest.assignment().expect("a"), &reference.plan).expect("r").initial();
     let page_accuracy = got.evaluate(&served, &state).expect("evaluated").accuracy.expect("served");
+    // The rest of the encoder, which the page loads for a visitor's own sentence or a retrain: joined with the
+    // layers above the boundary it is the whole encoder, and the page's answer is `trainer predict`'s, bit for bit.
+    let below = read(&index.below.path);
+    let joined = exported::whole_encoder(config, &index, &below, &read(&index.encoder.path), &device).expect("joined");
+    let tokenizer = exported::tokenizer(config, &index, &read(&index.tokenizer.path)).expect("the tokenizer");
+    let sentences = ["a great and fun film", "dull , slow and far too long"];
+    let texts: Vec<String> = sentences.iter().map(|t| t.to_string()).collect();
+    let data = tokenizer.dataset(texts, vec![0; 2], manifest.data.classes).expect("tokenized");
+    let pause = async || {};
+    let page_answer = pollster::block_on(predict(&served, &joined, &state, &data, &device, &pause)).expect("answer");
+    let cli = json_of(
+        &[&["predict", dir, "--device", "cpu", "--json"][..], &sentences.map(|t| ["--text", t]).concat()].concat(),
+    );
+    let probabilities = page_answer.probabilities.as_ref().expect("live shards");
+    for (i, row) in cli["predictions"].as_array().expect("rows").iter().enumerate() {
+        let want: Vec<u32> = row["probabilities"]
+            .as_array()
+            .expect("p")
+            .iter()
+            .map(|v| (v.as_f64().expect("f") as f32).to_bits())
+            .collect();
+        assert_eq!(want, bits(&probabilities[i * 2..i * 2 + 2]), "sentence {i}: {cli}");
+    }
+    assert_eq!(page_answer.votes.len(), 2, "both shards vote");
+    let mut swapped = index.clone();
+    swapped.below = index.encoder.clone();
+    let err =
+        exported::whole_encoder(config, &swapped, &read(&index.encoder.path), &read(&index.encoder.path), &device)
+            .err()
+            .expect("refused");
+    assert!(err.contains("does not belong"), "{err}");
+    let validation = exported::validation(config, manifest.data.classes, &index, read(&index.validation_texts.path));
+    assert_eq!(validation.expect("the validation split").len(), manifest.data.validation);
     let eval = json_of(&["eval", dir, "--test-limit", &limit, "--device", "cpu", "--json"]);
     assert_eq!(eval["accuracy"].as_f64(), Some(page_accuracy), "{eval}");
     let report = json_of(&["audit", dir, "--strict", "--json"]);

@@ -16,6 +16,8 @@ mod probe;
 #[cfg(target_arch = "wasm32")]
 mod retrain;
 #[cfg(target_arch = "wasm32")]
+mod sentence;
+#[cfg(target_arch = "wasm32")]
 mod session;
 #[cfg(target_arch = "wasm32")]
 mod source;

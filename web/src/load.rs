@@ -45,6 +45,19 @@ pub struct Loaded {
     pub evaluator: RefCell<Option<Evaluator>>,
     /// Counts the evaluations requested; a running one that is not the latest stops early.
     pub generation: Cell<u64>,
+    /// A text bundle's export index: where the rest of the encoder and the tokenizer are, loaded on first use.
+    pub text_index: Option<TextExport>,
+    /// The whole encoder and its tokenizer, once a visitor has asked for them ("try your own sentence").
+    pub whole: RefCell<Option<Rc<Whole>>>,
+    /// Milliseconds per sample per encoder layer, forward, as this page measured its first evaluations: what a
+    /// retrain's estimate is made with.
+    pub layer_ms: Cell<Option<f64>>,
+}
+
+/// A text bundle's whole encoder (embedding included) and its tokenizer: what a new sentence needs.
+pub struct Whole {
+    pub encoder: s3t::model::Backbone,
+    pub tokenizer: s3t::tokenizer::TextTokenizer,
 }
 
 impl Loaded {
@@ -61,6 +74,48 @@ impl Loaded {
     /// Every class's name, in class order.
     pub fn class_names(&self) -> Vec<String> {
         (0..self.original.config().vit.classes).map(|c| self.class_name(c)).collect()
+    }
+
+    /// Records a measured forward pass: `ms` for `samples` samples through `layers` encoder layers. The fastest
+    /// measurement is kept (the first runs pay for warming up).
+    pub fn measured(&self, ms: f64, samples: usize, layers: usize) {
+        let per = ms / (samples.max(1) * layers.max(1)) as f64;
+        if per > 0.0 && self.layer_ms.get().is_none_or(|known| per < known) {
+            self.layer_ms.set(Some(per));
+        }
+    }
+
+    /// The whole encoder and tokenizer of a text bundle, fetched and checked against the export's index at the
+    /// first call (`progress` says what loads), then kept.
+    pub async fn whole(&self, progress: impl Fn(&str)) -> Result<Rc<Whole>, String> {
+        if let Some(whole) = self.whole.borrow().as_ref() {
+            return Ok(whole.clone());
+        }
+        let index = self.text_index.as_ref().ok_or("an image bundle has no text encoder")?;
+        let base = crate::source::Source::current().dir();
+        let get = |file: &WeightFile| format!("{base}/{}", file.path);
+        let mb = |file: &WeightFile| file.bytes as f64 / 1e6;
+        progress(&format!(
+            "loading the rest of the encoder ({:.1} MB) and its tokenizer…",
+            mb(&index.below) + mb(&index.tokenizer)
+        ));
+        let t = now();
+        let below = fetch_bytes(&get(&index.below)).await?;
+        // The layers above the boundary again: the page's copy went into its model (the browser's cache has it).
+        let above = fetch_bytes(&get(&index.encoder)).await?;
+        let tokenizer_bytes = fetch_bytes(&get(&index.tokenizer)).await?;
+        timing("whole encoder fetch", t);
+        yield_now().await;
+        let t = now();
+        let model = self.model.borrow().clone();
+        let config = model.config();
+        let encoder = exported::whole_encoder(config, index, &below, &above, &model.device)?;
+        yield_now().await;
+        let tokenizer = exported::tokenizer(config, index, &tokenizer_bytes)?;
+        timing("whole encoder open", t);
+        let whole = Rc::new(Whole { encoder, tokenizer });
+        *self.whole.borrow_mut() = Some(whole.clone());
+        Ok(whole)
     }
 
     /// Takes the evaluator out (one evaluation or model swap at a time), waiting while another holds it; the
@@ -290,13 +345,13 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
     let config = manifest.model.clone();
     let classes = manifest.data.classes;
     // A text bundle's encoder: its layers from the frozen base up, and the test reviews' activations there.
-    let (encoder, test) = match test {
+    let (encoder, test, text_index) = match test {
         Test::Exported(export) => {
             let (index, files) = *export;
             let opened = exported::open(&config, classes, &index, files, &selected.device)?;
-            (Some(opened.encoder), Test::Embedded(Box::new((opened.test, opened.features))))
+            (Some(opened.encoder), Test::Embedded(Box::new((opened.test, opened.features))), Some(index))
         }
-        images => (None, images),
+        images => (None, images, None),
     };
     let servable = |m: &Manifest, c| guard.servable(m, c);
     let read = |file: &WeightFile| files.remove(&file.path).ok_or_else(|| format!("{}: not fetched", file.path));
@@ -333,6 +388,9 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
         notice: selected.notice,
         evaluator: RefCell::new(Some(evaluator)),
         generation: Cell::new(0),
+        text_index,
+        whole: RefCell::new(None),
+        layer_ms: Cell::new(None),
         original: Rc::new(model.clone()),
         model: RefCell::new(Rc::new(model)),
     })

@@ -9,7 +9,7 @@
 use std::rc::Rc;
 
 use s3t::bundle::guard::Guard;
-use s3t::bundle::retrain::{Backend, Report, accept};
+use s3t::bundle::retrain::{Backend, Estimate, Report, accept};
 use s3t::{SampleId, State};
 use yew::Reducible;
 
@@ -102,9 +102,16 @@ pub struct Retraining {
     pub stops: u64,
     pub finished: Vec<Finished>,
     pub error: Option<String>,
+    /// A shard whose retrain the visitor asked for and must confirm, having seen its estimate (a long one, or
+    /// any retrain of a text bundle's language model).
+    pub asked: Option<u16>,
 }
 
 pub enum RetrainAction {
+    /// Show what retraining a shard will take, before it starts.
+    Ask(u16),
+    /// Close that without retraining.
+    Dismiss,
     /// Retrain a shard (queued behind the others).
     Enqueue(u16),
     /// Replay a link's retrain of a shard after the first `after` of the visitor's deletions.
@@ -154,9 +161,19 @@ impl Reducible for Retraining {
     fn reduce(self: Rc<Self>, action: RetrainAction) -> Rc<Self> {
         let mut next = (*self).clone();
         match action {
-            RetrainAction::Enqueue(shard) => {
+            RetrainAction::Ask(shard) => {
                 if next.is_busy(shard) {
                     return self;
+                }
+                next.asked = Some(shard);
+            }
+            RetrainAction::Dismiss => next.asked = None,
+            RetrainAction::Enqueue(shard) => {
+                if next.asked == Some(shard) {
+                    next.asked = None;
+                }
+                if next.is_busy(shard) {
+                    return Rc::new(next);
                 }
                 next.queue.push((shard, None));
                 next.error = None;
@@ -245,6 +262,38 @@ pub fn deleted_at(loaded: &Loaded, session: &Session, after: Option<usize>) -> V
     match after {
         None => session.state.deleted().cloned().collect(),
         Some(n) => loaded.base.deleted.iter().chain(session.deleted.iter().take(n)).cloned().collect(),
+    }
+}
+
+/// Retrains on an estimate above this many seconds are confirmed first.
+pub const LONG_SECONDS: f64 = 60.0;
+
+/// What retraining `shard` after the deletions so far will take ([`s3t::bundle::retrain::Estimate`]), and its time
+/// at the page's measured speed, if measured yet.
+pub fn estimate(loaded: &Loaded, session: &Session, shard: u16) -> Option<(Estimate, Option<f64>)> {
+    let model = loaded.model.borrow();
+    let manifest = &model.manifest;
+    let plan = loaded.plan.shards.get(usize::from(shard))?;
+    let assignment = loaded.routers.s3t.assignment();
+    let guard = Guard::new(assignment, deleted_at(loaded, session, None));
+    let reuse = guard.reusable(manifest.nodes.get(usize::from(shard))?);
+    let estimate = Estimate::new(manifest, plan, assignment, &guard, &reuse);
+    let seconds = loaded.layer_ms.get().map(|ms| estimate.seconds(ms));
+    Some((estimate, seconds))
+}
+
+/// Whether a retrain of `shard` is confirmed before it starts: always for a text bundle (a language model trained
+/// in a browser), else when its estimate is long.
+pub fn asks_first(loaded: &Loaded, session: &Session, shard: u16) -> bool {
+    loaded.is_text() || estimate(loaded, session, shard).and_then(|(_, s)| s).is_some_and(|s| s > LONG_SECONDS)
+}
+
+/// A duration in words: "40 s", "3 min", "1 h 20 min".
+pub fn duration(seconds: f64) -> String {
+    match seconds {
+        s if s < 90.0 => format!("{:.0} s", s.max(1.0)),
+        s if s < 5400.0 => format!("{:.0} min", s / 60.0),
+        s => format!("{:.0} h {:.0} min", (s / 3600.0).floor(), (s % 3600.0) / 60.0),
     }
 }
 

@@ -11,6 +11,7 @@ use crate::load::{Loaded, Pacer};
 use crate::persist;
 use crate::probe::Probe;
 use crate::retrain::{self, RetrainAction, Retraining};
+use crate::sentence::Sentence;
 use crate::state::{Fixed, Session, SessionAction};
 use crate::theory::Theory;
 use crate::tour::Tour;
@@ -80,6 +81,12 @@ async fn evaluate(
                 evaluator.prepare_async(model, shard, served, pause).await?;
                 if fresh {
                     crate::load::timing(&format!("node shard {shard} prefix {}", served.prefix), t);
+                    // A full-depth component reads the cached features as they are: a clean measure of the speed.
+                    let config = model.config();
+                    if served.prefix == loaded.plan.slices {
+                        let layers = config.vit.depth - config.first_block_of_group(usize::from(served.prefix));
+                        loaded.measured(now() - t, loaded.test.len(), layers);
+                    }
                 }
                 pause().await;
             }
@@ -279,7 +286,23 @@ pub fn session_view(props: &Props) -> Html {
     }
     let on_retrain = {
         let retraining = retraining.clone();
+        let loaded = loaded.clone();
+        let session = session.clone();
+        Callback::from(move |shard: u16| {
+            retraining.dispatch(if retrain::asks_first(&loaded, &session, shard) {
+                RetrainAction::Ask(shard)
+            } else {
+                RetrainAction::Enqueue(shard)
+            })
+        })
+    };
+    let on_start = {
+        let retraining = retraining.clone();
         Callback::from(move |shard: u16| retraining.dispatch(RetrainAction::Enqueue(shard)))
+    };
+    let on_dismiss = {
+        let retraining = retraining.clone();
+        Callback::from(move |_: MouseEvent| retraining.dispatch(RetrainAction::Dismiss))
     };
     let on_cancel = {
         let retraining = retraining.clone();
@@ -358,12 +381,15 @@ pub fn session_view(props: &Props) -> Html {
                     <ShardPanel shard={shard} sequences={loaded.plan.shards.get(usize::from(shard)).map(|p| p.sequences.clone()).unwrap_or_default()}
                         active={state.active(shard).to_vec()} served={state.served(shard)}
                         accuracy={scores.as_ref().and_then(|s| s.s3t.per_shard.get(usize::from(shard)).copied().flatten())}>
-                        { retrain_controls(&loaded, &session, &retraining, shard, &on_retrain, &on_cancel) }
+                        { retrain_controls(&loaded, &session, &retraining, shard, &Actions { retrain: &on_retrain, start: &on_start, dismiss: &on_dismiss, cancel: &on_cancel }) }
                     </ShardPanel>
                 }) }
             </section>
             <Probe loaded={loaded.clone()} state={session.state.clone()} id={session.deleted.last().cloned()} changes={session.changes}
                 scored={scores.as_ref().is_some_and(|s| s.changes == session.changes)} />
+            if loaded.is_text() {
+                <Sentence loaded={loaded.clone()} state={session.state.clone()} changes={session.changes} />
+            }
             <Inspector loaded={loaded.clone()} state={session.state.clone()} version={scores.as_ref().map_or(0, |s| 2 * s.deleted + 1 + usize::from(s.sisa.is_some()))} />
             <Grid loaded={loaded.clone()} deleted={session.deleted.clone()} on_delete={on_delete} />
             <Explanation />
@@ -374,14 +400,7 @@ pub fn session_view(props: &Props) -> Html {
 
 /// A shard's retraining: the button (offline, or serving a shortened prefix), the queue, the progress of a running
 /// retrain with its cancel button, what the last retrain took, and what SISA would retrain for the same deletions.
-fn retrain_controls(
-    loaded: &Loaded,
-    session: &Session,
-    retraining: &Retraining,
-    shard: u16,
-    on_retrain: &Callback<u16>,
-    on_cancel: &Callback<u16>,
-) -> Html {
+fn retrain_controls(loaded: &Loaded, session: &Session, retraining: &Retraining, shard: u16, on: &Actions) -> Html {
     let slices = loaded.plan.slices;
     let state = &session.state;
     let assignment = loaded.routers.s3t.assignment();
@@ -390,8 +409,9 @@ fn retrain_controls(
     let recent = session.deleted.get(since..).unwrap_or_default();
     let deleted_here = recent.iter().filter(|id| assignment.cell(id).is_some_and(|c| c.shard == shard)).count();
     let sisa_stale = slices - session.sisa.served(shard).map_or(0, |s| s.prefix);
-    let retrain = on_retrain.reform(move |_: MouseEvent| shard);
-    let cancel = on_cancel.reform(move |_: MouseEvent| shard);
+    let retrain = on.retrain.reform(move |_: MouseEvent| shard);
+    let start = on.start.reform(move |_: MouseEvent| shard);
+    let cancel = on.cancel.reform(move |_: MouseEvent| shard);
     let job = retraining.current.as_ref().filter(|j| j.shard == shard);
     let finished = retraining.finished.iter().find(|f| f.shard == shard);
     let digests = if finished.is_some() { served_digests(loaded, shard) } else { Default::default() };
@@ -415,14 +435,8 @@ fn retrain_controls(
             } else if retraining.is_queued(shard) {
                 <span>{ "queued for retraining " }</span>
                 <button onclick={cancel} data-testid={format!("retrain-cancel-{shard}")}>{ "Cancel" }</button>
-            } else if retrain::needs_retrain(state, shard, slices) && loaded.is_text() {
-                <p class="cost" data-testid={format!("retrain-native-{shard}")}>
-                    { format!(
-                        "The page holds the encoder from layer {} up only, so it cannot retrain a text shard; \
-                         `trainer retrain BUNDLE --shard {shard}` does, on the samples that remain.",
-                        loaded.original.config().frozen_base()
-                    ) }
-                </p>
+            } else if retraining.asked == Some(shard) && retrain::needs_retrain(state, shard, slices) {
+                { ask(loaded, session, shard, sisa_stale, start, on.dismiss.clone()) }
             } else if retrain::needs_retrain(state, shard, slices) {
                 <button class={classes!(state.is_offline(shard).then_some("primary"))} onclick={retrain}
                     data-testid={format!("retrain-button-{shard}")}>
@@ -445,6 +459,54 @@ fn retrain_controls(
                     ) }
                 </p>
             }
+        </div>
+    }
+}
+
+/// The callbacks of the retrain controls.
+struct Actions<'a> {
+    /// Retrain (or first ask, [`retrain::asks_first`]).
+    retrain: &'a Callback<u16>,
+    /// Retrain, as confirmed.
+    start: &'a Callback<u16>,
+    dismiss: &'a Callback<MouseEvent>,
+    cancel: &'a Callback<u16>,
+}
+
+/// What retraining a shard will take, before it starts, and what SISA would retrain: the visitor starts it or not.
+fn ask(
+    loaded: &Loaded,
+    session: &Session,
+    shard: u16,
+    sisa_stale: u16,
+    start: Callback<MouseEvent>,
+    dismiss: Callback<MouseEvent>,
+) -> Html {
+    let slices = loaded.plan.slices;
+    let Some((estimate, seconds)) = retrain::estimate(loaded, session, shard) else { return html! {} };
+    let total = loaded.plan.shards.get(usize::from(shard)).map_or(0, |p| p.nodes.len());
+    let what = if loaded.is_text() { "reviews" } else { "samples" };
+    let time = match seconds {
+        Some(s) => format!(
+            "about {} on this device ({}), at the speed this page measured ({:.1} ms per sample per layer){}",
+            retrain::duration(s),
+            loaded.backend,
+            loaded.layer_ms.get().unwrap_or_default(),
+            if s > retrain::LONG_SECONDS { ": a long time for a browser tab, which must stay open" } else { "" }
+        ),
+        None => "a time this page has not measured yet (the first accuracy measures it)".to_owned(),
+    };
+    html! {
+        <div class="ask" data-testid={format!("retrain-ask-{shard}")} data-nodes={estimate.nodes.to_string()}
+            data-samples={estimate.samples.to_string()} data-seconds={seconds.map(|s| format!("{s:.1}")).unwrap_or_default()}>
+            <p>{ format!(
+                "Retraining shard {shard} here trains {} of its {total} nodes on {} {what} in all (each remaining {} \
+                 once per pass): {time}. It runs in the background; the other shards keep serving, and Cancel stops it. \
+                 For the same deletions SISA would retrain {sisa_stale} of this shard's {slices} checkpoints.",
+                estimate.nodes, estimate.samples, &what[..what.len() - 1]
+            ) }</p>
+            <button class="primary" onclick={start} data-testid={format!("retrain-start-{shard}")}>{ "Start retraining" }</button>
+            <button onclick={dismiss} data-testid={format!("retrain-dismiss-{shard}")}>{ "Not now" }</button>
         </div>
     }
 }

@@ -274,3 +274,71 @@ mod tests {
         assert!(error.contains(&format!("node {root} was neither")), "{error}");
     }
 }
+
+/// A node's training in a retrain: its clean samples (the deleted ones left out) × the passes its run makes.
+/// The worker's progress counts these, so the page's estimate and its progress bar speak of the same samples.
+pub fn node_samples(
+    manifest: &super::Manifest,
+    assignment: &crate::partition::Assignment,
+    guard: &Guard,
+    node: &Node,
+    slices: u16,
+) -> usize {
+    let run = manifest.train.for_slices(node.prefix.len(), usize::from(slices));
+    let clean = node
+        .prefix
+        .iter()
+        .map(|&slice| {
+            let cell = crate::Cell { shard: node.shard, slice };
+            assignment.members(cell).iter().filter(|id| !guard.is_deleted(id)).count()
+        })
+        .sum::<usize>();
+    clean * run.epochs
+}
+
+/// What retraining a shard will take, before it starts: the nodes the guard does not allow reused, their training
+/// samples, and the time at the page's measured speed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Estimate {
+    pub nodes: usize,
+    pub samples: usize,
+    /// Encoder layers run forward on one sample, in all: the frozen layers once per sample of the shard and of the
+    /// validation split, each node's trainable layers three times per training sample (forward, and backward's two
+    /// products) and once per validation sample after each pass.
+    pub layer_passes: f64,
+}
+
+impl Estimate {
+    /// The work of retraining `shard` with `reuse` (the guard's [`Guard::reusable`]).
+    pub fn new(
+        manifest: &super::Manifest,
+        plan: &ShardPlan,
+        assignment: &crate::partition::Assignment,
+        guard: &Guard,
+        reuse: &[Option<NodeEntry>],
+    ) -> Self {
+        let config = &manifest.model;
+        let slices = manifest.partition.slices;
+        let depth = config.vit.depth as f64;
+        let validation = manifest.data.validation as f64;
+        let members: usize =
+            (0..slices).map(|slice| assignment.members(crate::Cell { shard: plan.shard, slice }).len()).sum();
+        // The features every group reads: the frozen layers below the top group, once per sample.
+        let mut layer_passes = (members as f64 + validation) * config.first_block_of_group(1) as f64;
+        let (mut nodes, mut samples) = (0, 0);
+        for node in plan.nodes.iter().filter(|n| reuse.get(n.id).is_none_or(Option::is_none)) {
+            let trained = node_samples(manifest, assignment, guard, node, slices);
+            let run = manifest.train.for_slices(node.prefix.len(), usize::from(slices));
+            let layers = depth - config.first_block_of_group(node.prefix.len()) as f64;
+            layer_passes += layers * (3.0 * trained as f64 + validation * run.epochs as f64);
+            nodes += 1;
+            samples += trained;
+        }
+        Self { nodes, samples, layer_passes }
+    }
+
+    /// Seconds at `layer_ms` per sample per encoder layer (forward).
+    pub fn seconds(&self, layer_ms: f64) -> f64 {
+        self.layer_passes * layer_ms / 1000.0
+    }
+}

@@ -8,7 +8,13 @@
 //! OUT/data/encoder-layers.safetensors      the encoder's layers from the boundary up (Hugging Face names)
 //! OUT/data/test-activations.f32            the test reviews' activations at the boundary, real tokens only
 //! OUT/data/{deletable,test}-texts.json.gz  the splits' texts, token ids and labels (deleted reviews purged)
+//! OUT/data/validation-texts.json.gz        the validation split (model selection when the page retrains a shard)
+//! OUT/data/encoder-below.safetensors       the embedding and the layers below the boundary
+//! OUT/data/tokenizer.json                  the encoder's tokenizer
 //! ```
+//!
+//! The first four are the page's first load; the last three only load when a visitor classifies a sentence of
+//! their own or retrains a shard (both need the whole encoder).
 //!
 //! The deletable split is checked sample by sample against the bundle's salted commitments, as images are
 //! ([`super::samples`]); the other files against the index.
@@ -26,8 +32,12 @@ pub const TEXT_INDEX_FILE: &str = "data/text.json";
 pub const ENCODER_FILE: &str = "data/encoder-layers.safetensors";
 /// The test reviews' activations at the boundary, relative to the bundle.
 pub const ACTIVATIONS_FILE: &str = "data/test-activations.f32";
+/// The embedding and the encoder's layers below the boundary, relative to the bundle.
+pub const BELOW_FILE: &str = "data/encoder-below.safetensors";
+/// The encoder's `tokenizer.json`, relative to the bundle.
+pub const TOKENIZER_FILE: &str = "data/tokenizer.json";
 /// Format of the index; bumped whenever a reader of an older one would misread a newer one.
-pub const TEXT_FORMAT: u32 = 1;
+pub const TEXT_FORMAT: u32 = 2;
 
 /// The split files of a text export, relative to the bundle.
 pub fn split_file(name: &str) -> String {
@@ -53,6 +63,12 @@ pub struct TextExport {
     pub activations: WeightFile,
     /// The test reviews (texts, token ids, labels).
     pub test_texts: WeightFile,
+    /// The validation split (texts, token ids, labels).
+    pub validation_texts: WeightFile,
+    /// The embedding and layers `..from_layer` of the encoder.
+    pub below: WeightFile,
+    /// The encoder's `tokenizer.json`.
+    pub tokenizer: WeightFile,
 }
 
 impl TextExport {
@@ -65,6 +81,17 @@ impl TextExport {
                 index.format
             ));
         }
+        let expected = [
+            ENCODER_FILE.to_owned(),
+            ACTIVATIONS_FILE.to_owned(),
+            split_file("test"),
+            split_file("validation"),
+            BELOW_FILE.to_owned(),
+            TOKENIZER_FILE.to_owned(),
+        ];
+        if let Some((found, want)) = index.files().into_iter().zip(&expected).find(|(f, want)| &f.path != *want) {
+            return Err(format!("{file}: names the file {:?} where an export writes {want:?}", found.path));
+        }
         if index.test == 0 {
             return Err(format!("{file}: no test reviews (export with a --test-limit above 0)"));
         }
@@ -76,6 +103,11 @@ impl TextExport {
             ));
         }
         Ok(index)
+    }
+
+    /// Every file the index names, in the order an export writes them.
+    pub fn files(&self) -> [&WeightFile; 6] {
+        [&self.encoder, &self.activations, &self.test_texts, &self.validation_texts, &self.below, &self.tokenizer]
     }
 
     /// The activations file's values, after its checksum.
@@ -195,6 +227,9 @@ mod tests {
             encoder: WeightFile::of(ENCODER_FILE, b"x"),
             activations: WeightFile::of(ACTIVATIONS_FILE, &activations),
             test_texts: WeightFile::of(&split_file("test"), &test),
+            validation_texts: WeightFile::of(&split_file("validation"), &test),
+            below: WeightFile::of(BELOW_FILE, b"y"),
+            tokenizer: WeightFile::of(TOKENIZER_FILE, b"{}"),
         };
         let json = serde_json::to_string(&index).unwrap();
         let index = TextExport::from_json("i", &json).unwrap();

@@ -6,10 +6,10 @@ use burn::tensor::Device;
 
 use super::config::ModelConfig;
 use super::features::Features;
-use super::hf::load_encoder_layers;
+use super::hf::{load_encoder_layers, load_whole_encoder};
 use super::vit::Backbone;
 use crate::bundle::manifest::verify_bytes;
-use crate::bundle::web::TextExport;
+use crate::bundle::web::{TextExport, parse_split};
 use crate::dataset::Dataset;
 
 /// A text export, opened.
@@ -44,6 +44,18 @@ pub fn open(
     device: &Device,
 ) -> Result<ExportedText, String> {
     let text = config.text.as_ref().ok_or("a text export, but the bundle's model reads images")?;
+    check_boundary(config, index)?;
+    verify_bytes(&index.encoder, &files.encoder)?;
+    let encoder = load_encoder_layers(&index.encoder.path, &files.encoder, config, index.from_layer, device)?;
+    let test = index.test_of(files.test, text.max_tokens, classes)?;
+    let rows = index.activations_of(&files.activations)?;
+    let features = Features::from_real_tokens(config, &test, &rows, EVAL_BATCH, device)
+        .map_err(|e| format!("{}: {e}", index.activations.path))?;
+    Ok(ExportedText { encoder, test, features })
+}
+
+/// Checks the configuration against the index as [`open`] does.
+fn check_boundary(config: &ModelConfig, index: &TextExport) -> Result<(), String> {
     if index.from_layer != config.frozen_base() || index.d_model != config.vit.d_model {
         return Err(format!(
             "the export starts at layer {} of width {}, but the model's frozen base is layer {} of width {} (export \
@@ -54,11 +66,47 @@ pub fn open(
             config.vit.d_model
         ));
     }
-    verify_bytes(&index.encoder, &files.encoder)?;
-    let encoder = load_encoder_layers(&index.encoder.path, &files.encoder, config, index.from_layer, device)?;
-    let test = index.test_of(files.test, text.max_tokens, classes)?;
-    let rows = index.activations_of(&files.activations)?;
-    let features = Features::from_real_tokens(config, &test, &rows, EVAL_BATCH, device)
-        .map_err(|e| format!("{}: {e}", index.activations.path))?;
-    Ok(ExportedText { encoder, test, features })
+    Ok(())
+}
+
+/// The whole encoder from an export's two parts (`below`: [`TextExport::below`]'s bytes, `above`:
+/// [`TextExport::encoder`]'s), each checked against the index: what classifying a new sentence, or retraining a
+/// shard from its reviews' token ids, needs.
+pub fn whole_encoder(
+    config: &ModelConfig,
+    index: &TextExport,
+    below: &[u8],
+    above: &[u8],
+    device: &Device,
+) -> Result<Backbone, String> {
+    check_boundary(config, index)?;
+    verify_bytes(&index.below, below)?;
+    verify_bytes(&index.encoder, above)?;
+    let parts = ((index.below.path.as_str(), below), (index.encoder.path.as_str(), above));
+    load_whole_encoder(parts.0, parts.1, config, index.from_layer, device)
+}
+
+/// The validation split of an export, checked against the index and the model (`classes` classes).
+pub fn validation(config: &ModelConfig, classes: u8, index: &TextExport, bytes: Vec<u8>) -> Result<Dataset, String> {
+    let text = config.text.as_ref().ok_or("a text export, but the bundle's model reads images")?;
+    verify_bytes(&index.validation_texts, &bytes)?;
+    parse_split(&index.validation_texts.path, bytes, text.max_tokens, classes)
+}
+
+/// The export's `tokenizer.json`, checked against the index and the model's vocabulary.
+#[cfg(feature = "tokenizer")]
+pub fn tokenizer(
+    config: &ModelConfig,
+    index: &TextExport,
+    bytes: &[u8],
+) -> Result<crate::tokenizer::TextTokenizer, String> {
+    let text = config.text.as_ref().ok_or("a text export, but the bundle's model reads images")?;
+    verify_bytes(&index.tokenizer, bytes)?;
+    crate::tokenizer::TextTokenizer::from_bytes(
+        &index.tokenizer.path,
+        bytes,
+        text.vocab_size,
+        text.pad_token_id,
+        text.max_tokens,
+    )
 }

@@ -310,17 +310,33 @@ fn layer_of(name: &str) -> Option<usize> {
 /// and everything below left out: their bytes unchanged, or (`half`, a model held at f16) rounded to F16 tensors.
 /// [`load_encoder_layers`] reads back the very values the model computes with.
 pub fn encoder_layers(file: &str, bytes: &[u8], from: usize, half: bool) -> Result<Vec<u8>, String> {
+    let above = |name: &str| layer_of(name).is_some_and(|i| i >= from);
+    encoder_part(file, bytes, above, &format!("encoder layer from {from} up"), half)
+}
+
+/// The rest of the encoder below layer `from`: the embedding and layers `..from` ([`encoder_layers`]'s complement
+/// among the tensors the model reads), written the same way. [`load_whole_encoder`] joins the two.
+pub fn encoder_below(file: &str, bytes: &[u8], from: usize, half: bool) -> Result<Vec<u8>, String> {
+    let below = |name: &str| name.starts_with("embeddings.") || layer_of(name).is_some_and(|i| i < from);
+    encoder_part(file, bytes, below, &format!("embedding or layer below {from}"), half)
+}
+
+/// The tensors of a checkpoint whose names (without a `bert.` prefix) `keep` selects, as a file of their own.
+fn encoder_part(
+    file: &str,
+    bytes: &[u8],
+    keep: impl Fn(&str) -> bool,
+    what: &str,
+    half: bool,
+) -> Result<Vec<u8>, String> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
-    let mut kept: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
-        .tensors()
-        .into_iter()
-        .filter(|(name, _)| layer_of(name.strip_prefix("bert.").unwrap_or(name)).is_some_and(|i| i >= from))
-        .collect();
+    let mut kept: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        st.tensors().into_iter().filter(|(name, _)| keep(name.strip_prefix("bert.").unwrap_or(name))).collect();
     if kept.is_empty() {
-        return Err(format!("{file}: holds no encoder layer from {from} up"));
+        return Err(format!("{file}: holds no {what}"));
     }
     kept.sort_by(|a, b| a.0.cmp(&b.0));
-    let write = |e: safetensors::SafeTensorError| format!("{file}: cannot write its layers from {from}: {e}");
+    let write = |e: safetensors::SafeTensorError| format!("{file}: cannot write its {what}: {e}");
     if !half {
         return safetensors::serialize(kept, None).map_err(write);
     }
@@ -344,6 +360,38 @@ pub fn encoder_layers(file: &str, bytes: &[u8], from: usize, half: bool) -> Resu
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
         .map_err(write)?;
     safetensors::serialize(views, None).map_err(write)
+}
+
+/// The whole encoder (embedding included, `first_block` 0) from the two parts an export ships: `below`, what
+/// [`encoder_below`] wrote, and `above`, what [`encoder_layers`] wrote, both for boundary `from` (each a file name
+/// and its bytes). A tensor in both, or in the wrong part, is refused, so neither file can stand in for the other's.
+pub fn load_whole_encoder(
+    below: (&str, &[u8]),
+    above: (&str, &[u8]),
+    config: &ModelConfig,
+    from: usize,
+    device: &Device,
+) -> Result<Backbone, String> {
+    let (low, high) = (SafeTensors::deserialize(below.1), SafeTensors::deserialize(above.1));
+    let low = low.map_err(|e| format!("{}: not a safetensors file: {e}", below.0))?;
+    let high = high.map_err(|e| format!("{}: not a safetensors file: {e}", above.0))?;
+    let mut views = Vec::new();
+    for ((file, st), lower) in [(below.0, &low), (above.0, &high)].into_iter().zip([true, false]) {
+        for (name, view) in st.tensors() {
+            let bare = name.strip_prefix("bert.").unwrap_or(&name);
+            let is_lower = bare.starts_with("embeddings.") || layer_of(bare).is_some_and(|i| i < from);
+            let is_upper = layer_of(bare).is_some_and(|i| i >= from);
+            if (lower && !is_lower) || (!lower && !is_upper) {
+                return Err(format!(
+                    "{file}: tensor {name} does not belong to this part of the encoder (boundary {from})"
+                ));
+            }
+            views.push((bare.to_owned(), view));
+        }
+    }
+    let joined =
+        safetensors::serialize(views, None).map_err(|e| format!("{}: cannot join with {}: {e}", below.0, above.0))?;
+    load_backbone(&format!("{} + {}", below.0, above.0), &joined, config, device)
 }
 
 /// A Hugging Face model directory, read (natively): its three files and what they say.
@@ -426,8 +474,8 @@ impl HfDir {
 
     /// The directory's `tokenizer.json`, checked against `config` (feature `text`).
     #[cfg(feature = "text")]
-    pub fn tokenizer(&self, max_tokens: usize) -> Result<crate::text::TextTokenizer, String> {
-        crate::text::TextTokenizer::from_bytes(
+    pub fn tokenizer(&self, max_tokens: usize) -> Result<crate::tokenizer::TextTokenizer, String> {
+        crate::tokenizer::TextTokenizer::from_bytes(
             &format!("{}/{TOKENIZER_FILE}", self.source.dir),
             &self.tokenizer,
             self.config.vocab_size,

@@ -17,6 +17,7 @@ pub mod input;
 pub mod kernel;
 pub mod packing;
 pub mod parts;
+pub mod predict;
 pub mod serve;
 pub mod vit;
 pub mod weights;

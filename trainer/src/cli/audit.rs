@@ -175,15 +175,17 @@ fn strict(bundle: &Bundle, guard: &Guard) -> Result<Walk> {
         if rel.starts_with("data/test-") || rel.starts_with("data/validation-") {
             continue; // the test and validation splits are never deletable
         }
-        // A text export's index and the frozen encoder's layers it names: public, checked against each other.
+        // A text export's index and the frozen encoder's files it names: public, checked against each other.
         if rel == s3t::bundle::web::TEXT_INDEX_FILE {
             if let Err(e) = crate::cli::export::check_text_index(dir) {
                 walk.violations.push(e);
             }
             continue;
         }
-        if rel == s3t::bundle::web::ENCODER_FILE {
-            continue; // vouched for by data/text.json
+        if [s3t::bundle::web::ENCODER_FILE, s3t::bundle::web::BELOW_FILE, s3t::bundle::web::TOKENIZER_FILE]
+            .contains(&rel.as_str())
+        {
+            continue; // the public encoder and its tokenizer, vouched for by data/text.json
         }
         if rel.ends_with("adapter_config.json") {
             if let Err(e) = crate::cli::export::check_export(&path, &rel, m, guard) {

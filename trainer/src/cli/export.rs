@@ -106,7 +106,7 @@ fn web(args: &Args) -> Result<()> {
     write_atomic(&args.out.join(samples::DIGESTS_FILE), &digests).map_err(|e| anyhow!(e))?;
     let test = splits.test.head(args.test_limit);
     if bundle.manifest.model.text.is_some() {
-        write_text(&bundle, &args.out, &purged, &test)?;
+        write_text(&bundle, &args.out, &purged, &test, &splits.validation)?;
         return output::print(&format!("wrote the web app's data for a text bundle to {}\n", dir.display()));
     }
     write_split(&dir, "deletable", &purged)?;
@@ -117,8 +117,10 @@ fn web(args: &Args) -> Result<()> {
 }
 
 /// A text bundle's data for the page ([`s3t::bundle::web`]): the texts, and instead of the frozen encoder below the
-/// lowest adapter group, the test reviews' activations at that boundary and the layers above it alone.
-fn write_text(bundle: &Bundle, out: &Path, deletable: &Dataset, test: &Dataset) -> Result<()> {
+/// lowest adapter group, the test reviews' activations at that boundary and the layers above it alone; the rest of
+/// the encoder and its tokenizer in files of their own, which the page reads only when a visitor classifies a
+/// sentence or retrains a shard.
+fn write_text(bundle: &Bundle, out: &Path, deletable: &Dataset, test: &Dataset, validation: &Dataset) -> Result<()> {
     use s3t::bundle::web::{self, TextExport};
     let m = &bundle.manifest;
     let config = &m.model;
@@ -130,6 +132,7 @@ fn write_text(bundle: &Bundle, out: &Path, deletable: &Dataset, test: &Dataset) 
     let weights_file = format!("{}/{}", source.dir, s3t::model::hf::WEIGHTS_FILE);
     let half = config.text.as_ref().is_some_and(|t| t.frozen_half());
     let layers = s3t::model::hf::encoder_layers(&weights_file, &hf.weights, from, half).map_err(|e| anyhow!(e))?;
+    let below = s3t::model::hf::encoder_below(&weights_file, &hf.weights, from, half).map_err(|e| anyhow!(e))?;
     let features = s3t::model::features::Features::embedded(config, &encoder, test, &device);
     let rows = features.real_tokens(config, test).map_err(|e| anyhow!(e))?;
     let activations: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -144,6 +147,12 @@ fn write_text(bundle: &Bundle, out: &Path, deletable: &Dataset, test: &Dataset) 
         encoder: write(web::ENCODER_FILE, &layers)?,
         activations: write(web::ACTIVATIONS_FILE, &activations)?,
         test_texts: write(&web::split_file("test"), &test_bytes)?,
+        validation_texts: write(
+            &web::split_file("validation"),
+            &web::split_bytes(validation).map_err(|e| anyhow!(e))?,
+        )?,
+        below: write(web::BELOW_FILE, &below)?,
+        tokenizer: write(web::TOKENIZER_FILE, &hf.tokenizer)?,
     };
     write(&web::split_file("deletable"), &web::split_bytes(deletable).map_err(|e| anyhow!(e))?)?;
     // The index last: a reader that finds it finds the files it names.
@@ -204,7 +213,7 @@ pub fn check_text_index(dir: &Path) -> Result<(), String> {
     let read = |rel: &str| std::fs::read(dir.join(rel)).map_err(|e| format!("{rel}: cannot read: {e}"));
     let text = String::from_utf8(read(rel)?).map_err(|e| format!("{rel}: {e}"))?;
     let index = s3t::bundle::web::TextExport::from_json(rel, &text)?;
-    for file in [&index.encoder, &index.activations, &index.test_texts] {
+    for file in index.files() {
         s3t::bundle::manifest::verify_bytes(file, &read(&file.path)?)?;
     }
     Ok(())

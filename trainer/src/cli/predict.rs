@@ -4,10 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
-use s3t::model::ensemble::{mean_probabilities, predictions, softmax_rows};
-use s3t::model::features::{Features, logits_all};
+use s3t::model::ensemble::predictions;
 use s3t::model::hf::HfDir;
-use s3t::model::vit::Component;
+use s3t::model::predict::predict;
 
 use crate::bundle_dir::Bundle;
 use crate::device::{DeviceArg, choose};
@@ -52,20 +51,11 @@ pub fn run(args: &Args) -> Result<()> {
     let serving = bundle.serving()?;
     let device = choose(args.device, args.json)?;
     let model = bundle.load_model(&device.device, &serving.guard)?;
-    let features = Features::new(model.config(), &model.pretrained.backbone, &data, &device.device);
-    let mut shards = Vec::new();
-    let mut tables = Vec::new();
-    for shard in 0..serving.state.shards() {
-        let Some(served) = serving.state.served(shard) else { continue };
-        let (groups, head) = model.component(shard, served).map_err(|e| anyhow!(e))?;
-        let logits =
-            logits_all(model.config(), &model.pretrained.backbone, Component { groups: &groups, head }, &features);
-        let probabilities = softmax_rows(&logits, classes);
-        shards.push((shard, served, logits));
-        tables.push(probabilities);
-    }
-    let refs: Vec<&[f32]> = tables.iter().map(Vec::as_slice).collect();
-    let Some(ensemble) = mean_probabilities(&refs) else {
+    let encoder = &model.pretrained.backbone;
+    let pause = async || {};
+    let prediction = pollster::block_on(predict(&model, encoder, &serving.state, &data, &device.device, &pause))
+        .map_err(|e| anyhow!(e))?;
+    let Some(ensemble) = prediction.probabilities else {
         bail!("{}: every shard is offline (retrain one with `trainer retrain`)", args.bundle.display());
     };
     let label = |class: usize| m.data.labels.get(class).cloned().unwrap_or_else(|| class.to_string());
@@ -74,14 +64,15 @@ pub fn run(args: &Args) -> Result<()> {
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            let votes: Vec<serde_json::Value> = shards
+            let votes: Vec<serde_json::Value> = prediction
+                .votes
                 .iter()
-                .map(|(shard, served, logits)| {
-                    let row = &logits[i * classes..(i + 1) * classes];
+                .map(|vote| {
+                    let row = &vote.logits[i * classes..(i + 1) * classes];
                     serde_json::json!({
-                        "shard": shard,
-                        "sequence": served.sequence,
-                        "prefix": served.prefix,
+                        "shard": vote.shard,
+                        "sequence": vote.served.sequence,
+                        "prefix": vote.served.prefix,
                         "logits": row,
                         "label": label(predictions(row, classes)[0]),
                     })
@@ -100,7 +91,7 @@ pub fn run(args: &Args) -> Result<()> {
             "{}\n",
             serde_json::to_string_pretty(&serde_json::json!({
                 "labels": m.data.labels,
-                "live_shards": shards.len(),
+                "live_shards": prediction.votes.len(),
                 "predictions": rows,
             }))?
         ));

@@ -8,12 +8,14 @@ use burn::tensor::Device;
 use js_sys::{Array, Uint8Array};
 use s3t::bundle::guard::Guard;
 use s3t::bundle::manifest::{MANIFEST_FILE, verify_bytes};
-use s3t::bundle::retrain::{Backend, Report, Request, subtrees};
+use s3t::bundle::retrain::{Backend, Report, Request, node_samples, subtrees};
 use s3t::bundle::samples::{self, DATA_DIR, DIGESTS_FILE};
+use s3t::bundle::web::{TEXT_INDEX_FILE, TextExport, parse_split, split_file};
 use s3t::bundle::{Manifest, NodeEntry, WeightFile};
 use s3t::dataset::{self, Dataset, Splits};
 use s3t::model::build::{BuildContext, BuildEvent, MemoryStore, ShardJob, build_shards_async};
 use s3t::model::device::software;
+use s3t::model::exported;
 use s3t::model::features::Features;
 use s3t::model::parallel::Batching;
 use s3t::model::weights::load_safetensors;
@@ -115,6 +117,34 @@ async fn split(base: &str, name: &str, manifest: &Manifest) -> Result<Dataset, S
     Ok(data)
 }
 
+/// What `trainer retrain` reads besides the manifest: the pretrained model (the frozen backbone and head) and the
+/// deletable and validation splits. A text bundle's export ships its encoder in two parts, the layers above the
+/// bottom group's boundary and the rest below (loaded only now: the page itself never needs them), joined here
+/// into the whole encoder, since the shard's reviews go through it from their token ids as they do natively.
+async fn inputs(base: &str, manifest: &Manifest, device: &Device) -> Result<(Pretrained, Dataset, Dataset), String> {
+    let config = &manifest.model;
+    let backbone = fetch_weights(base, &manifest.backbone.weights).await?;
+    let Some(text) = &config.text else {
+        let skeleton =
+            Pretrained { backbone: Backbone::new(&config.vit, device), head: Head::new(&config.vit, device) };
+        let pretrained = load_safetensors(skeleton, backbone, &manifest.backbone.weights.path)?;
+        let deletable = split(base, "deletable", manifest).await?;
+        return Ok((pretrained, deletable, split(base, "validation", manifest).await?));
+    };
+    let index_url = format!("{base}/{TEXT_INDEX_FILE}");
+    let json = String::from_utf8(fetch(&index_url).await?).map_err(|e| format!("{index_url}: {e}"))?;
+    let index = TextExport::from_json(&index_url, &json)?;
+    let get = |file: &WeightFile| format!("{base}/{}", file.path);
+    let (below, above) = (fetch(&get(&index.below)).await?, fetch(&get(&index.encoder)).await?);
+    let encoder = exported::whole_encoder(config, &index, &below, &above, device)?;
+    let head = load_safetensors(Head::new(&config.vit, device), backbone, &manifest.backbone.weights.path)?;
+    let classes = manifest.data.classes;
+    let deletable_url = format!("{base}/{}", split_file("deletable"));
+    let deletable = parse_split(&deletable_url, fetch(&deletable_url).await?, text.max_tokens, classes)?;
+    let validation = exported::validation(config, classes, &index, fetch(&get(&index.validation_texts)).await?)?;
+    Ok((Pretrained { backbone: encoder, head }, deletable, validation))
+}
+
 /// What the manifest and the deletions say about a retrain: the shard's nodes, which are reused, and the work.
 pub struct Setup {
     pub manifest: Manifest,
@@ -155,16 +185,7 @@ impl Setup {
         if self.reuse.get(node.id).is_some_and(Option::is_some) {
             return 0;
         }
-        let run = self.manifest.train.for_slices(node.prefix.len(), usize::from(self.plan.slices));
-        let clean = node
-            .prefix
-            .iter()
-            .map(|&slice| {
-                let cell = Cell { shard: node.shard, slice };
-                self.assignment.members(cell).iter().filter(|id| !self.guard.is_deleted(id)).count()
-            })
-            .sum::<usize>();
-        clean * run.epochs
+        node_samples(&self.manifest, &self.assignment, &self.guard, node, self.plan.slices)
     }
 
     /// The `Started` report of the nodes in `only` (all: `None`), trained on `backend` (in words).
@@ -265,12 +286,9 @@ pub async fn train(request: &Request, setup: Setup, started: f64, target: Target
     }
     let device = target.device.clone();
     let config = manifest.model.clone();
-    let skeleton = Pretrained { backbone: Backbone::new(&config.vit, &device), head: Head::new(&config.vit, &device) };
-    let backbone = fetch_weights(base, &manifest.backbone.weights).await?;
-    let pretrained = load_safetensors(skeleton, backbone, &manifest.backbone.weights.path)?;
+    let (pretrained, deletable, validation) = inputs(base, manifest, &device).await?;
 
     // The data, checked as the page checks it: each kept sample opens the bundle's commitment.
-    let deletable = split(base, "deletable", manifest).await?;
     let digests_url = format!("{base}/{DIGESTS_FILE}");
     let digests = fetch(&digests_url).await?;
     let purged: HashSet<usize> = request.purged.iter().map(|&i| i as usize).collect();
@@ -279,7 +297,6 @@ pub async fn train(request: &Request, setup: Setup, started: f64, target: Target
     }
     let file = format!("{base}/{DATA_DIR}/deletable");
     samples::verify(&file, &deletable, &digests, &manifest.data.deletable_digests_sha256, &purged)?;
-    let validation = split(base, "validation", manifest).await?;
     if validation.len() != manifest.data.validation {
         return Err(format!(
             "{base}/{DATA_DIR}/validation: {} samples, but the bundle was built with {}",
@@ -287,7 +304,7 @@ pub async fn train(request: &Request, setup: Setup, started: f64, target: Target
             manifest.data.validation
         ));
     }
-    let empty = Dataset { pixels: Vec::new(), labels: Vec::new(), ..validation.clone() };
+    let empty = validation.head(0);
     // Only this shard's samples go through the backbone (a quarter of the split at m = 4): `rows` maps each id to
     // its row in that copy.
     let ids: Vec<u64> = (0..plan.slices)
