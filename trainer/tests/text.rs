@@ -429,3 +429,94 @@ fn a_bundle_that_holds_its_encoder_at_f16_exports_half_the_bytes_and_serves_bit_
     args.extend(["--resume", "--frozen-f16"]);
     assert_one_line_error(&args, &["--frozen-f16", "pretrained"]);
 }
+
+/// The page's retrain of a text shard, on the same arithmetic: what the worker reads (the export's two encoder
+/// parts, its purged copy of the reviews, the validation split; the shard's rows alone; an in-memory store holding
+/// the reused nodes) gives `trainer retrain`'s nodes bit for bit.
+#[test]
+fn the_page_retrain_of_a_text_shard_from_its_export_is_trainer_retrain_bit_for_bit() {
+    use burn::tensor::Device;
+    use s3t::bundle::guard::Guard;
+    use s3t::bundle::manifest::Manifest;
+    use s3t::bundle::samples::{self, DIGESTS_FILE};
+    use s3t::bundle::web::{self, TextExport};
+    use s3t::dataset::Splits;
+    use s3t::model::build::{BuildContext, MemoryStore, build_shard, shard_rows};
+    use s3t::model::exported::{RetrainFiles, retrain_inputs};
+    use s3t::model::features::Features;
+    use s3t::model::parallel::Batching;
+    use s3t::{Cell, SampleId};
+
+    let b = build();
+    let dir = s(&b.bundle);
+    let read = |rel: &str| fs::read(b.bundle.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let manifest = Manifest::from_json("m", &String::from_utf8(read("manifest.json")).expect("UTF-8")).expect("m");
+    let assignment = manifest.assignment().expect("an assignment");
+    // One review of shard 0's first slice, deleted in the bundle's ledger; the export purges it.
+    let gone = match assignment.members(Cell { shard: 0, slice: 0 })[0] {
+        SampleId::Int(i) => i,
+        ref other => panic!("unexpected id {other}"),
+    };
+    stdout_of(&["delete", dir, "--ids", &gone.to_string(), "--json"]);
+    stdout_of(&["export", dir, "--format", "web", "--out", dir, "--test-limit", "8"]);
+    let index = TextExport::from_json("i", &String::from_utf8(read(web::TEXT_INDEX_FILE)).expect("UTF-8")).expect("i");
+    let device = Device::flex();
+    let files = RetrainFiles {
+        head: read(&manifest.backbone.weights.path),
+        below: read(&index.below.path),
+        above: read(&index.encoder.path),
+        deletable: read(&web::split_file("deletable")),
+        validation: read(&index.validation_texts.path),
+    };
+    let (pretrained, deletable, validation) = retrain_inputs(&manifest, &index, files, &device).expect("inputs");
+    let purged = [gone as usize].into_iter().collect();
+    let commitments = &manifest.data.deletable_digests_sha256;
+    samples::verify("d", &deletable, &read(DIGESTS_FILE), commitments, &purged).expect("the purged copy verifies");
+    assert!(deletable.text.as_ref().expect("texts").texts[gone as usize].is_empty(), "the review is purged");
+
+    let plan = manifest.plan().expect("a plan");
+    let guard = Guard::new(&assignment, [SampleId::Int(gone)]);
+    let entries = &manifest.nodes[0];
+    let reuse = guard.reusable(entries);
+    assert!(reuse.iter().any(Option::is_some) && reuse.iter().any(Option::is_none), "some nodes are reused");
+    let store = MemoryStore::default();
+    for entry in reuse.iter().flatten() {
+        store.insert(&entry.weights.path, read(&entry.weights.path));
+    }
+    let (order, rows) = shard_rows(&assignment, plan.slices, 0, deletable.len());
+    let data = Splits {
+        public: validation.head(0),
+        deletable: deletable.select(&order),
+        validation: validation.clone(),
+        test: validation.head(0),
+    };
+    let config = &manifest.model;
+    let features = Features::new(config, &pretrained.backbone, &data.deletable, &device);
+    let validation_features = Features::new(config, &pretrained.backbone, &data.validation, &device);
+    let ctx = BuildContext {
+        bundle: &store,
+        config,
+        train: &manifest.train,
+        seed: manifest.seed,
+        data: &data,
+        pretrained: &pretrained,
+        assignment: &assignment,
+        plan: &plan,
+        device: &device,
+        features: &features,
+        validation: &validation_features,
+        batching: Batching::stacked(1),
+        rows: Some(&rows),
+    };
+    let generation = entries.iter().map(|e| e.generation).max().unwrap_or(0) + 1;
+    let is_deleted = |id: &SampleId| guard.is_deleted(id);
+    let page = build_shard(&ctx, 0, &reuse, &[], false, generation, &is_deleted, &mut |_| {}).expect("the page's build");
+
+    stdout_of(&["retrain", dir, "--shard", "0", "--device", "cpu", "--quiet"]);
+    let trainer = Manifest::from_json("m", &String::from_utf8(read("manifest.json")).expect("UTF-8")).expect("m");
+    assert_eq!(page.nodes, trainer.nodes[0], "entries (lineage, seeds, weight checksums) differ from trainer retrain");
+    for entry in page.nodes.iter().filter(|e| e.generation == generation) {
+        let bytes = store.take(&entry.weights.path).expect("trained weights");
+        assert_eq!(bytes, read(&entry.weights.path), "node {}", entry.id);
+    }
+}

@@ -109,6 +109,19 @@ pub enum BuildEvent {
     Done { shard: u16, label: String, validation_accuracy: f64, reused: bool },
 }
 
+/// One shard's samples of a split of `len` samples, in slice order: the rows to keep (`order`, for
+/// [`crate::dataset::Dataset::select`]) and each id's row among them ([`BuildContext::rows`]). The page's worker
+/// retrains on this copy: a quarter of the split's work at m = 4, the weights of the whole split's build.
+pub fn shard_rows(assignment: &Assignment, slices: u16, shard: u16, len: usize) -> (Vec<usize>, HashMap<u64, usize>) {
+    let ids: Vec<u64> = (0..slices)
+        .flat_map(|slice| assignment.members(Cell { shard, slice }).iter())
+        .filter_map(|id| if let SampleId::Int(i) = id { Some(*i) } else { None })
+        .filter(|&i| (i as usize) < len)
+        .collect();
+    let order = ids.iter().map(|&i| i as usize).collect();
+    (order, ids.iter().enumerate().map(|(row, &i)| (i, row)).collect())
+}
+
 /// Everything a shard build needs.
 pub struct BuildContext<'a> {
     /// Where reused weights are read and new ones written.

@@ -110,3 +110,38 @@ pub fn tokenizer(
         text.max_tokens,
     )
 }
+
+/// The bytes a text shard's retrain reads from a bundle and its export (what the page's worker fetches).
+pub struct RetrainFiles {
+    /// The bundle's backbone file (a text bundle's holds the pretrained head).
+    pub head: Vec<u8>,
+    /// [`TextExport::below`] and [`TextExport::encoder`].
+    pub below: Vec<u8>,
+    pub above: Vec<u8>,
+    /// The page's copy of the deletable split (deleted reviews purged) and the validation split.
+    pub deletable: Vec<u8>,
+    pub validation: Vec<u8>,
+}
+
+/// What `trainer retrain` reads, from a text bundle's export instead of its Hugging Face directory and corpus: the
+/// pretrained model (the whole encoder, joined from its two parts, and the head) and the deletable and validation
+/// splits, every file checked against the manifest or the index. The deletable copy is checked against the bundle's
+/// commitments by the caller ([`crate::bundle::samples::verify`]), which knows what was purged.
+pub fn retrain_inputs(
+    manifest: &crate::bundle::Manifest,
+    index: &TextExport,
+    files: RetrainFiles,
+    device: &Device,
+) -> Result<(super::Pretrained, Dataset, Dataset), String> {
+    let config = &manifest.model;
+    let text = config.text.as_ref().ok_or("a text export, but the bundle's model reads images")?;
+    let file = &manifest.backbone.weights;
+    verify_bytes(file, &files.head)?;
+    let head = super::weights::load_safetensors(super::Head::new(&config.vit, device), files.head, &file.path)?;
+    let encoder = whole_encoder(config, index, &files.below, &files.above, device)?;
+    let classes = manifest.data.classes;
+    let deletable_file = crate::bundle::web::split_file("deletable");
+    let deletable = parse_split(&deletable_file, files.deletable, text.max_tokens, classes)?;
+    let validation = validation(config, classes, index, files.validation)?;
+    Ok((super::Pretrained { backbone: encoder, head }, deletable, validation))
+}

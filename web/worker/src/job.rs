@@ -2,7 +2,7 @@
 //! validation splits), rebuild the shard with the shared build code, and post the result.
 
 use std::cell::OnceCell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use burn::tensor::Device;
 use js_sys::{Array, Uint8Array};
@@ -10,18 +10,18 @@ use s3t::bundle::guard::Guard;
 use s3t::bundle::manifest::{MANIFEST_FILE, verify_bytes};
 use s3t::bundle::retrain::{Backend, Report, Request, node_samples, subtrees};
 use s3t::bundle::samples::{self, DATA_DIR, DIGESTS_FILE};
-use s3t::bundle::web::{TEXT_INDEX_FILE, TextExport, parse_split, split_file};
+use s3t::bundle::web::{TEXT_INDEX_FILE, TextExport, split_file};
 use s3t::bundle::{Manifest, NodeEntry, WeightFile};
 use s3t::dataset::{self, Dataset, Splits};
-use s3t::model::build::{BuildContext, BuildEvent, MemoryStore, ShardJob, build_shards_async};
+use s3t::model::build::{BuildContext, BuildEvent, MemoryStore, ShardJob, build_shards_async, shard_rows};
 use s3t::model::device::software;
-use s3t::model::exported;
+use s3t::model::exported::{self, RetrainFiles};
 use s3t::model::features::Features;
 use s3t::model::parallel::Batching;
 use s3t::model::weights::load_safetensors;
 use s3t::model::{Backbone, Head, Pretrained};
 use s3t::partition::Assignment;
-use s3t::{Cell, Node, Plan, SampleId, ShardPlan};
+use s3t::{Node, Plan, SampleId, ShardPlan};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::JsFuture;
@@ -124,25 +124,25 @@ async fn split(base: &str, name: &str, manifest: &Manifest) -> Result<Dataset, S
 async fn inputs(base: &str, manifest: &Manifest, device: &Device) -> Result<(Pretrained, Dataset, Dataset), String> {
     let config = &manifest.model;
     let backbone = fetch_weights(base, &manifest.backbone.weights).await?;
-    let Some(text) = &config.text else {
+    if config.text.is_none() {
         let skeleton =
             Pretrained { backbone: Backbone::new(&config.vit, device), head: Head::new(&config.vit, device) };
         let pretrained = load_safetensors(skeleton, backbone, &manifest.backbone.weights.path)?;
         let deletable = split(base, "deletable", manifest).await?;
         return Ok((pretrained, deletable, split(base, "validation", manifest).await?));
-    };
+    }
     let index_url = format!("{base}/{TEXT_INDEX_FILE}");
     let json = String::from_utf8(fetch(&index_url).await?).map_err(|e| format!("{index_url}: {e}"))?;
     let index = TextExport::from_json(&index_url, &json)?;
     let get = |file: &WeightFile| format!("{base}/{}", file.path);
-    let (below, above) = (fetch(&get(&index.below)).await?, fetch(&get(&index.encoder)).await?);
-    let encoder = exported::whole_encoder(config, &index, &below, &above, device)?;
-    let head = load_safetensors(Head::new(&config.vit, device), backbone, &manifest.backbone.weights.path)?;
-    let classes = manifest.data.classes;
-    let deletable_url = format!("{base}/{}", split_file("deletable"));
-    let deletable = parse_split(&deletable_url, fetch(&deletable_url).await?, text.max_tokens, classes)?;
-    let validation = exported::validation(config, classes, &index, fetch(&get(&index.validation_texts)).await?)?;
-    Ok((Pretrained { backbone: encoder, head }, deletable, validation))
+    let files = RetrainFiles {
+        head: backbone,
+        below: fetch(&get(&index.below)).await?,
+        above: fetch(&get(&index.encoder)).await?,
+        deletable: fetch(&format!("{base}/{}", split_file("deletable"))).await?,
+        validation: fetch(&get(&index.validation_texts)).await?,
+    };
+    exported::retrain_inputs(manifest, &index, files, device)
 }
 
 /// What the manifest and the deletions say about a retrain: the shard's nodes, which are reused, and the work.
@@ -305,15 +305,8 @@ pub async fn train(request: &Request, setup: Setup, started: f64, target: Target
         ));
     }
     let empty = validation.head(0);
-    // Only this shard's samples go through the backbone (a quarter of the split at m = 4): `rows` maps each id to
-    // its row in that copy.
-    let ids: Vec<u64> = (0..plan.slices)
-        .flat_map(|slice| assignment.members(Cell { shard, slice }).iter())
-        .filter_map(|id| if let SampleId::Int(i) = id { Some(*i) } else { None })
-        .filter(|&i| (i as usize) < deletable.len())
-        .collect();
-    let order: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
-    let rows: HashMap<u64, usize> = ids.iter().enumerate().map(|(row, &i)| (i, row)).collect();
+    // Only this shard's samples go through the backbone (a quarter of the split at m = 4).
+    let (order, rows) = shard_rows(assignment, plan.slices, shard, deletable.len());
     let data = Splits { public: empty.clone(), deletable: deletable.select(&order), validation, test: empty };
     timing("fetch and verify", started);
     let t = now();
