@@ -317,8 +317,16 @@ pub fn encoder_layers(file: &str, bytes: &[u8], from: usize, half: bool) -> Resu
 /// The rest of the encoder below layer `from`: the embedding and layers `..from` ([`encoder_layers`]'s complement
 /// among the tensors the model reads), written the same way. [`load_whole_encoder`] joins the two.
 pub fn encoder_below(file: &str, bytes: &[u8], from: usize, half: bool) -> Result<Vec<u8>, String> {
-    let below = |name: &str| name.starts_with("embeddings.") || layer_of(name).is_some_and(|i| i < from);
+    let below = |name: &str| is_embedding(name) || layer_of(name).is_some_and(|i| i < from);
     encoder_part(file, bytes, below, &format!("embedding or layer below {from}"), half)
+}
+
+/// Whether a tensor (its name without a `bert.` prefix) is one of the embedding's that the model reads (a
+/// checkpoint may hold buffers besides, such as the integer `embeddings.position_ids`).
+fn is_embedding(name: &str) -> bool {
+    ["word_embeddings.", "position_embeddings.", "token_type_embeddings.", "LayerNorm."]
+        .iter()
+        .any(|part| name.strip_prefix("embeddings.").is_some_and(|rest| rest.starts_with(part)))
 }
 
 /// The tensors of a checkpoint whose names (without a `bert.` prefix) `keep` selects, as a file of their own.
@@ -379,7 +387,7 @@ pub fn load_whole_encoder(
     for ((file, st), lower) in [(below.0, &low), (above.0, &high)].into_iter().zip([true, false]) {
         for (name, view) in st.tensors() {
             let bare = name.strip_prefix("bert.").unwrap_or(&name);
-            let is_lower = bare.starts_with("embeddings.") || layer_of(bare).is_some_and(|i| i < from);
+            let is_lower = is_embedding(bare) || layer_of(bare).is_some_and(|i| i < from);
             let is_upper = layer_of(bare).is_some_and(|i| i >= from);
             if (lower && !is_lower) || (!lower && !is_upper) {
                 return Err(format!(
@@ -482,5 +490,53 @@ impl HfDir {
             self.config.pad_token_id,
             max_tokens,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint as Hugging Face writes MiniLM's: an integer buffer among the embedding's tensors.
+    fn checkpoint() -> Vec<u8> {
+        let f32s = |n: usize| (0..n).flat_map(|i| (i as f32).to_le_bytes()).collect::<Vec<u8>>();
+        let (word, layer0, layer1) = (f32s(4), f32s(2), f32s(2));
+        let ids: Vec<u8> = (0..2i64).flat_map(|i| i.to_le_bytes()).collect();
+        let views = vec![
+            ("bert.embeddings.word_embeddings.weight", Dtype::F32, vec![2, 2], &word),
+            ("bert.embeddings.position_ids", Dtype::I64, vec![1, 2], &ids),
+            ("bert.encoder.layer.0.output.dense.bias", Dtype::F32, vec![2], &layer0),
+            ("bert.encoder.layer.1.output.dense.bias", Dtype::F32, vec![2], &layer1),
+            ("bert.pooler.dense.bias", Dtype::F32, vec![2], &layer1),
+        ];
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = views
+            .into_iter()
+            .map(|(name, dtype, shape, data)| {
+                (name.to_owned(), safetensors::tensor::TensorView::new(dtype, shape, data).expect("a view"))
+            })
+            .collect();
+        safetensors::serialize(views, None).expect("serialised")
+    }
+
+    #[test]
+    fn the_two_parts_of_an_encoder_hold_exactly_what_the_model_reads_on_their_side() {
+        let bytes = checkpoint();
+        let names = |part: &[u8]| {
+            let mut names: Vec<String> =
+                SafeTensors::deserialize(part).expect("st").names().into_iter().map(str::to_owned).collect();
+            names.sort();
+            names
+        };
+        for half in [false, true] {
+            let below = encoder_below("m", &bytes, 1, half).expect("the part below");
+            let above = encoder_layers("m", &bytes, 1, half).expect("the part above");
+            assert_eq!(
+                names(&below),
+                ["bert.embeddings.word_embeddings.weight", "bert.encoder.layer.0.output.dense.bias"],
+                "neither the integer buffer nor the pooler is shipped"
+            );
+            assert_eq!(names(&above), ["bert.encoder.layer.1.output.dense.bias"]);
+        }
+        assert!(encoder_below("m", &bytes, 0, false).expect("the embedding alone").len() < bytes.len());
     }
 }
