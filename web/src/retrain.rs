@@ -265,7 +265,7 @@ pub fn deleted_at(loaded: &Loaded, session: &Session, after: Option<usize>) -> V
     }
 }
 
-/// Retrains on an estimate above this many seconds are confirmed first.
+/// An estimate above this many seconds is called long to the visitor.
 pub const LONG_SECONDS: f64 = 60.0;
 
 /// What retraining `shard` after the deletions so far will take ([`s3t::bundle::retrain::Estimate`]), and its time
@@ -282,10 +282,11 @@ pub fn estimate(loaded: &Loaded, session: &Session, shard: u16) -> Option<(Estim
     Some((estimate, seconds))
 }
 
-/// Whether a retrain of `shard` is confirmed before it starts: always for a text bundle (a language model trained
-/// in a browser), else when its estimate is long.
-pub fn asks_first(loaded: &Loaded, session: &Session, shard: u16) -> bool {
-    loaded.is_text() || estimate(loaded, session, shard).and_then(|(_, s)| s).is_some_and(|s| s > LONG_SECONDS)
+/// Whether a retrain is confirmed before it starts: a text bundle's, a language model trained in a browser tab,
+/// which takes minutes on a CPU. (An image shard retrains in seconds; its estimate would also be made on the page's
+/// device, which on a software WebGPU adapter is not the CPU the worker then trains on.)
+pub fn asks_first(loaded: &Loaded) -> bool {
+    loaded.is_text()
 }
 
 /// A duration in words: "40 s", "3 min", "1 h 20 min".

@@ -287,9 +287,8 @@ pub fn session_view(props: &Props) -> Html {
     let on_retrain = {
         let retraining = retraining.clone();
         let loaded = loaded.clone();
-        let session = session.clone();
         Callback::from(move |shard: u16| {
-            retraining.dispatch(if retrain::asks_first(&loaded, &session, shard) {
+            retraining.dispatch(if retrain::asks_first(&loaded) {
                 RetrainAction::Ask(shard)
             } else {
                 RetrainAction::Enqueue(shard)
