@@ -510,7 +510,8 @@ fn the_page_retrain_of_a_text_shard_from_its_export_is_trainer_retrain_bit_for_b
     };
     let generation = entries.iter().map(|e| e.generation).max().unwrap_or(0) + 1;
     let is_deleted = |id: &SampleId| guard.is_deleted(id);
-    let page = build_shard(&ctx, 0, &reuse, &[], false, generation, &is_deleted, &mut |_| {}).expect("the page's build");
+    let page =
+        build_shard(&ctx, 0, &reuse, &[], false, generation, &is_deleted, &mut |_| {}).expect("the page's build");
 
     stdout_of(&["retrain", dir, "--shard", "0", "--device", "cpu", "--quiet"]);
     let trainer = Manifest::from_json("m", &String::from_utf8(read("manifest.json")).expect("UTF-8")).expect("m");

@@ -26,6 +26,8 @@ mod state;
 #[cfg(target_arch = "wasm32")]
 mod theory;
 #[cfg(target_arch = "wasm32")]
+mod tokenize;
+#[cfg(target_arch = "wasm32")]
 mod tour;
 #[cfg(target_arch = "wasm32")]
 mod views;

@@ -47,17 +47,11 @@ pub struct Loaded {
     pub generation: Cell<u64>,
     /// A text bundle's export index: where the rest of the encoder and the tokenizer are, loaded on first use.
     pub text_index: Option<TextExport>,
-    /// The whole encoder and its tokenizer, once a visitor has asked for them ("try your own sentence").
-    pub whole: RefCell<Option<Rc<Whole>>>,
+    /// The whole encoder, once a visitor has asked for it ("try your own sentence").
+    pub whole: RefCell<Option<Rc<s3t::model::Backbone>>>,
     /// Milliseconds per sample per encoder layer, forward, as this page measured its first evaluations: what a
     /// retrain's estimate is made with.
     pub layer_ms: Cell<Option<f64>>,
-}
-
-/// A text bundle's whole encoder (embedding included) and its tokenizer: what a new sentence needs.
-pub struct Whole {
-    pub encoder: s3t::model::Backbone,
-    pub tokenizer: s3t::tokenizer::TextTokenizer,
 }
 
 impl Loaded {
@@ -85,35 +79,27 @@ impl Loaded {
         }
     }
 
-    /// The whole encoder and tokenizer of a text bundle, fetched and checked against the export's index at the
-    /// first call (`progress` says what loads), then kept.
-    pub async fn whole(&self, progress: impl Fn(&str)) -> Result<Rc<Whole>, String> {
+    /// The whole encoder of a text bundle (embedding included), fetched and checked against the export's index at
+    /// the first call (`progress` says what loads), then kept.
+    pub async fn whole(&self, progress: impl Fn(&str)) -> Result<Rc<s3t::model::Backbone>, String> {
         if let Some(whole) = self.whole.borrow().as_ref() {
             return Ok(whole.clone());
         }
         let index = self.text_index.as_ref().ok_or("an image bundle has no text encoder")?;
         let base = crate::source::Source::current().dir();
         let get = |file: &WeightFile| format!("{base}/{}", file.path);
-        let mb = |file: &WeightFile| file.bytes as f64 / 1e6;
-        progress(&format!(
-            "loading the rest of the encoder ({:.1} MB) and its tokenizer…",
-            mb(&index.below) + mb(&index.tokenizer)
-        ));
+        progress(&format!("loading the rest of the encoder ({:.1} MB)…", index.below.bytes as f64 / 1e6));
         let t = now();
         let below = fetch_bytes(&get(&index.below)).await?;
         // The layers above the boundary again: the page's copy went into its model (the browser's cache has it).
         let above = fetch_bytes(&get(&index.encoder)).await?;
-        let tokenizer_bytes = fetch_bytes(&get(&index.tokenizer)).await?;
         timing("whole encoder fetch", t);
         yield_now().await;
         let t = now();
         let model = self.model.borrow().clone();
-        let config = model.config();
-        let encoder = exported::whole_encoder(config, index, &below, &above, &model.device)?;
-        yield_now().await;
-        let tokenizer = exported::tokenizer(config, index, &tokenizer_bytes)?;
+        let encoder = exported::whole_encoder(model.config(), index, &below, &above, &model.device)?;
         timing("whole encoder open", t);
-        let whole = Rc::new(Whole { encoder, tokenizer });
+        let whole = Rc::new(encoder);
         *self.whole.borrow_mut() = Some(whole.clone());
         Ok(whole)
     }

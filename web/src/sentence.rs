@@ -3,9 +3,11 @@
 //! each shard's vote and the ensemble's answer, after the deletions so far. The answer is computed again after each
 //! change, so a visitor watches the model that answers become one that never read what they deleted.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use s3t::State;
+use s3t::dataset::Dataset;
 use s3t::model::ensemble::{predictions, softmax_rows};
 use s3t::model::predict::{Prediction, predict};
 use yew::prelude::*;
@@ -35,6 +37,22 @@ enum Answer {
     Failed(String),
 }
 
+/// The sentence's token ids: tokenized by the tokenizer worker, or as last time.
+async fn tokens(
+    loaded: &Loaded,
+    cache: &RefCell<Option<(String, Rc<Dataset>)>>,
+    text: &str,
+) -> Result<Rc<Dataset>, String> {
+    if let Some((known, data)) = cache.borrow().as_ref()
+        && known == text
+    {
+        return Ok(data.clone());
+    }
+    let data = Rc::new(crate::tokenize::tokenize(loaded, vec![text.to_owned()]).await?);
+    *cache.borrow_mut() = Some((text.to_owned(), data.clone()));
+    Ok(data)
+}
+
 fn now() -> f64 {
     web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
 }
@@ -47,6 +65,8 @@ pub fn sentence(props: &SentenceProps) -> Html {
     let answer = use_state(|| Answer::None);
     // Counts the runs: a run that a newer one (a new sentence, or a deletion meanwhile) overtook shows nothing.
     let runs = use_mut_ref(|| 0u64);
+    // The sentence last tokenized: a new state runs the model again, not the tokenizer.
+    let tokenized = use_mut_ref(|| None::<(String, Rc<Dataset>)>);
     {
         let answer = answer.clone();
         let loaded = props.loaded.clone();
@@ -57,25 +77,24 @@ pub fn sentence(props: &SentenceProps) -> Html {
             *runs.borrow_mut() += 1;
             let run = *runs.borrow();
             let current = move || *runs.borrow() == run;
+            let tokenized = tokenized.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 let set = answer.clone();
                 let progress = move |what: &str| set.set(Answer::Working(what.to_owned()));
-                let whole = match loaded.whole(progress).await {
-                    Ok(whole) => whole,
-                    Err(e) => return answer.set(Answer::Failed(e)),
+                // The encoder's download and the tokenizer worker's start overlap.
+                let (encoder, data) =
+                    futures_lite::future::zip(loaded.whole(progress), tokens(&loaded, &tokenized, &text)).await;
+                let (encoder, data) = match (encoder, data) {
+                    (Ok(encoder), Ok(data)) => (encoder, data),
+                    (Err(e), _) | (_, Err(e)) => return answer.set(Answer::Failed(e)),
                 };
                 answer.set(Answer::Working("classifying…".to_owned()));
                 crate::load::yield_now().await;
                 let t = now();
-                let classes = loaded.original.config().vit.classes as u8;
-                let data = match whole.tokenizer.dataset(vec![text.clone()], vec![0], classes) {
-                    Ok(data) => data,
-                    Err(e) => return answer.set(Answer::Failed(e)),
-                };
                 let model = loaded.model.borrow().clone();
                 let pacer = Pacer::new();
                 let pause = async || pacer.pause().await;
-                let result = predict(&model, &whole.encoder, &state, &data, &model.device, &pause).await;
+                let result = predict(&model, &encoder, &state, &data, &model.device, &pause).await;
                 timing("sentence", t);
                 if !current() {
                     return;

@@ -1,0 +1,93 @@
+//! The page's tokenizer worker: tokenizes a visitor's sentences with the encoder's `tokenizer.json`, exactly as
+//! `trainer predict` does ([`s3t::tokenizer::TextTokenizer`]), off the page's main thread and outside the page's
+//! first load. It answers each [`TokenizeRequest`] with a [`TokenizeReply`]. Only built for wasm32.
+
+#[cfg(target_arch = "wasm32")]
+mod worker {
+    use std::cell::RefCell;
+
+    use s3t::bundle::manifest::verify_bytes;
+    use s3t::bundle::web::{TokenizeReply, TokenizeRequest};
+    use s3t::dataset::Dataset;
+    use s3t::tokenizer::TextTokenizer;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::prelude::Closure;
+    use wasm_bindgen_futures::JsFuture;
+    use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+
+    thread_local! {
+        /// The tokenizer last loaded, by its sha256 (a page asks for one bundle's).
+        static LOADED: RefCell<Option<(String, std::rc::Rc<TextTokenizer>)>> = const { RefCell::new(None) };
+    }
+
+    fn scope() -> DedicatedWorkerGlobalScope {
+        js_sys::global().unchecked_into()
+    }
+
+    fn post(reply: &TokenizeReply) {
+        // A failed post has no one to report to: the page notices the missing answer.
+        let _ = scope().post_message(&serde_json::to_string(reply).unwrap_or_default().into());
+    }
+
+    async fn fetch(url: &str) -> Result<Vec<u8>, String> {
+        let response = JsFuture::from(scope().fetch_with_str(url)).await.map_err(|e| format!("{url}: {e:?}"))?;
+        let response: web_sys::Response = response.dyn_into().map_err(|_| format!("{url}: not a response"))?;
+        if !response.ok() {
+            return Err(format!("{url}: HTTP {}", response.status()));
+        }
+        let buffer = JsFuture::from(response.array_buffer().map_err(|e| format!("{url}: {e:?}"))?)
+            .await
+            .map_err(|e| format!("{url}: {e:?}"))?;
+        Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+    }
+
+    async fn tokenizer(request: &TokenizeRequest) -> Result<std::rc::Rc<TextTokenizer>, String> {
+        let sha = &request.tokenizer.sha256;
+        if let Some(known) = LOADED.with(|l| l.borrow().as_ref().filter(|(s, _)| s == sha).map(|(_, t)| t.clone())) {
+            return Ok(known);
+        }
+        let bytes = fetch(&request.url).await?;
+        verify_bytes(&request.tokenizer, &bytes)?;
+        let (vocab, pad, tokens) = (request.vocab_size, request.pad_id, request.max_tokens);
+        let loaded = std::rc::Rc::new(TextTokenizer::from_bytes(&request.url, &bytes, vocab, pad, tokens)?);
+        LOADED.with(|l| *l.borrow_mut() = Some((sha.clone(), loaded.clone())));
+        Ok(loaded)
+    }
+
+    async fn answer(request: TokenizeRequest) -> Result<Dataset, String> {
+        let tokenizer = tokenizer(&request).await?;
+        let labels = vec![0; request.texts.len()];
+        tokenizer.dataset(request.texts, labels, request.classes)
+    }
+
+    pub fn listen() {
+        let handler = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
+            let Some(text) = event.data().as_string() else { return };
+            wasm_bindgen_futures::spawn_local(async move {
+                let reply = match serde_json::from_str::<TokenizeRequest>(&text) {
+                    Ok(request) => answer(request).await.map_or_else(TokenizeReply::Failed, TokenizeReply::Done),
+                    Err(e) => TokenizeReply::Failed(format!("the tokenize request is not valid: {e}")),
+                };
+                post(&reply);
+            });
+        });
+        scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
+        // The handler lives as long as the worker.
+        handler.forget();
+        post(&TokenizeReply::Ready);
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+unsafe extern "C" {
+    fn __wasm_call_ctors();
+}
+
+/// The entry point: installs the message handler and says it is ready (a request sent before would be lost).
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen(start)]
+pub fn start() {
+    // SAFETY: called once, first, before any code that reads what the constructors register (see the page's lib).
+    unsafe { __wasm_call_ctors() };
+    worker::listen();
+}
