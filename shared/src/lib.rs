@@ -13,6 +13,7 @@
 //! - [`route`]: the pure deletion/routing state machine shared by the trainer and the browser.
 //! - [`ledger`]: the durable, checksummed, append-only deletion journal.
 //! - [`link`]: the web page's saved deletions (shareable link, local storage), parsed without trusting them.
+//! - [`sentence`]: a visitor's own sentence: the page's messages to its tokenizer worker.
 //! - [`simulate`]: closed form and Monte Carlo estimates of how many deletions a configuration survives.
 //!
 //! This crate has no heavy dependencies and compiles for `wasm32-unknown-unknown`.
@@ -29,6 +30,7 @@ pub mod partition;
 pub mod plan;
 pub mod prior;
 pub mod route;
+pub mod sentence;
 pub mod sequence;
 pub mod simulate;
 #[cfg(feature = "text")]

@@ -3,8 +3,8 @@
 
 use std::cell::{Cell, RefCell};
 
-use s3t::bundle::web::{TokenizeReply, TokenizeRequest};
 use s3t::dataset::Dataset;
+use s3t::sentence::{TokenizeReply, TokenizeRequest};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::JsFuture;
@@ -47,7 +47,8 @@ pub async fn tokenize(loaded: &Loaded, texts: Vec<String>) -> Result<Dataset, St
     let request = TokenizeRequest {
         // Relative to the worker's script, which lies beside the page.
         url,
-        tokenizer: index.tokenizer.clone(),
+        sha256: index.tokenizer.sha256.clone(),
+        bytes: index.tokenizer.bytes,
         vocab_size: text.vocab_size,
         pad_id: text.pad_token_id,
         max_tokens: text.max_tokens,

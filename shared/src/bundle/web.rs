@@ -134,32 +134,6 @@ impl TextExport {
     }
 }
 
-/// A request to the page's tokenizer worker (a wasm module of its own, loaded at the first sentence, so the
-/// `tokenizers` crate is not part of the page's first load and its `tokenizer.json` is parsed off the main thread).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TokenizeRequest {
-    /// The tokenizer's URL, relative to the worker.
-    pub url: String,
-    /// Its index entry (checked before use).
-    pub tokenizer: WeightFile,
-    /// The model's vocabulary rows, padding id and tokens per text, as the trainer loads the tokenizer.
-    pub vocab_size: usize,
-    pub pad_id: u32,
-    pub max_tokens: usize,
-    pub classes: u8,
-    pub texts: Vec<String>,
-}
-
-/// The tokenizer worker's answers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum TokenizeReply {
-    /// Loaded, waiting for a request.
-    Ready,
-    /// The texts as a data set (label 0 each), as `trainer predict` tokenizes them.
-    Done(Dataset),
-    Failed(String),
-}
-
 /// A text split as the page reads it: gzip-compressed JSON of the [`Dataset`].
 pub fn split_bytes(data: &Dataset) -> Result<Vec<u8>, String> {
     let json = serde_json::to_vec(data).map_err(|e| format!("cannot write a text split: {e}"))?;

@@ -6,9 +6,8 @@
 mod worker {
     use std::cell::RefCell;
 
-    use s3t::bundle::manifest::verify_bytes;
-    use s3t::bundle::web::{TokenizeReply, TokenizeRequest};
     use s3t::dataset::Dataset;
+    use s3t::sentence::{TokenizeReply, TokenizeRequest};
     use s3t::tokenizer::TextTokenizer;
     use wasm_bindgen::JsCast;
     use wasm_bindgen::prelude::Closure;
@@ -42,12 +41,12 @@ mod worker {
     }
 
     async fn tokenizer(request: &TokenizeRequest) -> Result<std::rc::Rc<TextTokenizer>, String> {
-        let sha = &request.tokenizer.sha256;
+        let sha = &request.sha256;
         if let Some(known) = LOADED.with(|l| l.borrow().as_ref().filter(|(s, _)| s == sha).map(|(_, t)| t.clone())) {
             return Ok(known);
         }
         let bytes = fetch(&request.url).await?;
-        verify_bytes(&request.tokenizer, &bytes)?;
+        request.check(&bytes)?;
         let (vocab, pad, tokens) = (request.vocab_size, request.pad_id, request.max_tokens);
         let loaded = std::rc::Rc::new(TextTokenizer::from_bytes(&request.url, &bytes, vocab, pad, tokens)?);
         LOADED.with(|l| *l.borrow_mut() = Some((sha.clone(), loaded.clone())));
