@@ -97,7 +97,11 @@ impl Loaded {
         yield_now().await;
         let t = now();
         let model = self.model.borrow().clone();
-        let encoder = exported::whole_encoder(model.config(), index, &below, &above, &model.device)?;
+        // Checksums, then one layer at a time: no main-thread task holds the whole load.
+        let pacer = Pacer::new();
+        let pause = async || pacer.pause().await;
+        let encoder =
+            exported::whole_encoder_paced(model.config(), index, &below, &above, &model.device, &pause).await?;
         timing("whole encoder open", t);
         let whole = Rc::new(encoder);
         *self.whole.borrow_mut() = Some(whole.clone());

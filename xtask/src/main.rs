@@ -102,6 +102,8 @@ fn test(extra: &[String]) -> Result<(), String> {
                 "s3t-web",
                 "-p",
                 "s3t-worker",
+                "-p",
+                "s3t-tokenizer",
                 "--target",
                 tools::WASM_TARGET,
                 "--profile",

@@ -506,7 +506,22 @@ pub fn sha256(bytes: &[u8]) -> Vec<u8> {
 /// Checks bytes against a weight file's recorded size and sha256 (used where files arrive over the network).
 pub fn verify_bytes(file: &WeightFile, bytes: &[u8]) -> Result<(), String> {
     use sha2::{Digest, Sha256};
-    let sha = crate::partition::hex(&Sha256::digest(bytes));
+    checked(file, bytes, crate::partition::hex(&Sha256::digest(bytes)))
+}
+
+/// [`verify_bytes`], hashing a few MB at a time and awaiting `pause` in between (the page checks tens of MB of an
+/// encoder on its main thread).
+pub async fn verify_bytes_paced(file: &WeightFile, bytes: &[u8], pause: &impl AsyncFn()) -> Result<(), String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for chunk in bytes.chunks(4 << 20) {
+        hasher.update(chunk);
+        pause().await;
+    }
+    checked(file, bytes, crate::partition::hex(&hasher.finalize()))
+}
+
+fn checked(file: &WeightFile, bytes: &[u8], sha: String) -> Result<(), String> {
     if sha != file.sha256 || bytes.len() as u64 != file.bytes {
         return Err(format!(
             "{}: checksum mismatch: the manifest says sha256 {} ({} bytes) but the file has {sha} ({} bytes)",

@@ -6,9 +6,9 @@ use burn::tensor::Device;
 
 use super::config::ModelConfig;
 use super::features::Features;
-use super::hf::{load_encoder_layers, load_whole_encoder};
+use super::hf::{load_encoder_layers, load_whole_encoder_paced};
 use super::vit::Backbone;
-use crate::bundle::manifest::verify_bytes;
+use crate::bundle::manifest::{verify_bytes, verify_bytes_paced};
 use crate::bundle::web::{TextExport, parse_split};
 use crate::dataset::Dataset;
 
@@ -79,11 +79,23 @@ pub fn whole_encoder(
     above: &[u8],
     device: &Device,
 ) -> Result<Backbone, String> {
+    super::vit::unpaced(whole_encoder_paced(config, index, below, above, device, &async || {}))
+}
+
+/// [`whole_encoder`], awaiting `pause` between layers (the page loads it on its main thread).
+pub async fn whole_encoder_paced(
+    config: &ModelConfig,
+    index: &TextExport,
+    below: &[u8],
+    above: &[u8],
+    device: &Device,
+    pause: &impl AsyncFn(),
+) -> Result<Backbone, String> {
     check_boundary(config, index)?;
-    verify_bytes(&index.below, below)?;
-    verify_bytes(&index.encoder, above)?;
+    verify_bytes_paced(&index.below, below, pause).await?;
+    verify_bytes_paced(&index.encoder, above, pause).await?;
     let parts = ((index.below.path.as_str(), below), (index.encoder.path.as_str(), above));
-    load_whole_encoder(parts.0, parts.1, config, index.from_layer, device)
+    load_whole_encoder_paced(parts.0, parts.1, config, index.from_layer, device, pause).await
 }
 
 /// The validation split of an export, checked against the index and the model (`classes` classes).

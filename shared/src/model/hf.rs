@@ -173,7 +173,8 @@ impl BackboneSource {
 /// The tensor names of a BERT checkpoint, optionally under a `bert.` prefix (a `BertFor…` checkpoint).
 struct Tensors<'a> {
     file: &'a str,
-    st: SafeTensors<'a>,
+    /// The checkpoint, or (an export's two parts) the files that together hold it.
+    parts: Vec<SafeTensors<'a>>,
     prefix: &'static str,
     device: &'a Device,
     /// Round every value to f16 ([`super::config::TextConfig::frozen_f16`]).
@@ -181,9 +182,17 @@ struct Tensors<'a> {
 }
 
 impl Tensors<'_> {
+    fn names(&self) -> Vec<&str> {
+        self.parts.iter().flat_map(SafeTensors::names).collect()
+    }
+
     fn get<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<D>, String> {
         let full = format!("{}{name}", self.prefix);
-        let view = self.st.tensor(&full).map_err(|_| format!("{}: tensor {full} is missing", self.file))?;
+        let view = self
+            .parts
+            .iter()
+            .find_map(|st| st.tensor(&full).ok())
+            .ok_or_else(|| format!("{}: tensor {full} is missing", self.file))?;
         if view.shape() != shape {
             return Err(format!(
                 "{}: tensor {full} has shape {:?}, but config.json makes it {shape:?}",
@@ -191,9 +200,14 @@ impl Tensors<'_> {
                 view.shape()
             ));
         }
-        let mut values: Vec<f32> = match view.dtype() {
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 if self.half => view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])).to_f32())
+                .collect(),
             Dtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            // What an export of a model held at f16 ships ([`encoder_layers`]).
+            // What an export of a model held at f16 ships ([`encoder_layers`]): already those values.
             Dtype::F16 if self.half => {
                 view.data().chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
             }
@@ -201,9 +215,6 @@ impl Tensors<'_> {
                 return Err(format!("{}: tensor {full} is {other:?}; only F32 checkpoints are supported", self.file));
             }
         };
-        if self.half {
-            values.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
-        }
         Ok(Tensor::from_data(TensorData::new(values, shape), self.device))
     }
 
@@ -238,13 +249,26 @@ pub fn load_encoder_layers(
     from: usize,
     device: &Device,
 ) -> Result<Backbone, String> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
+    super::vit::unpaced(load_parts_paced(file, vec![st], config, from, device, &async || {}))
+}
+
+/// [`load_encoder_layers`] from the files that together hold the tensors (checked by the caller), awaiting `pause`
+/// after the embedding and each layer: the page loads a whole encoder on its main thread.
+async fn load_parts_paced(
+    file: &str,
+    parts: Vec<SafeTensors<'_>>,
+    config: &ModelConfig,
+    from: usize,
+    device: &Device,
+    pause: &impl AsyncFn(),
+) -> Result<Backbone, String> {
     let text = config.text.as_ref().ok_or("not a text model configuration")?;
     if from > config.vit.depth {
         return Err(format!("{file}: layers from {from} asked of an encoder of {} layers", config.vit.depth));
     }
-    let st = SafeTensors::deserialize(bytes).map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
-    let prefix = if st.names().iter().any(|n| n.starts_with("bert.")) { "bert." } else { "" };
-    let t = Tensors { file, st, prefix, device, half: text.frozen_half() };
+    let prefix = if parts.iter().flat_map(SafeTensors::names).any(|n| n.starts_with("bert.")) { "bert." } else { "" };
+    let t = Tensors { file, parts, prefix, device, half: text.frozen_half() };
     let (d, eps) = (config.vit.d_model, text.layer_norm_eps);
     let hidden = d * config.vit.mlp_ratio;
     let embedding = if from == 0 {
@@ -260,11 +284,12 @@ pub fn load_encoder_layers(
     } else {
         // A partial file holds the layers it names and nothing else (what `encoder_layers` writes).
         let layer = |n: &str| layer_of(n.strip_prefix(prefix).unwrap_or(n));
-        if let Some(name) = t.st.names().into_iter().find(|n| layer(n).is_none_or(|i| i < from)) {
+        if let Some(name) = t.names().into_iter().find(|n| layer(n).is_none_or(|i| i < from)) {
             return Err(format!("{file}: tensor {name} is not one of the encoder's layers from {from} up"));
         }
         None
     };
+    pause().await;
     let mut blocks = Vec::with_capacity(config.vit.depth - from);
     for i in from..config.vit.depth {
         let layer = format!("encoder.layer.{i}");
@@ -281,9 +306,10 @@ pub fn load_encoder_layers(
             post_norm: true,
             epsilon: eps,
         });
+        pause().await;
     }
     let extra = format!("{prefix}encoder.layer.{}.", config.vit.depth);
-    if t.st.names().iter().any(|n| n.starts_with(&extra)) {
+    if t.names().iter().any(|n| n.starts_with(&extra)) {
         return Err(format!(
             "{file}: holds more encoder layers than num_hidden_layers {} in config.json",
             config.vit.depth
@@ -315,7 +341,7 @@ pub fn encoder_layers(file: &str, bytes: &[u8], from: usize, half: bool) -> Resu
 }
 
 /// The rest of the encoder below layer `from`: the embedding and layers `..from` ([`encoder_layers`]'s complement
-/// among the tensors the model reads), written the same way. [`load_whole_encoder`] joins the two.
+/// among the tensors the model reads), written the same way. [`load_whole_encoder_paced`] joins the two.
 pub fn encoder_below(file: &str, bytes: &[u8], from: usize, half: bool) -> Result<Vec<u8>, String> {
     let below = |name: &str| is_embedding(name) || layer_of(name).is_some_and(|i| i < from);
     encoder_part(file, bytes, below, &format!("embedding or layer below {from}"), half)
@@ -372,21 +398,22 @@ fn encoder_part(
 
 /// The whole encoder (embedding included, `first_block` 0) from the two parts an export ships: `below`, what
 /// [`encoder_below`] wrote, and `above`, what [`encoder_layers`] wrote, both for boundary `from` (each a file name
-/// and its bytes). A tensor in both, or in the wrong part, is refused, so neither file can stand in for the other's.
-pub fn load_whole_encoder(
+/// and its bytes). A tensor in the wrong part is refused, so neither file can stand in for the other's.
+/// Awaits `pause` between its layers.
+pub async fn load_whole_encoder_paced(
     below: (&str, &[u8]),
     above: (&str, &[u8]),
     config: &ModelConfig,
     from: usize,
     device: &Device,
+    pause: &impl AsyncFn(),
 ) -> Result<Backbone, String> {
     let (low, high) = (SafeTensors::deserialize(below.1), SafeTensors::deserialize(above.1));
     let low = low.map_err(|e| format!("{}: not a safetensors file: {e}", below.0))?;
     let high = high.map_err(|e| format!("{}: not a safetensors file: {e}", above.0))?;
-    let mut views = Vec::new();
     for ((file, st), lower) in [(below.0, &low), (above.0, &high)].into_iter().zip([true, false]) {
-        for (name, view) in st.tensors() {
-            let bare = name.strip_prefix("bert.").unwrap_or(&name);
+        for name in st.names() {
+            let bare = name.strip_prefix("bert.").unwrap_or(name);
             let is_lower = is_embedding(bare) || layer_of(bare).is_some_and(|i| i < from);
             let is_upper = layer_of(bare).is_some_and(|i| i >= from);
             if (lower && !is_lower) || (!lower && !is_upper) {
@@ -394,12 +421,10 @@ pub fn load_whole_encoder(
                     "{file}: tensor {name} does not belong to this part of the encoder (boundary {from})"
                 ));
             }
-            views.push((bare.to_owned(), view));
         }
     }
-    let joined =
-        safetensors::serialize(views, None).map_err(|e| format!("{}: cannot join with {}: {e}", below.0, above.0))?;
-    load_backbone(&format!("{} + {}", below.0, above.0), &joined, config, device)
+    let file = format!("{} + {}", below.0, above.0);
+    load_parts_paced(&file, vec![low, high], config, 0, device, pause).await
 }
 
 /// A Hugging Face model directory, read (natively): its three files and what they say.
