@@ -348,8 +348,7 @@ fn assert_page_serves_as_eval(b: &Built, limit: usize) -> s3t::bundle::web::Text
     swapped.below = index.encoder.clone();
     let err =
         exported::whole_encoder(config, &swapped, &read(&index.encoder.path), &read(&index.encoder.path), &device)
-            .err()
-            .expect("refused");
+            .expect_err("refused");
     assert!(err.contains("does not belong"), "{err}");
     let validation = exported::validation(config, manifest.data.classes, &index, read(&index.validation_texts.path));
     assert_eq!(validation.expect("the validation split").len(), manifest.data.validation);
