@@ -28,7 +28,7 @@ const QUALITY_RECORD: &str = "tests/fixtures/quality_guard.json";
 /// backbone's and the nodes' mean validation accuracy. Training is bit-exact on the CPU backend, so a change to
 /// training, batching, partitioning or data handling that moves any weight moves these figures and fails here, in
 /// the change that makes it. If the change is meant, record the new figures with
-/// `S3T_RECORD_QUALITY=1 cargo test --workspace -- quality_guard` and measure the README's quality tables again
+/// `S3T_RECORD_QUALITY=1 cargo test --workspace -- quality_guard` and measure the quality tables of docs/performance.md again
 /// (`trainer quality`) in the same change.
 #[test]
 fn quality_guard_the_fixture_bundles_accuracies_are_the_recorded_ones() {
@@ -53,7 +53,7 @@ fn quality_guard_the_fixture_bundles_accuracies_are_the_recorded_ones() {
     assert_eq!(
         measured, recorded,
         "the fixture bundle's quality moved: training changed. If that is meant, record it (S3T_RECORD_QUALITY=1 \
-         cargo test --workspace -- quality_guard) and measure the README's quality tables again"
+         cargo test --workspace -- quality_guard) and measure the quality tables of docs/performance.md again"
     );
 }
 

@@ -103,7 +103,7 @@ fn a_text_bundle_builds_serves_forgets_and_retrains() {
 
     let eval = json_of(&["eval", dir, "--device", "cpu", "--json"]);
     // A random test-sized encoder learns little in one pass: the figure only has to be one (quality is measured on
-    // the real MiniLM, see the README).
+    // the real MiniLM, see `docs/text.md`).
     let accuracy = eval["accuracy"].as_f64().unwrap_or_else(|| panic!("an accuracy in {eval}"));
     assert!((0.0..=1.0).contains(&accuracy), "{eval}");
     assert_eq!(eval["live_shards"], 2, "{eval}");

@@ -129,14 +129,14 @@ pub struct Shape {
 pub const IMAGE_DEFAULTS: Shape = Shape { shards: 4, slices: 4, epochs: 3, learning_rate: 1e-3 };
 
 /// A text encoder's default layers per group: as many whole layers as fit in `slices` equal groups, so every layer
-/// carries an adapter when the slices divide the depth. Measured on MiniLM-L6 and MR (README, "Text"): adapters on
+/// carries an adapter when the slices divide the depth. Measured on MiniLM-L6 and MR (`docs/text.md`): adapters on
 /// all six layers (3 per group) raised the nodes' mean validation accuracy from 76.5 % (one layer per group) to
 /// 78.5 %, for a build of 11 minutes instead of 4.5 on 2 cores, more than three passes or twice the tokens bought.
 pub fn text_layers_per_group(depth: usize, slices: u16) -> usize {
     (depth / usize::from(slices).max(1)).max(1)
 }
 
-/// A text encoder's defaults, chosen by measured accuracy per minute on 2 CPU cores (README, "Text"): every node of
+/// A text encoder's defaults, chosen by measured accuracy per minute on 2 CPU cores (`docs/text.md`): every node of
 /// a real encoder back-propagates through whole transformer layers, so 2 shards of 2 slices and one pass keep the
 /// default MiniLM build on MR near 11 minutes with every layer adapted; 4 × 4 with 3 passes would take hours. One
 /// pass makes few optimiser steps (a one-slice node about 70), and at 1e-3 the components trained on the least data

@@ -73,7 +73,7 @@ pub struct PretrainOptions {
     pub id_field: Option<String>,
     /// Texts: tokens per sample, special tokens included (longer texts are truncated, shorter ones padded). The
     /// default, 32, holds a median review of the MR corpus (about 25 tokens) whole and costs half of 64 per step;
-    /// measured on MR in the README ("Text").
+    /// measured on MR (`docs/text.md`).
     #[arg(long, default_value_t = TEXT_MAX_TOKENS)]
     pub max_tokens: usize,
     /// Texts: hold the frozen encoder at f16: every weight of the checkpoint is rounded to half precision once,

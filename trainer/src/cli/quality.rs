@@ -1,4 +1,4 @@
-//! `trainer quality`: the quality figures the README reports, from one command, over build seeds and deletion
+//! `trainer quality`: the quality figures `docs/performance.md` reports, from one command, over build seeds and deletion
 //! streams.
 //!
 //! For each bundle (one per build seed): backbone-only accuracy; S3T and SISA without deletions; a single LoRA
