@@ -2,11 +2,13 @@
 //!
 //! - `cargo xtask test`: installs what is missing (rustfmt, clippy, the wasm32 target, trunk, wasm-bindgen-cli,
 //!   Chromium, npm packages), then runs every check: formatting, clippy (host and wasm32), the Rust test suite, the
-//!   web build and the headless-Chromium tests.
+//!   web build and the headless-Chromium tests, and that the README and `docs/` name only files, tasks, commands
+//!   and flags that exist.
 //! - `cargo xtask demo`: builds the default bundle and the reviews bundle (MiniLM on Rotten Tomatoes) if they are
 //!   missing, builds the web app and serves both on 127.0.0.1; with `--measure`, times the page on that bundle in headless Chromium instead of serving on.
 //! - `cargo xtask fuzz`: the long fuzzing run of every parser of untrusted bytes (`tests/tests/fuzz.rs`).
 
+mod docs;
 mod serve;
 mod tools;
 
@@ -140,6 +142,9 @@ fn browser_tests() -> Result<(), String> {
     // The test build also writes `debug/trainer`, with the dependencies the test run compiled already.
     step("build the trainer", run("cargo", &["test", "--workspace", "--no-run"]))?;
     let trainer = target_dir().join("debug").join("trainer");
+    // The documentation names only what exists: files, tasks, and the commands and flags of this very trainer.
+    println!("xtask: == documentation names what exists");
+    docs::check(&root(), &trainer)?;
     let bundle = target_dir().join("browser-test-bundle");
     test_bundle(&trainer, &bundle, "the test bundle", &["--shards", "3", "--slices", "3", "--budget", "3"])?;
     // The WebGPU retrain runs on a software adapter, where burn's training kernels are slow: a bundle whose shards

@@ -11,16 +11,13 @@ use std::rc::Rc;
 
 use js_sys::{Array, Uint8Array};
 use s3t::bundle::NodeEntry;
-use s3t::bundle::retrain::{Backend, Report, Request, merge, split};
+use s3t::bundle::retrain::{Backend, MOST_HELPERS, Report, Request, merge, split};
 use s3t::plan::ShardPlan;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
 use crate::job::{Setup, Target, now, post, scope, train};
-
-/// Most helpers, whatever the machine reports: each holds the shard's data and backbone activations.
-const MOST_HELPERS: usize = 4;
 
 /// Retrains the requested shard: here on WebGPU, or on the CPU here when at most one subtree has work (or the
 /// machine has one core), else on the CPU split among helpers, with `Done` or `Failed` posted when they finish.
