@@ -99,19 +99,19 @@ fn subcommands(help: &str) -> Vec<String> {
 fn check_code(root: &Path, code: &str, helps: &mut Help<'_>) -> Result<Vec<String>, String> {
     let mut problems = Vec::new();
     let words: Vec<&str> = code.split_whitespace().collect();
-    if words.len() == 1 {
-        if let Some(problem) = check_path(root, words[0]) {
-            problems.push(problem);
-        }
+    if words.len() == 1
+        && let Some(problem) = check_path(root, words[0])
+    {
+        problems.push(problem);
     }
     for (i, word) in words.iter().enumerate() {
         let next = words.get(i + 1).copied();
-        if *word == "xtask" && words.get(i.wrapping_sub(1)) == Some(&"cargo") {
-            if let Some(task) = next.filter(|t| !t.starts_with('-')) {
-                if !TASKS.contains(&task) {
-                    problems.push(format!("`cargo xtask` has no task {task}"));
-                }
-            }
+        if *word == "xtask"
+            && words.get(i.wrapping_sub(1)) == Some(&"cargo")
+            && let Some(task) = next.filter(|t| !t.starts_with('-'))
+            && !TASKS.contains(&task)
+        {
+            problems.push(format!("`cargo xtask` has no task {task}"));
         }
         let is_trainer = (*word == "trainer" && words.get(i.wrapping_sub(1)) != Some(&"-p")) || *word == "$T";
         let after_p = *word == "trainer" && words.get(i.wrapping_sub(1)) == Some(&"-p") && next == Some("--");
