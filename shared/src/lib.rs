@@ -22,6 +22,7 @@ pub mod assignment;
 #[cfg(feature = "model")]
 pub mod bundle;
 pub mod dataset;
+pub mod digest;
 pub mod ledger;
 pub mod link;
 #[cfg(feature = "model")]

@@ -2,10 +2,8 @@
 //! its own loaded at the first sentence, so the `tokenizers` crate is not part of the page's first load and the
 //! encoder's `tokenizer.json` is parsed off the main thread. Burn-free: the worker holds no model.
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
 use crate::dataset::Dataset;
+use serde::{Deserialize, Serialize};
 
 /// Tokenize these texts with this tokenizer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -26,17 +24,7 @@ pub struct TokenizeRequest {
 impl TokenizeRequest {
     /// Checks the tokenizer file's bytes against the request's sha256 and size.
     pub fn check(&self, bytes: &[u8]) -> Result<(), String> {
-        let sha = crate::partition::hex(&Sha256::digest(bytes));
-        if sha != self.sha256 || bytes.len() as u64 != self.bytes {
-            return Err(format!(
-                "{}: checksum mismatch: the index says sha256 {} ({} bytes) but the file has {sha} ({} bytes)",
-                self.url,
-                self.sha256,
-                self.bytes,
-                bytes.len()
-            ));
-        }
-        Ok(())
+        crate::digest::check(&self.url, "the index", &self.sha256, self.bytes, bytes, None)
     }
 }
 
@@ -53,6 +41,7 @@ pub enum TokenizeReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn a_changed_tokenizer_file_is_refused() {

@@ -185,3 +185,16 @@ export async function timeRetrain(page, shard) {
     longest_task_ms: await page.evaluate(() => Math.max(0, ...window.__retrainTasks)),
   };
 }
+
+/// Classifies `text` with "try your own sentence" and returns the answer's element once it answers for the state
+/// shown now (an answer is recomputed after each deletion or retrain).
+export async function classify(page, text, timeout = TIMEOUT * 5) {
+  await page.getByTestId('sentence-input').fill(text);
+  await page.getByTestId('sentence-submit').click();
+  await page.waitForFunction((t) => {
+    const a = document.querySelector('[data-testid="sentence-answer"]');
+    const live = document.querySelector('[data-testid="live-shards"]');
+    return a && live && a.textContent.includes(t) && a.dataset.changes === live.dataset.changes;
+  }, text, { timeout });
+  return page.getByTestId('sentence-answer');
+}

@@ -6,7 +6,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  accuracyAfter, clickToAccuracy, currentAccuracy, launch, longestTask, onePerSlice, recordBodies, serveBundle,
+  accuracyAfter, classify, clickToAccuracy, currentAccuracy, launch, longestTask, onePerSlice, recordBodies, serveBundle,
   settled, TIMEOUT, transferred, watchClicks, watchLongTasks, watchRetrainTasks,
 } from './page.mjs';
 import { audit } from './audit.mjs';
@@ -714,17 +714,6 @@ async function reviewPerSlice(page, shard, slices) {
   return [...bySlice.values()];
 }
 
-/// Classifies `text` on the page ("try your own sentence") and returns the answer's element.
-async function classify(page, text, changes) {
-  await page.getByTestId('sentence-input').fill(text);
-  await page.getByTestId('sentence-submit').click();
-  const answer = page.getByTestId('sentence-answer');
-  await page.waitForFunction(([t, c]) => {
-    const a = document.querySelector('[data-testid="sentence-answer"]');
-    return a && a.textContent.includes(t) && a.dataset.changes === String(c);
-  }, [text, changes], { timeout: TIMEOUT * 3 });
-  return answer;
-}
 
 /// `trainer predict`'s answer on `text` for a bundle directory.
 const predictText = (dir, text) =>
@@ -761,12 +750,12 @@ await test('a text bundle: your own sentence gets trainer predict\'s answer befo
   assert.deepEqual(requested.filter((u) => u.includes('encoder-below') || u.includes('tokenizer.json')), []);
   const sentence = 'a great and fun film';
   const t0 = Date.now();
-  const answer = await classify(page, sentence, await page.getByTestId('live-shards').getAttribute('data-changes'));
+  const answer = await classify(page, sentence);
   metrics.sentence_first_ms = Date.now() - t0;
   assert.ok(requested.some((u) => u.includes('encoder-below')), 'the rest of the encoder was not loaded');
   await assertAnswer(page, answer, predictText(TEXT_BUNDLE_DIR, sentence), 'sentence_max_difference');
   // A second sentence, the encoder loaded: the answer's own time.
-  const again = await classify(page, 'dull and far too long', await page.getByTestId('live-shards').getAttribute('data-changes'));
+  const again = await classify(page, 'dull and far too long');
   metrics.sentence_ms = Number(await again.getAttribute('data-millis'));
   assert.ok(metrics.sentence_ms <= 2000, `a sentence took ${metrics.sentence_ms} ms`);
   // Shard 0 offline: the answer is given again by the shards that remain, and is the trainer's after the same deletions.
@@ -777,10 +766,9 @@ await test('a text bundle: your own sentence gets trainer predict\'s answer befo
   }
   await settled(page, ids.length);
   assert.equal(await page.getByTestId('shard-0').getAttribute('data-offline'), 'true');
-  const changes = await page.getByTestId('live-shards').getAttribute('data-changes');
   const { copy } = copyBundle(TEXT_BUNDLE_DIR);
   execFileSync(TRAINER, ['delete', copy, '--ids', ids.join(','), '--json']);
-  const after = await classify(page, sentence, changes);
+  const after = await classify(page, sentence);
   await assertAnswer(page, after, predictText(copy, sentence), 'sentence_max_difference');
   assert.equal(await page.getByTestId('sentence-vote-0').count(), 0, 'an offline shard voted');
   // Retraining asks first, with its estimate and what SISA would retrain; "Not now" leaves the shard as it is.
@@ -822,8 +810,7 @@ await test('a text bundle: your own sentence gets trainer predict\'s answer befo
   const pageAccuracy = await currentAccuracy(page);
   assert.ok(Math.abs(pageAccuracy - trainerAccuracy) <= 0.005, `page ${pageAccuracy} vs trainer ${trainerAccuracy}`);
   // The sentence again: shard 0 votes with its retrained nodes, as trainer predict does after `trainer retrain`.
-  const retrainedChanges = await page.getByTestId('live-shards').getAttribute('data-changes');
-  const last = await classify(page, sentence, retrainedChanges);
+  const last = await classify(page, sentence);
   await assertAnswer(page, last, predictText(copy, sentence), 'sentence_retrained_max_difference', 0.05);
   await page.screenshot({ path: join(ARTIFACTS, 'text-sentence.png'), fullPage: true });
   await context.close();

@@ -4,7 +4,7 @@
 // with BASE_URL (the page at `?data=reviews`) and CHROMIUM set; OUT, when set, names a JSON file for the figures.
 import { writeFileSync } from 'node:fs';
 import {
-  accuracyAfter, launch, longestTask, recordBodies, requireEnv, settled, timeDeletion, transferred, watchClicks,
+  accuracyAfter, classify, launch, longestTask, recordBodies, requireEnv, settled, timeDeletion, transferred, watchClicks,
   watchLongTasks,
 } from './page.mjs';
 
@@ -51,17 +51,10 @@ figures.longest_task_ms = await longestTask(page);
 // Try your own sentence: the first loads the rest of the encoder and the tokenizer; the next is the answer alone.
 const tasksBefore = await page.evaluate(() => window.__longTasks.length);
 const bodiesBefore = bodies.length;
-async function classify(text) {
-  await page.getByTestId('sentence-input').fill(text);
-  await page.getByTestId('sentence-submit').click();
-  await page.waitForFunction((t) => document.querySelector('[data-testid="sentence-answer"]')?.textContent.includes(t), text,
-    { timeout: 600_000 });
-  return page.getByTestId('sentence-answer');
-}
 const t = Date.now();
-await classify('a gripping, funny and beautifully acted film');
+await classify(page, 'a gripping, funny and beautifully acted film');
 figures.sentence_first_ms = Date.now() - t;
-const second = await classify('dull, slow and far too long');
+const second = await classify(page, 'dull, slow and far too long');
 figures.sentence_ms = Number(await second.getAttribute('data-millis'));
 figures.sentence_label = await second.getAttribute('data-label');
 figures.sentence_longest_task_ms = await page.evaluate((n) => Math.max(0, ...window.__longTasks.slice(n)), tasksBefore);

@@ -49,6 +49,8 @@ pub struct Loaded {
     pub text_index: Option<TextExport>,
     /// The whole encoder, once a visitor has asked for it ("try your own sentence").
     pub whole: RefCell<Option<Rc<s3t::model::Backbone>>>,
+    /// A load of the whole encoder is under way: another caller (a deletion meanwhile) waits for it.
+    whole_loading: Cell<bool>,
     /// Milliseconds per sample per encoder layer, forward, as this page measured its first evaluations: what a
     /// retrain's estimate is made with.
     pub layer_ms: Cell<Option<f64>>,
@@ -82,9 +84,21 @@ impl Loaded {
     /// The whole encoder of a text bundle (embedding included), fetched and checked against the export's index at
     /// the first call (`progress` says what loads), then kept.
     pub async fn whole(&self, progress: impl Fn(&str)) -> Result<Rc<s3t::model::Backbone>, String> {
+        while self.whole_loading.get() {
+            yield_now().await;
+        }
         if let Some(whole) = self.whole.borrow().as_ref() {
             return Ok(whole.clone());
         }
+        self.whole_loading.set(true);
+        let loaded = self.load_whole(progress).await;
+        self.whole_loading.set(false);
+        let whole = Rc::new(loaded?);
+        *self.whole.borrow_mut() = Some(whole.clone());
+        Ok(whole)
+    }
+
+    async fn load_whole(&self, progress: impl Fn(&str)) -> Result<s3t::model::Backbone, String> {
         let index = self.text_index.as_ref().ok_or("an image bundle has no text encoder")?;
         let base = crate::source::Source::current().dir();
         let get = |file: &WeightFile| format!("{base}/{}", file.path);
@@ -103,9 +117,7 @@ impl Loaded {
         let encoder =
             exported::whole_encoder_paced(model.config(), index, &below, &above, &model.device, &pause).await?;
         timing("whole encoder open", t);
-        let whole = Rc::new(encoder);
-        *self.whole.borrow_mut() = Some(whole.clone());
-        Ok(whole)
+        Ok(encoder)
     }
 
     /// Takes the evaluator out (one evaluation or model swap at a time), waiting while another holds it; the
@@ -380,6 +392,7 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
         generation: Cell::new(0),
         text_index,
         whole: RefCell::new(None),
+        whole_loading: Cell::new(false),
         layer_ms: Cell::new(None),
         original: Rc::new(model.clone()),
         model: RefCell::new(Rc::new(model)),

@@ -505,8 +505,7 @@ pub fn sha256(bytes: &[u8]) -> Vec<u8> {
 
 /// Checks bytes against a weight file's recorded size and sha256 (used where files arrive over the network).
 pub fn verify_bytes(file: &WeightFile, bytes: &[u8]) -> Result<(), String> {
-    use sha2::{Digest, Sha256};
-    checked(file, bytes, crate::partition::hex(&Sha256::digest(bytes)))
+    crate::digest::check(&file.path, "the manifest", &file.sha256, file.bytes, bytes, None)
 }
 
 /// [`verify_bytes`], hashing a few MB at a time and awaiting `pause` in between (the page checks tens of MB of an
@@ -518,20 +517,8 @@ pub async fn verify_bytes_paced(file: &WeightFile, bytes: &[u8], pause: &impl As
         hasher.update(chunk);
         pause().await;
     }
-    checked(file, bytes, crate::partition::hex(&hasher.finalize()))
-}
-
-fn checked(file: &WeightFile, bytes: &[u8], sha: String) -> Result<(), String> {
-    if sha != file.sha256 || bytes.len() as u64 != file.bytes {
-        return Err(format!(
-            "{}: checksum mismatch: the manifest says sha256 {} ({} bytes) but the file has {sha} ({} bytes)",
-            file.path,
-            file.sha256,
-            file.bytes,
-            bytes.len()
-        ));
-    }
-    Ok(())
+    let sha = crate::partition::hex(&hasher.finalize());
+    crate::digest::check(&file.path, "the manifest", &file.sha256, file.bytes, bytes, Some(sha))
 }
 
 /// The lineage of slices `slices` of a shard, excluding the ids in `deleted`.
