@@ -15,7 +15,7 @@ use s3t::model::device::{Selected, cpu};
 use s3t::model::features::{Features, logits_all, to_host};
 use s3t::model::hf::HfDir;
 use s3t::model::parallel::Batching;
-use s3t::model::train::{NodeRun, SisaRun, train_nodes, train_sisas};
+use s3t::model::train::{NodeRun, SisaRun, TrainInputs, train_nodes, train_sisas};
 use s3t::model::{
     Backbone, Component, GroupAdapter, Head, LoraConfig, ModelConfig, NodeParams, SisaParams, TrainConfig,
 };
@@ -102,6 +102,12 @@ impl Setup {
         Self { config, cpu, backbone, head, data, validation, features, validation_features }
     }
 
+    /// The setup's model and samples, training from `features`.
+    fn inputs<'a>(&'a self, features: &'a Features, validation: Option<(&'a Features, &'a [u8])>) -> TrainInputs<'a> {
+        let (config, backbone, data, device) = (&self.config, &self.backbone, &self.data, &self.cpu.device);
+        TrainInputs { config, backbone, features, data, validation, device }
+    }
+
     fn nodes(&self, runs: &[NodeRun<'_>], batching: Batching) -> Vec<Vec<u32>> {
         self.fitted(runs, batching).into_iter().map(|(bits, _)| bits).collect()
     }
@@ -109,8 +115,8 @@ impl Setup {
     /// Each run's weight bits and selected validation score.
     fn fitted(&self, runs: &[NodeRun<'_>], batching: Batching) -> Vec<(Vec<u32>, Option<f64>)> {
         let validation = Some((&self.validation_features, self.validation.labels.as_slice()));
-        let (c, b, f, d) = (&self.config, &self.backbone, &self.features, &self.data);
-        train_nodes(c, b, runs, batching, f, d, validation, &self.cpu.device, &mut |_| {})
+        let inputs = self.inputs(&self.features, validation);
+        train_nodes(&inputs, runs, batching, &mut |_| {})
             .into_iter()
             .map(|u| u.read())
             .map(|f| (node_bits(&f.params), f.validation_accuracy))
@@ -202,9 +208,8 @@ fn nodes_train_the_same(setup: &Setup) {
     check_nodes(setup, &depth1);
 
     // Depth 2: each node below a different parent (its frozen group and head are its own).
-    let (c, b, f, d) = (&setup.config, &setup.backbone, &setup.features, &setup.data);
     let parents: Vec<_> =
-        train_nodes(c, b, &depth1[..3], Batching::stacked(3), f, d, None, &setup.cpu.device, &mut |_| {})
+        train_nodes(&setup.inputs(&setup.features, None), &depth1[..3], Batching::stacked(3), &mut |_| {})
             .into_iter()
             .map(|u| u.read())
             .collect();
@@ -244,18 +249,15 @@ fn a_text_sisa_checkpoint_in_the_padded_arithmetic_trains_the_same_alone_or_in_a
 }
 
 fn sisa_trains_the_same(setup: &Setup) {
-    let (c, b, f, d) = (&setup.config, &setup.backbone, &setup.features, &setup.data);
     let validation = Some((&setup.validation_features, setup.validation.labels.as_slice()));
+    let inputs = setup.inputs(&setup.features, validation);
     let first: Vec<SisaRun<'_>> = sample_sets()[..3]
         .iter()
         .enumerate()
         .map(|(i, s)| SisaRun { previous: None, samples: s.clone(), seed: 31 + i as u64, run: train() })
         .collect();
     let sisa = |runs: &[SisaRun<'_>], batching: Batching| -> Vec<SisaParams> {
-        train_sisas(c, b, &setup.head, runs, batching, f, d, validation, &setup.cpu.device, &mut |_| {})
-            .into_iter()
-            .map(|u| u.read().params)
-            .collect()
+        train_sisas(&inputs, &setup.head, runs, batching, &mut |_| {}).into_iter().map(|u| u.read().params).collect()
     };
     let one = Batching::stacked(1);
     let alone: Vec<SisaParams> = first.iter().flat_map(|r| sisa(std::slice::from_ref(r), one)).collect();
@@ -318,19 +320,8 @@ fn packed_tokens_change_no_bit_of_the_forward_pass_but_train_other_bits() {
     // A SISA checkpoint trains every group from the bottom one's cached activations.
     let train = |setup: &Setup, features: &Features| -> SisaParams {
         let run = SisaRun { previous: None, samples: sample_sets()[0].clone(), seed: 5, run: train() };
-        let (c, b, d) = (&setup.config, &setup.backbone, &setup.data);
-        let mut out = train_sisas(
-            c,
-            b,
-            &setup.head,
-            &[run],
-            Batching::stacked(1),
-            features,
-            d,
-            None,
-            &setup.cpu.device,
-            &mut |_| {},
-        );
+        let mut out =
+            train_sisas(&setup.inputs(features, None), &setup.head, &[run], Batching::stacked(1), &mut |_| {});
         out.remove(0).read().params
     };
     let on_padded = train(&padded, &padded.features);

@@ -440,7 +440,7 @@ fn the_page_retrain_of_a_text_shard_from_its_export_is_trainer_retrain_bit_for_b
     use s3t::bundle::samples::{self, DIGESTS_FILE};
     use s3t::bundle::web::{self, TextExport};
     use s3t::dataset::Splits;
-    use s3t::model::build::{BuildContext, MemoryStore, build_shard, shard_rows};
+    use s3t::model::build::{BuildContext, MemoryStore, ShardJob, build_shard, shard_rows};
     use s3t::model::exported::{RetrainFiles, retrain_inputs};
     use s3t::model::features::Features;
     use s3t::model::parallel::Batching;
@@ -509,8 +509,8 @@ fn the_page_retrain_of_a_text_shard_from_its_export_is_trainer_retrain_bit_for_b
     };
     let generation = entries.iter().map(|e| e.generation).max().unwrap_or(0) + 1;
     let is_deleted = |id: &SampleId| guard.is_deleted(id);
-    let page =
-        build_shard(&ctx, 0, &reuse, &[], false, generation, &is_deleted, &mut |_| {}).expect("the page's build");
+    let job = ShardJob { shard: 0, reuse, reuse_sisa: Vec::new(), generation, only: None };
+    let page = build_shard(&ctx, job, false, &is_deleted, &mut |_| {}).expect("the page's build");
 
     stdout_of(&["retrain", dir, "--shard", "0", "--device", "cpu", "--quiet"]);
     let trainer = Manifest::from_json("m", &String::from_utf8(read("manifest.json")).expect("UTF-8")).expect("m");

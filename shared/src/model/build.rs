@@ -14,7 +14,7 @@ use super::features::Features;
 use super::parallel::Batching;
 use super::parts::{NodeParams, Pretrained, SisaParams};
 use super::serve::{node_skeleton, sisa_skeleton};
-use super::train::{NodeRun, SisaRun, Unread, train_nodes, train_sisas};
+use super::train::{NodeRun, SisaRun, TrainInputs, Unread, train_nodes, train_sisas};
 use super::weights::load_safetensors;
 pub use crate::bundle::ShardPart;
 use crate::bundle::manifest::{lineage, verify_bytes};
@@ -145,7 +145,20 @@ pub struct BuildContext<'a> {
     pub rows: Option<&'a HashMap<u64, usize>>,
 }
 
-impl BuildContext<'_> {
+impl<'a> BuildContext<'a> {
+    /// What every node run trains from (the deletable split's activations) and is selected against (the
+    /// validation split's).
+    fn train_inputs(&self) -> TrainInputs<'a> {
+        TrainInputs {
+            config: self.config,
+            backbone: &self.pretrained.backbone,
+            features: self.features,
+            data: &self.data.deletable,
+            validation: Some((self.validation, &self.data.validation.labels)),
+            device: self.device,
+        }
+    }
+
     /// The training settings of a run on `k` slices (every run takes about the same number of steps).
     fn run_config(&self, k: usize) -> TrainConfig {
         self.train.for_slices(k, usize::from(self.plan.slices))
@@ -198,18 +211,13 @@ pub struct ShardJob {
 /// Trains (or reuses) every node of one shard, then its SISA checkpoints when `sisa` is set: [`build_shards`] with
 /// one shard.
 #[cfg(not(target_family = "wasm"))]
-#[allow(clippy::too_many_arguments)]
 pub fn build_shard(
     ctx: &BuildContext<'_>,
-    shard: u16,
-    reuse: &[Option<NodeEntry>],
-    reuse_sisa: &[Option<SisaEntry>],
+    job: ShardJob,
     sisa: bool,
-    generation: u32,
     deleted: &dyn Fn(&SampleId) -> bool,
     events: &mut dyn FnMut(BuildEvent),
 ) -> Result<ShardPart, String> {
-    let job = ShardJob { shard, reuse: reuse.to_vec(), reuse_sisa: reuse_sisa.to_vec(), generation, only: None };
     let mut parts = build_shards(ctx, &[job], sisa, deleted, events)?;
     Ok(parts.remove(0))
 }
@@ -270,8 +278,9 @@ pub async fn build_shards_async(
                 }
             }
         }
+        let call = Call { ctx, jobs, deleted };
         for batch in pending.chunks(ctx.batching.width()) {
-            train_node_batch(ctx, jobs, batch, depth, deleted, &mut trained, &mut parts, events).await?;
+            call.train_node_batch(batch, depth, &mut trained, &mut parts, events).await?;
         }
     }
     if sisa {
@@ -292,102 +301,102 @@ fn node_label(id: usize, prefix: &[u16]) -> String {
     format!("node {id} prefix {prefix:?}")
 }
 
-/// Trains one batch of nodes of the same depth, writes their weights and the progress records of their shards.
-#[allow(clippy::too_many_arguments)]
-async fn train_node_batch(
-    ctx: &BuildContext<'_>,
-    jobs: &[ShardJob],
-    batch: &[(usize, usize)],
-    depth: usize,
-    deleted: &dyn Fn(&SampleId) -> bool,
-    trained: &mut [Vec<Option<NodeParams>>],
-    parts: &mut [ShardPart],
-    events: &mut dyn FnMut(BuildEvent),
-) -> Result<(), String> {
-    let run = ctx.run_config(depth);
-    let node = |j: usize, id: usize| &ctx.plan.shards[usize::from(jobs[j].shard)].nodes[id];
-    let samples: Vec<Vec<usize>> = batch
-        .iter()
-        .map(|&(j, id)| ctx.samples(jobs[j].shard, &node(j, id).prefix, deleted))
-        .collect::<Result<_, _>>()?;
-    let shards: BTreeSet<u16> = batch.iter().map(|&(j, _)| jobs[j].shard).collect();
-    events(BuildEvent::Start {
-        label: format!("depth {depth}: {} nodes of shards {}", batch.len(), list(&shards)),
-        nodes: batch.len(),
-        samples: samples.iter().map(|s| s.len() * run.epochs).sum(),
-    });
-    let params = {
-        let mut runs = Vec::with_capacity(batch.len());
-        for (&(j, id), samples) in batch.iter().zip(&samples) {
-            let n = node(j, id);
-            let (frozen, parent_head) = match n.parent {
-                Some(p) => {
-                    let chain = ancestors(ctx.plan, jobs[j].shard, p);
-                    let mut groups = Vec::with_capacity(chain.len());
-                    for a in chain {
-                        groups.push(&trained_node(trained, j, a)?.adapter);
+/// What one build call works on: its context, its shards' jobs, and which samples are deleted.
+struct Call<'c, 'a> {
+    ctx: &'c BuildContext<'a>,
+    jobs: &'c [ShardJob],
+    deleted: &'c dyn Fn(&SampleId) -> bool,
+}
+
+impl Call<'_, '_> {
+    /// Trains one batch of nodes of the same depth (`(job, node id)` pairs), writes their weights and the progress
+    /// records of their shards; `trained[job][node]` holds the nodes trained so far, their parents among them.
+    async fn train_node_batch(
+        &self,
+        batch: &[(usize, usize)],
+        depth: usize,
+        trained: &mut [Vec<Option<NodeParams>>],
+        parts: &mut [ShardPart],
+        events: &mut dyn FnMut(BuildEvent),
+    ) -> Result<(), String> {
+        let Call { ctx, jobs, deleted } = *self;
+        let run = ctx.run_config(depth);
+        let node = |j: usize, id: usize| &ctx.plan.shards[usize::from(jobs[j].shard)].nodes[id];
+        let samples: Vec<Vec<usize>> = batch
+            .iter()
+            .map(|&(j, id)| ctx.samples(jobs[j].shard, &node(j, id).prefix, deleted))
+            .collect::<Result<_, _>>()?;
+        let shards: BTreeSet<u16> = batch.iter().map(|&(j, _)| jobs[j].shard).collect();
+        events(BuildEvent::Start {
+            label: format!("depth {depth}: {} nodes of shards {}", batch.len(), list(&shards)),
+            nodes: batch.len(),
+            samples: samples.iter().map(|s| s.len() * run.epochs).sum(),
+        });
+        let params = {
+            let mut runs = Vec::with_capacity(batch.len());
+            for (&(j, id), samples) in batch.iter().zip(&samples) {
+                let n = node(j, id);
+                let (frozen, parent_head) = match n.parent {
+                    Some(p) => {
+                        let chain = ancestors(ctx.plan, jobs[j].shard, p);
+                        let mut groups = Vec::with_capacity(chain.len());
+                        for a in chain {
+                            groups.push(&trained_node(trained, j, a)?.adapter);
+                        }
+                        (groups, &trained_node(trained, j, p)?.head)
                     }
-                    (groups, &trained_node(trained, j, p)?.head)
-                }
-                None => (Vec::new(), &ctx.pretrained.head),
-            };
-            runs.push(NodeRun {
-                frozen,
-                parent_head,
-                samples: samples.clone(),
-                seed: node_seed(ctx.seed, jobs[j].shard, &n.prefix),
-                run: run.clone(),
+                    None => (Vec::new(), &ctx.pretrained.head),
+                };
+                runs.push(NodeRun {
+                    frozen,
+                    parent_head,
+                    samples: samples.clone(),
+                    seed: node_seed(ctx.seed, jobs[j].shard, &n.prefix),
+                    run: run.clone(),
+                });
+            }
+            let unread = train_nodes(&ctx.train_inputs(), &runs, ctx.batching, &mut |n| {
+                events(BuildEvent::Progress { samples: n })
             });
+            // Model selection's score of the kept epoch is recorded.
+            let mut params = Vec::with_capacity(runs.len());
+            for u in unread {
+                params.push(selected(u).await?);
+            }
+            params
+        };
+        for ((&(j, id), samples), (p, validation_accuracy)) in batch.iter().zip(samples).zip(params) {
+            let job = &jobs[j];
+            let n = node(j, id);
+            let bytes = serialise(&p).await?;
+            let path = format!("weights/shard-{}/node-{id}.g{}.safetensors", job.shard, job.generation);
+            let weights = ctx.bundle.write_weights(&path, &bytes)?;
+            events(BuildEvent::Done {
+                shard: job.shard,
+                label: node_label(id, &n.prefix),
+                validation_accuracy,
+                reused: false,
+            });
+            parts[j].nodes.push(NodeEntry {
+                shard: job.shard,
+                id,
+                prefix: n.prefix.clone(),
+                parent: n.parent,
+                seed: node_seed(ctx.seed, job.shard, &n.prefix),
+                lineage: lineage(ctx.assignment, job.shard, &n.prefix, deleted),
+                samples: samples.len(),
+                validation_accuracy,
+                generation: job.generation,
+                weights,
+            });
+            trained[j][id] = Some(p);
         }
-        let unread = train_nodes(
-            ctx.config,
-            &ctx.pretrained.backbone,
-            &runs,
-            ctx.batching,
-            ctx.features,
-            &ctx.data.deletable,
-            Some((ctx.validation, &ctx.data.validation.labels)),
-            ctx.device,
-            &mut |n| events(BuildEvent::Progress { samples: n }),
-        );
-        // Model selection's score of the kept epoch is recorded.
-        let mut params = Vec::with_capacity(runs.len());
-        for u in unread {
-            params.push(selected(u).await?);
+        for j in batch.iter().map(|&(j, _)| j).collect::<BTreeSet<_>>() {
+            parts[j].nodes.sort_by_key(|e| e.id);
+            ctx.bundle.save_part(&parts[j])?;
         }
-        params
-    };
-    for ((&(j, id), samples), (p, validation_accuracy)) in batch.iter().zip(samples).zip(params) {
-        let job = &jobs[j];
-        let n = node(j, id);
-        let bytes = serialise(&p).await?;
-        let path = format!("weights/shard-{}/node-{id}.g{}.safetensors", job.shard, job.generation);
-        let weights = ctx.bundle.write_weights(&path, &bytes)?;
-        events(BuildEvent::Done {
-            shard: job.shard,
-            label: node_label(id, &n.prefix),
-            validation_accuracy,
-            reused: false,
-        });
-        parts[j].nodes.push(NodeEntry {
-            shard: job.shard,
-            id,
-            prefix: n.prefix.clone(),
-            parent: n.parent,
-            seed: node_seed(ctx.seed, job.shard, &n.prefix),
-            lineage: lineage(ctx.assignment, job.shard, &n.prefix, deleted),
-            samples: samples.len(),
-            validation_accuracy,
-            generation: job.generation,
-            weights,
-        });
-        trained[j][id] = Some(p);
+        Ok(())
     }
-    for j in batch.iter().map(|&(j, _)| j).collect::<BTreeSet<_>>() {
-        parts[j].nodes.sort_by_key(|e| e.id);
-        ctx.bundle.save_part(&parts[j])?;
-    }
-    Ok(())
 }
 
 fn trained_node(trained: &[Vec<Option<NodeParams>>], job: usize, id: usize) -> Result<&NodeParams, String> {
@@ -449,18 +458,9 @@ async fn build_sisa(
                         run: run.clone(),
                     })
                     .collect();
-                train_sisas(
-                    ctx.config,
-                    &ctx.pretrained.backbone,
-                    &ctx.pretrained.head,
-                    &runs,
-                    ctx.batching,
-                    ctx.features,
-                    &ctx.data.deletable,
-                    Some((ctx.validation, &ctx.data.validation.labels)),
-                    ctx.device,
-                    &mut |n| events(BuildEvent::Progress { samples: n }),
-                )
+                train_sisas(&ctx.train_inputs(), &ctx.pretrained.head, &runs, ctx.batching, &mut |n| {
+                    events(BuildEvent::Progress { samples: n })
+                })
             };
             for ((&j, samples), unread) in batch.iter().zip(samples).zip(params) {
                 let shard = jobs[j].shard;

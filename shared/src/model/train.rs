@@ -135,21 +135,31 @@ pub struct NodeRun<'a> {
     pub run: TrainConfig,
 }
 
+/// What the runs of one training call share: the model, the cached activations they train from, the labels, model
+/// selection's split and the device.
+#[derive(Clone, Copy)]
+pub struct TrainInputs<'a> {
+    pub config: &'a ModelConfig,
+    pub backbone: &'a Backbone,
+    /// The activations the runs start from: entering group k for a node of depth k, entering group L for SISA.
+    pub features: &'a Features,
+    /// The samples (`NodeRun::samples` and `SisaRun::samples` index it) and their labels.
+    pub data: &'a Dataset,
+    /// Model selection: the validation split's cached activations and its labels. `None` keeps the last epoch.
+    pub validation: Option<(&'a Features, &'a [u8])>,
+    pub device: &'a Device,
+}
+
 /// S3T node steps of one level, grouped by `batching` (see [`super::level`] and [`super::parallel`]): each trains
 /// group k (its `frozen.len() + 1`) and the head on its samples, starting from its parent's head. Each run's model
 /// selection is left to be read back ([`Unread::select`], or [`Unread::read`] with blocking reads).
-#[allow(clippy::too_many_arguments)]
-pub fn train_nodes<'r, 'v>(
-    config: &ModelConfig,
-    backbone: &Backbone,
+pub fn train_nodes<'r, 'a>(
+    inputs: &TrainInputs<'a>,
     runs: &'r [NodeRun<'_>],
     batching: Batching,
-    features: &Features,
-    data: &Dataset,
-    validation: Option<(&Features, &'v [u8])>,
-    device: &Device,
     progress: Progress<'_>,
-) -> Vec<Unread<'v, NodeParams>> {
+) -> Vec<Unread<'a, NodeParams>> {
+    let TrainInputs { config, backbone, features: _, data: _, validation, device } = *inputs;
     // The node's component (its frozen groups, its own group, its head) on the activations entering group k.
     let score = validation.map(|(features, labels)| {
         let logits = move |r: &NodeRun<'_>, t: &Trained| {
@@ -161,7 +171,6 @@ pub fn train_nodes<'r, 'v>(
         };
         (logits, labels)
     });
-    let batches = Batches { config, backbone, features, data, device, batching };
     let score = score.as_ref().map(|(f, labels)| (f as Score<'_, NodeRun<'_>>, *labels));
     let member = |r: &'r NodeRun<'_>| Member {
         trainable: vec![GroupAdapter::init(config, r.frozen.len() + 1, r.seed, device)],
@@ -172,8 +181,7 @@ pub fn train_nodes<'r, 'v>(
         epochs: r.run.epochs,
     };
     let node = |mut t: Trained| NodeParams { adapter: t.groups.remove(0), head: t.head };
-    batches
-        .train(runs, |r| &r.run, member, score, progress)
+    train_batches(inputs, batching, runs, |r| &r.run, member, score, progress)
         .into_iter()
         .map(|pending| Unread { pending, params: node })
         .collect()
@@ -208,70 +216,44 @@ impl<P> Unread<'_, P> {
     }
 }
 
-/// What every level batch of a call shares.
-struct Batches<'a> {
-    config: &'a ModelConfig,
-    backbone: &'a Backbone,
-    features: &'a Features,
-    data: &'a Dataset,
-    device: &'a Device,
+/// Trains `runs` in level batches of `batching.nodes` (with the batch size and learning rate of a batch's first
+/// run), `batching.threads` batches at a time, with model selection by `score` (against its labels) when given.
+fn train_batches<'r, 'v, R: Sync>(
+    inputs: &TrainInputs<'_>,
     batching: Batching,
+    runs: &'r [R],
+    settings: impl Fn(&R) -> &TrainConfig + Sync,
+    member: impl Fn(&'r R) -> Member<'r> + Sync,
+    score: Option<(Score<'_, R>, &'v [u8])>,
+    progress: Progress<'_>,
+) -> Vec<Pending<'v>> {
+    let chunks: Vec<&'r [R]> = runs.chunks(batching.nodes.max(1)).collect();
+    let train_chunk = |chunk: &&'r [R], report: &dyn Fn(usize)| {
+        let chunk: &'r [R] = chunk;
+        let members: Vec<Member<'_>> = chunk.iter().map(&member).collect();
+        let logits = score.map(|(f, _)| move |i: usize, t: &Trained| f(&chunk[i], t));
+        let select = match (&logits, score) {
+            (Some(logits), Some((_, labels))) => Some(Select { logits, labels }),
+            _ => None,
+        };
+        let run = settings(&chunk[0]);
+        let level = Level {
+            config: inputs.config,
+            backbone: inputs.backbone,
+            features: inputs.features,
+            labels: inputs.data,
+            batch_size: run.batch_size,
+            learning_rate: run.learning_rate,
+            device: inputs.device,
+        };
+        train_level(&level, &members, select.as_ref(), &mut |n| report(n))
+    };
+    parallel::map(&chunks, batching.threads, train_chunk, progress).into_iter().flatten().collect()
 }
 
-impl Batches<'_> {
-    /// Trains `runs` in level batches of `batching.nodes` (with the batch size and learning rate of a batch's first
-    /// run), `batching.threads` batches at a time, with model selection by `score` (against its labels) when given.
-    fn train<'r, 'v, R: Sync>(
-        &self,
-        runs: &'r [R],
-        settings: impl Fn(&R) -> &TrainConfig + Sync,
-        member: impl Fn(&'r R) -> Member<'r> + Sync,
-        score: Option<(Score<'_, R>, &'v [u8])>,
-        progress: Progress<'_>,
-    ) -> Vec<Pending<'v>> {
-        let chunks: Vec<&'r [R]> = runs.chunks(self.batching.nodes.max(1)).collect();
-        let train_chunk = |chunk: &&'r [R], report: &dyn Fn(usize)| {
-            let chunk: &'r [R] = chunk;
-            let members: Vec<Member<'_>> = chunk.iter().map(&member).collect();
-            let logits = score.map(|(f, _)| move |i: usize, t: &Trained| f(&chunk[i], t));
-            let select = match (&logits, score) {
-                (Some(logits), Some((_, labels))) => Some(Select { logits, labels }),
-                _ => None,
-            };
-            let run = settings(&chunk[0]);
-            let level = Level {
-                config: self.config,
-                backbone: self.backbone,
-                features: self.features,
-                labels: self.data,
-                batch_size: run.batch_size,
-                learning_rate: run.learning_rate,
-                device: self.device,
-            };
-            train_level(&level, &members, select.as_ref(), &mut |n| report(n))
-        };
-        parallel::map(&chunks, self.batching.threads, train_chunk, progress).into_iter().flatten().collect()
-    }
-}
 /// One S3T node step alone: a level batch of one ([`train_nodes`] gives every node the same weights).
-#[allow(clippy::too_many_arguments)]
-pub fn train_node(
-    config: &ModelConfig,
-    train: &TrainConfig,
-    backbone: &Backbone,
-    frozen: &[&GroupAdapter],
-    parent_head: &Head,
-    features: &Features,
-    data: &Dataset,
-    samples: &[usize],
-    seed: u64,
-    validation: Option<(&Features, &[u8])>,
-    device: &Device,
-    progress: Progress<'_>,
-) -> NodeParams {
-    let run = NodeRun { frozen: frozen.to_vec(), parent_head, samples: samples.to_vec(), seed, run: train.clone() };
-    let mut out =
-        train_nodes(config, backbone, &[run], Batching::stacked(1), features, data, validation, device, progress);
+pub fn train_node(inputs: &TrainInputs<'_>, run: NodeRun<'_>, progress: Progress<'_>) -> NodeParams {
+    let mut out = train_nodes(inputs, &[run], Batching::stacked(1), progress);
     out.remove(0).read().params
 }
 
@@ -285,21 +267,16 @@ pub struct SisaRun<'a> {
 }
 
 /// SISA checkpoints (of different shards) grouped by `batching`, from the cached embedded patches
-/// (`features` at group L). Each run's model selection is left to be read back ([`Unread::select`], or
-/// [`Unread::read`] with blocking reads).
-#[allow(clippy::too_many_arguments)]
-pub fn train_sisas<'r, 'v>(
-    config: &ModelConfig,
-    backbone: &Backbone,
+/// (`inputs.features` at group L); a first checkpoint starts from `pretrained_head`. Each run's model selection is
+/// left to be read back ([`Unread::select`], or [`Unread::read`] with blocking reads).
+pub fn train_sisas<'r, 'a>(
+    inputs: &TrainInputs<'a>,
     pretrained_head: &Head,
     runs: &'r [SisaRun<'_>],
     batching: Batching,
-    features: &Features,
-    data: &Dataset,
-    validation: Option<(&Features, &'v [u8])>,
-    device: &Device,
     progress: Progress<'_>,
-) -> Vec<Unread<'v, SisaParams>> {
+) -> Vec<Unread<'a, SisaParams>> {
+    let TrainInputs { config, backbone, features: _, data: _, validation, device } = *inputs;
     let member = |r: &'r SisaRun<'_>| {
         let (trainable, head) = match r.previous {
             Some(p) => (p.adapters.clone(), p.head.clone()),
@@ -319,35 +296,22 @@ pub fn train_sisas<'r, 'v>(
         };
         (logits, labels)
     });
-    let batches = Batches { config, backbone, features, data, device, batching };
     let score = score.as_ref().map(|(f, labels)| (f as Score<'_, SisaRun<'_>>, *labels));
     let sisa = |t: Trained| SisaParams { adapters: t.groups, head: t.head };
-    batches
-        .train(runs, |r| &r.run, member, score, progress)
+    train_batches(inputs, batching, runs, |r| &r.run, member, score, progress)
         .into_iter()
         .map(|pending| Unread { pending, params: sisa })
         .collect()
 }
+
 /// One SISA checkpoint alone (a level batch of one).
-#[allow(clippy::too_many_arguments)]
 pub fn train_sisa(
-    config: &ModelConfig,
-    train: &TrainConfig,
-    backbone: &Backbone,
-    previous: Option<&SisaParams>,
+    inputs: &TrainInputs<'_>,
     pretrained_head: &Head,
-    features: &Features,
-    data: &Dataset,
-    samples: &[usize],
-    seed: u64,
-    validation: Option<(&Features, &[u8])>,
-    device: &Device,
+    run: SisaRun<'_>,
     progress: Progress<'_>,
 ) -> SisaParams {
-    let run = SisaRun { previous, samples: samples.to_vec(), seed, run: train.clone() };
-    let one = Batching::stacked(1);
-    let mut out =
-        train_sisas(config, backbone, pretrained_head, &[run], one, features, data, validation, device, progress);
+    let mut out = train_sisas(inputs, pretrained_head, &[run], Batching::stacked(1), progress);
     out.remove(0).read().params
 }
 

@@ -20,13 +20,13 @@ use s3t::bundle::manifest::{BackboneEntry, Backend, DataInfo, FORMAT, Manifest, 
 use s3t::bundle::retrain::accept;
 use s3t::bundle::store::{read_weights, write_weights};
 use s3t::dataset::{Dataset, Splits};
-use s3t::model::build::{BuildContext, BundleDir, MemoryStore, PartStore, ShardPart, build_shard};
+use s3t::model::build::{BuildContext, BundleDir, MemoryStore, PartStore, ShardJob, ShardPart, build_shard};
 use s3t::model::device::{Selected, cpu};
 use s3t::model::features::{Features, logits_all, to_host};
 use s3t::model::hf::HfDir;
 use s3t::model::parallel::Batching;
 use s3t::model::serve::Model;
-use s3t::model::train::{Pieces, pretrain, train_head, train_node, train_sisa};
+use s3t::model::train::{NodeRun, Pieces, SisaRun, TrainInputs, pretrain, train_head, train_node, train_sisa};
 use s3t::model::vit::{Component, forward_embedded};
 use s3t::model::weights::{load_safetensors, to_safetensors, to_safetensors_async};
 use s3t::model::{
@@ -263,21 +263,17 @@ impl Fixture {
         let parent_head = ancestors.last().map_or(&self.pretrained.head, |n| &n.head);
         let samples = self.samples(prefix, deleted);
         // The run settings `build_shard` uses for a prefix of this length.
-        train_node(
-            &self.config,
-            &self.train.for_slices(prefix.len(), GROUPS),
-            &self.pretrained.backbone,
-            &frozen,
-            parent_head,
-            &self.features,
-            &self.splits.deletable,
-            &samples,
-            seed,
+        let inputs = TrainInputs {
+            config: &self.config,
+            backbone: &self.pretrained.backbone,
+            features: &self.features,
+            data: &self.splits.deletable,
             // Model selection on the validation split, as `build_shard` does.
-            Some((&self.validation, &self.splits.validation.labels)),
-            &self.cpu.device,
-            &mut |_| {},
-        )
+            validation: Some((&self.validation, &self.splits.validation.labels)),
+            device: &self.cpu.device,
+        };
+        let run = NodeRun { frozen, parent_head, samples, seed, run: self.train.for_slices(prefix.len(), GROUPS) };
+        train_node(&inputs, run, &mut |_| {})
     }
 
     /// The chain trained step by step outside any bundle code, with the seeds `build_shard` derives.
@@ -336,7 +332,8 @@ impl Fixture {
             rows,
         };
         let gone = |id: &SampleId| matches!(id, SampleId::Int(i) if deleted.contains(i));
-        build_shard(&ctx, 0, reuse, &[], false, 0, &gone, &mut |_| {}).expect("build_shard")
+        let job = ShardJob { shard: 0, reuse: reuse.to_vec(), reuse_sisa: Vec::new(), generation: 0, only: None };
+        build_shard(&ctx, job, false, &gone, &mut |_| {}).expect("build_shard")
     }
 
     /// A manifest for a built shard (the backbone file is written here), checked by a JSON round trip.

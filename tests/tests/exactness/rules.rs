@@ -148,20 +148,15 @@ fn e2_control_sisa_changes_group_one_on(fx: &Fixture) {
         let samples = fx.samples(prefix, &[]);
         let (config, data) = (&fx.config, &fx.splits.deletable);
         let (pretrained, device) = (&fx.pretrained, &fx.cpu.device);
-        train_sisa(
+        let inputs = TrainInputs {
             config,
-            &fx.train,
-            &pretrained.backbone,
-            previous,
-            &pretrained.head,
-            &fx.features,
+            backbone: &pretrained.backbone,
+            features: &fx.features,
             data,
-            &samples,
-            seed,
-            None,
+            validation: None,
             device,
-            &mut |_| {},
-        )
+        };
+        train_sisa(&inputs, &pretrained.head, SisaRun { previous, samples, seed, run: fx.train.clone() }, &mut |_| {})
     };
     let first = sisa(None, &prefixes[0], 1);
     let second = sisa(Some(&first), &prefixes[1], 2);

@@ -14,7 +14,7 @@ use s3t::model::features::{Features, logits_all};
 use s3t::model::hf::HfDir;
 use s3t::model::parallel::Batching;
 use s3t::model::serve::node_skeleton;
-use s3t::model::train::{NodeRun, SisaRun, train_nodes, train_sisa, train_sisas};
+use s3t::model::train::{NodeRun, SisaRun, TrainInputs, train_nodes, train_sisa, train_sisas};
 use s3t::model::vit::Component;
 use s3t::model::{Backbone, GroupAdapter, Head, LoraConfig, ModelConfig, Pretrained, TrainConfig};
 use s3t::partition::{Cell, Partition, PartitionMode};
@@ -204,7 +204,9 @@ pub fn run(args: &Args) -> Result<()> {
             .map(|seed| SisaRun { previous: None, samples: samples.to_vec(), seed, run: one_epoch.clone() })
             .collect();
         let (h, b) = (&pretrained.head, &pretrained.backbone);
-        train_sisas(all, b, h, &runs, batching, &all_features, &data, None, device, &mut |_| {});
+        let inputs =
+            TrainInputs { config: all, backbone: b, features: &all_features, data: &data, validation: None, device };
+        train_sisas(&inputs, h, &runs, batching, &mut |_| {});
     };
     let top_group = |samples: &[usize], runs: usize, batching: Batching| {
         let runs: Vec<NodeRun<'_>> = (0..runs as u64)
@@ -216,7 +218,9 @@ pub fn run(args: &Args) -> Result<()> {
                 run: one_epoch.clone(),
             })
             .collect();
-        train_nodes(config, &pretrained.backbone, &runs, batching, &features, &data, None, device, &mut |_| {});
+        let b = &pretrained.backbone;
+        let inputs = TrainInputs { config, backbone: b, features: &features, data: &data, validation: None, device };
+        train_nodes(&inputs, &runs, batching, &mut |_| {});
     };
     let throughput = |f: &dyn Fn(&[usize], usize, Batching), runs: usize, batching: Batching| {
         // One batch of each kind first, untimed: a GPU compiles its kernels at their first use.
@@ -332,21 +336,18 @@ pub fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
     let mut previous = None;
     for k in (cell.slice + 1)..=l {
-        let params = train_sisa(
+        let inputs = TrainInputs {
             config,
-            &train.for_slices(usize::from(k), usize::from(l)),
-            &pretrained.backbone,
-            previous.as_ref(),
-            &pretrained.head,
-            &features,
-            deletable,
-            &shard_samples(k),
-            3,
+            backbone: &pretrained.backbone,
+            features: &features,
+            data: deletable,
             // SISA's checkpoints are selected on the validation split, as `trainer build` does.
-            Some((&validation, &splits.validation.labels)),
+            validation: Some((&validation, &splits.validation.labels)),
             device,
-            &mut |_| {},
-        );
+        };
+        let run = train.for_slices(usize::from(k), usize::from(l));
+        let run = SisaRun { previous: previous.as_ref(), samples: shard_samples(k), seed: 3, run };
+        let params = train_sisa(&inputs, &pretrained.head, run, &mut |_| {});
         previous = Some(params);
     }
     let sisa_retrain_s = started.elapsed().as_secs_f64();

@@ -13,7 +13,7 @@ use plotters::prelude::*;
 use s3t::model::ensemble::{accuracy, softmax_rows};
 use s3t::model::features::{Features, logits_all};
 use s3t::model::serve::Evaluator;
-use s3t::model::train::train_sisa;
+use s3t::model::train::{SisaRun, TrainInputs, train_sisa};
 use s3t::model::vit::Component;
 
 use crate::bundle_dir::Bundle;
@@ -253,20 +253,17 @@ fn measure(path: &Path, eval: &EvalOptions, points_at: &[usize], seeds: &[u64]) 
     let backbone = &model.pretrained.backbone;
     let embedded = Features::embedded(config, backbone, &splits.deletable, &device.device);
     let validation = Features::embedded(config, backbone, &splits.validation, &device.device);
-    let finetune = train_sisa(
+    let inputs = TrainInputs {
         config,
-        &bundle.manifest.train,
         backbone,
-        None,
-        &model.pretrained.head,
-        &embedded,
-        &splits.deletable,
-        &all,
-        s3t::plan::sisa_seed(bundle.manifest.seed, u16::MAX, 0),
-        Some((&validation, &splits.validation.labels)),
-        &device.device,
-        &mut |_| {},
-    );
+        features: &embedded,
+        data: &splits.deletable,
+        validation: Some((&validation, &splits.validation.labels)),
+        device: &device.device,
+    };
+    let seed = s3t::plan::sisa_seed(bundle.manifest.seed, u16::MAX, 0);
+    let run = SisaRun { previous: None, samples: all, seed, run: bundle.manifest.train.clone() };
+    let finetune = train_sisa(&inputs, &model.pretrained.head, run, &mut |_| {});
     drop(embedded);
     let features = Features::embedded(config, backbone, &splits.test, &device.device);
     let groups: Vec<_> = finetune.adapters.iter().collect();

@@ -13,7 +13,7 @@ use anyhow::{Result, anyhow, bail};
 use s3t::bundle::Backend;
 use s3t::bundle::store::{remove_durably, safe_join, write_manifest};
 use s3t::ledger::Ledger;
-use s3t::model::build::{BuildContext, BundleDir, build_shard};
+use s3t::model::build::{BuildContext, BundleDir, ShardJob, build_shard};
 use s3t::model::features::Features;
 use s3t::{Action, SampleId};
 
@@ -113,8 +113,8 @@ pub fn run(args: &Args) -> Result<()> {
     // served, and their files are gone).
     let sisa_keep: Vec<_> =
         manifest.sisa.get(usize::from(shard)).map(|s| s.iter().cloned().map(Some).collect()).unwrap_or_default();
-    let part = build_shard(&ctx, shard, &reuse, &sisa_keep, false, generation, &is_deleted, &mut |e| progress.event(e))
-        .map_err(|e| anyhow!(e))?;
+    let job = ShardJob { shard, reuse, reuse_sisa: sisa_keep, generation, only: None };
+    let part = build_shard(&ctx, job, false, &is_deleted, &mut |e| progress.event(e)).map_err(|e| anyhow!(e))?;
     progress.finish();
     let mut updated = manifest.clone();
     updated.nodes[usize::from(shard)] = part.nodes;
