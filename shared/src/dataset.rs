@@ -58,6 +58,9 @@ pub enum DataError {
     Empty { file: String },
     #[error("{split} split has images of {rows}×{cols} but the public split has {expected_rows}×{expected_cols}")]
     SplitShape { split: &'static str, rows: u32, cols: u32, expected_rows: u32, expected_cols: u32 },
+    /// Any other defect of a data set's, a sample's or a text's content; the message names it.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Images (row-major u8 pixels) and their labels, or texts (`text`: token ids, `rows` 1 and `cols` the tokens per

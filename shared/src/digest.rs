@@ -12,13 +12,19 @@ pub fn check(
     size: u64,
     bytes: &[u8],
     actual: Option<String>,
-) -> Result<(), String> {
+) -> crate::Result<()> {
     let sha = actual.unwrap_or_else(|| crate::partition::hex(&Sha256::digest(bytes)));
     if sha != sha256 || bytes.len() as u64 != size {
-        return Err(format!(
+        let message = format!(
             "{path}: checksum mismatch: {source} says sha256 {sha256} ({size} bytes) but the file has {sha} ({} bytes)",
             bytes.len()
-        ));
+        );
+        return Err(crate::Error::Checksum {
+            file: path.to_owned(),
+            expected: sha256.to_owned(),
+            actual: sha,
+            message,
+        });
     }
     Ok(())
 }

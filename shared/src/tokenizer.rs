@@ -4,7 +4,8 @@
 
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::dataset::{Dataset, TextSamples};
+use crate::Error;
+use crate::dataset::{DataError, Dataset, TextSamples};
 
 /// A `tokenizer.json`, checked against the encoder's vocabulary, that cuts texts to `max_tokens` tokens.
 pub struct TextTokenizer {
@@ -23,20 +24,22 @@ impl TextTokenizer {
         vocab_size: usize,
         pad_id: u32,
         max_tokens: usize,
-    ) -> Result<Self, String> {
-        let mut tokenizer =
-            Tokenizer::from_bytes(bytes).map_err(|e| format!("{file}: not a tokenizer this build reads: {e}"))?;
+    ) -> crate::Result<Self> {
+        let mut tokenizer = Tokenizer::from_bytes(bytes)
+            .map_err(|e| Error::format(file, format!("not a tokenizer this build reads: {e}")))?;
         let size = tokenizer.get_vocab_size(true);
         if size > vocab_size {
-            return Err(format!(
+            return Err(Error::mismatch(format!(
                 "{file}: model.vocab holds {size} tokens but config.json's vocab_size is {vocab_size}: the tokenizer \
                  does not belong to this model"
-            ));
+            )));
         }
         if let Some(id) = tokenizer.get_padding().map(|p| p.pad_id)
             && id != pad_id
         {
-            return Err(format!("{file}: padding.pad_id {id} differs from config.json's pad_token_id {pad_id}"));
+            return Err(Error::mismatch(format!(
+                "{file}: padding.pad_id {id} differs from config.json's pad_token_id {pad_id}"
+            )));
         }
         tokenizer.with_padding(None);
         let params = TruncationParams {
@@ -47,18 +50,21 @@ impl TextTokenizer {
         };
         tokenizer
             .with_truncation(Some(params))
-            .map_err(|e| format!("{file}: truncation to {max_tokens} tokens: {e}"))?;
+            .map_err(|e| Error::config("max_tokens", format!("{file}: truncation to {max_tokens} tokens: {e}")))?;
         Ok(Self { tokenizer, pad_id, max_tokens })
     }
 
     /// Token ids of `text`, special tokens included, at most `max_tokens`.
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
-        let encoding = self.tokenizer.encode(text, true).map_err(|e| format!("cannot tokenize {text:?}: {e}"))?;
+    pub fn encode(&self, text: &str) -> crate::Result<Vec<u32>> {
+        let encoding = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| DataError::Invalid(format!("cannot tokenize {text:?}: {e}")))?;
         Ok(encoding.get_ids().to_vec())
     }
 
     /// Tokenizes `texts` (padded with the pad id to `max_tokens`) with their labels into a data set.
-    pub fn dataset(&self, texts: Vec<String>, labels: Vec<u8>, classes: u8) -> Result<Dataset, String> {
+    pub fn dataset(&self, texts: Vec<String>, labels: Vec<u8>, classes: u8) -> crate::Result<Dataset> {
         let n = self.max_tokens;
         let mut ids = Vec::with_capacity(texts.len() * n);
         let mut lengths = Vec::with_capacity(texts.len());

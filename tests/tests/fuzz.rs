@@ -342,7 +342,7 @@ fn manifest_input() -> impl Strategy<Value = Vec<u8>> {
 fn check_manifest(bytes: &[u8]) -> Outcome {
     let m = match Manifest::from_json(MANIFEST_FILE, &text(bytes)) {
         Ok(m) => m,
-        Err(e) => return rejection(&e, &[MANIFEST_FILE]),
+        Err(e) => return rejection(&e.to_string(), &[MANIFEST_FILE]),
     };
     let plan = m.plan().map_err(|e| format!("an accepted manifest has no plan: {e}"))?;
     let _ = m.sisa_plan();
@@ -365,7 +365,7 @@ fn pretrain_input() -> impl Strategy<Value = Vec<u8>> {
 fn check_pretrain(bytes: &[u8]) -> Outcome {
     let record = match PretrainRecord::from_json(PRETRAIN_FILE, &text(bytes)) {
         Ok(r) => r,
-        Err(e) => return rejection(&e, &[PRETRAIN_FILE]),
+        Err(e) => return rejection(&e.to_string(), &[PRETRAIN_FILE]),
     };
     let model = &record.model;
     model.validate().map_err(|e| format!("accepted an invalid model: {e}"))?;
@@ -382,7 +382,7 @@ fn part_input() -> impl Strategy<Value = Vec<u8>> {
 fn check_part(bytes: &[u8]) -> Outcome {
     let part = match ShardPart::from_json(PART_FILE, &text(bytes)) {
         Ok(p) => p,
-        Err(e) => return rejection(&e, &[PART_FILE]),
+        Err(e) => return rejection(&e.to_string(), &[PART_FILE]),
     };
     ensure(
         part.nodes.iter().all(|n| n.shard == part.shard) && part.sisa.iter().all(|s| s.shard == part.shard),

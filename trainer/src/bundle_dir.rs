@@ -34,13 +34,13 @@ pub struct Serving {
 
 impl Bundle {
     pub fn open(dir: &Path) -> Result<Self> {
-        let manifest = read_manifest(dir).map_err(|e| anyhow!(e))?;
+        let manifest = read_manifest(dir)?;
         Self::from_manifest(dir, manifest)
     }
 
     /// Takes the bundle's lock (waiting for another writer to finish), then opens it.
     pub fn open_locked(dir: &Path) -> Result<(BundleLock, Self)> {
-        let lock = BundleLock::acquire(dir).map_err(|e| anyhow!(e))?;
+        let lock = BundleLock::acquire(dir)?;
         Ok((lock, Self::open(dir)?))
     }
 
@@ -113,11 +113,11 @@ impl Bundle {
         let nodes = m.nodes.iter().flatten().filter(|e| guard.check_node(e).is_ok()).map(|e| &e.weights);
         let sisa = m.sisa.iter().flatten().filter(|e| guard.check_sisa(e).is_ok()).map(|e| &e.weights);
         for file in std::iter::once(&m.backbone.weights).chain(nodes).chain(sisa) {
-            read_weights(&self.dir, file).map_err(|e| anyhow!(e))?;
+            read_weights(&self.dir, file)?;
         }
         // A text bundle's encoder lives in the Hugging Face directory it records: its files must be those.
         if let Some(source) = &m.backbone.source {
-            s3t::model::hf::HfDir::open_recorded(source).map_err(|e| anyhow!(e))?;
+            s3t::model::hf::HfDir::open_recorded(source)?;
         }
         Ok(())
     }
@@ -127,8 +127,7 @@ impl Bundle {
         let dir = self.dir.clone();
         let encoder = text_encoder(&self.manifest.model, &self.manifest.backbone, device)?;
         let servable = |m: &Manifest, c| guard.servable(m, c);
-        Model::load_with(self.manifest.clone(), encoder, device, servable, |file| read_weights(&dir, file))
-            .map_err(|e| anyhow!(e))
+        Ok(Model::load_with(self.manifest.clone(), encoder, device, servable, |file| read_weights(&dir, file))?)
     }
 }
 
@@ -139,17 +138,17 @@ pub fn load_pretrained(dir: &Path, device: &Device) -> Result<(s3t::bundle::Pret
     let path = dir.join(PRETRAIN_FILE);
     let record = read_pretrain_record(&path)?;
     let vit = &record.model.vit;
-    let bytes = read_weights(dir, &record.backbone.weights).map_err(|e| anyhow!(e))?;
+    let bytes = read_weights(dir, &record.backbone.weights)?;
     let what = &record.backbone.weights.path;
     use s3t::model::weights::load_safetensors;
     let pretrained = match text_encoder(&record.model, &record.backbone, device)? {
         Some(backbone) => {
-            let head = load_safetensors(Head::new(vit, device), bytes, what).map_err(|e| anyhow!(e))?;
+            let head = load_safetensors(Head::new(vit, device), bytes, what)?;
             Pretrained { backbone, head }
         }
         None => {
             let skeleton = Pretrained { backbone: Backbone::new(vit, device), head: Head::new(vit, device) };
-            load_safetensors(skeleton, bytes, what).map_err(|e| anyhow!(e))?
+            load_safetensors(skeleton, bytes, what)?
         }
     };
     Ok((record, pretrained))
@@ -166,12 +165,12 @@ pub fn text_encoder(
         return Ok(None);
     }
     let source = backbone.source.as_ref().context("a text bundle that does not name its encoder's files")?;
-    let hf = s3t::model::hf::HfDir::open_recorded(source).map_err(|e| anyhow!(e))?;
-    Ok(Some(hf.backbone(model, device).map_err(|e| anyhow!(e))?))
+    let hf = s3t::model::hf::HfDir::open_recorded(source)?;
+    Ok(Some(hf.backbone(model, device)?))
 }
 
 /// Parses and checks `pretrain.json` (format, version, a valid model configuration) without loading weights.
 pub fn read_pretrain_record(path: &Path) -> Result<s3t::bundle::PretrainRecord> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    s3t::bundle::manifest::PretrainRecord::from_json(&path.display().to_string(), &text).map_err(|e| anyhow!(e))
+    Ok(s3t::bundle::manifest::PretrainRecord::from_json(&path.display().to_string(), &text)?)
 }

@@ -73,14 +73,14 @@ impl Source {
             Source::Text(file) => {
                 let bytes = fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?;
                 let name = file.display().to_string();
-                let rows = text_data::read_rows(&name, &bytes, fields).map_err(anyhow::Error::msg)?;
+                let rows = text_data::read_rows(&name, &bytes, fields)?;
                 Ok((name, rows))
             }
             Source::Mr => {
                 let file = crate::fetch::obtain(&crate::fetch::MR, quiet)?;
                 let bytes = fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
                 let name = file.display().to_string();
-                Ok((name.clone(), text_data::mr_rows(&name, &bytes).map_err(anyhow::Error::msg)?))
+                Ok((name.clone(), text_data::mr_rows(&name, &bytes)?))
             }
             _ => bail!("{} holds images, not texts", self.describe()),
         }
@@ -102,9 +102,8 @@ impl Source {
         quiet: bool,
     ) -> Result<(Splits, Vec<String>)> {
         let (file, rows) = self.text_rows(fields, quiet)?;
-        let labels = text_data::label_names(&file, &rows).map_err(anyhow::Error::msg)?;
-        let splits =
-            text_data::splits(&file, &rows, &labels, tokenizer, SplitShares::default()).map_err(anyhow::Error::msg)?;
+        let labels = text_data::label_names(&file, &rows)?;
+        let splits = text_data::splits(&file, &rows, &labels, tokenizer, SplitShares::default())?;
         Ok((splits, labels))
     }
 

@@ -131,14 +131,14 @@ fn broken(edit: impl FnOnce(&Path)) -> tempfile::TempDir {
 
 fn open_err(dir: &Path) -> String {
     let device = Device::flex();
-    let open = || -> Result<(), String> {
+    let open = || -> s3t::Result<()> {
         let hf = HfDir::open(dir)?;
         let config = hf.config.model_config(2, 1, 1, 16, LoraConfig::new())?;
         hf.tokenizer(16)?;
         hf.backbone(&config, &device)?;
         Ok(())
     };
-    let err = open().expect_err("a malformed directory is refused");
+    let err = open().expect_err("a malformed directory is refused").to_string();
     assert!(!err.contains('\n'), "one line: {err:?}");
     err
 }

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use yew::prelude::*;
 
-use crate::load::{Loaded, fetch_optional, load};
+use crate::load::{Loaded, load};
 use crate::session::SessionView;
 use crate::source::Source;
 
@@ -27,7 +27,7 @@ pub fn app() -> Html {
             wasm_bindgen_futures::spawn_local(async move {
                 let other = Source::ALL.into_iter().find(|&s| s != current).unwrap_or(current);
                 let url = format!("{}/{}", other.dir(), s3t::bundle::manifest::MANIFEST_FILE);
-                both.set(matches!(fetch_optional(&url).await, Ok(Some(_))));
+                both.set(matches!(s3t_host::fetch::optional(&url).await, Ok(Some(_))));
             });
         });
     }

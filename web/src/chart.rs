@@ -2,7 +2,7 @@
 
 use yew::prelude::*;
 
-use crate::session::Scores;
+use crate::evaluation::Scores;
 
 #[derive(Properties, PartialEq)]
 pub struct ChartProps {

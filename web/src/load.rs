@@ -5,22 +5,21 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use js_sys::Uint8Array;
 use s3t::bundle::guard::{Component, Guard};
-use s3t::bundle::manifest::{LEDGER_FILE, MANIFEST_FILE, verify_bytes};
-use s3t::bundle::samples::{self, DATA_DIR, DIGESTS_FILE};
+use s3t::bundle::manifest::{LEDGER_FILE, MANIFEST_FILE};
+use s3t::bundle::samples::DATA_DIR;
 use s3t::bundle::web::{self, TextExport};
 use s3t::bundle::{Manifest, WeightFile};
-use s3t::dataset::{self, Dataset};
+use s3t::dataset::Dataset;
 use s3t::model::device::{DeviceChoice, select_async};
 use s3t::model::exported::{self, ExportFiles};
 use s3t::model::features::{EVAL_BATCH, Features};
 use s3t::model::serve::{Evaluator, Model};
 use s3t::{Plan, Router};
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
+use s3t_host::time::{now, timing, yield_now};
+use s3t_host::{bundle, fetch};
 
-use crate::base::Base;
+use s3t::page::base::Base;
 
 /// Test samples evaluated in the browser (the same subset as `trainer eval --test-limit`).
 pub const TEST_SUBSET: usize = 500;
@@ -104,9 +103,9 @@ impl Loaded {
         let get = |file: &WeightFile| format!("{base}/{}", file.path);
         progress(&format!("loading the rest of the encoder ({:.1} MB)…", index.below.bytes as f64 / 1e6));
         let t = now();
-        let below = fetch_bytes(&get(&index.below)).await?;
+        let below = fetch::bytes(&get(&index.below)).await?;
         // The layers above the boundary again: the page's copy went into its model (the browser's cache has it).
-        let above = fetch_bytes(&get(&index.encoder)).await?;
+        let above = fetch::bytes(&get(&index.encoder)).await?;
         timing("whole encoder fetch", t);
         yield_now().await;
         let t = now();
@@ -114,8 +113,9 @@ impl Loaded {
         // Checksums, then one layer at a time: no main-thread task holds the whole load.
         let pacer = Pacer::new();
         let pause = async || pacer.pause().await;
-        let encoder =
-            exported::whole_encoder_paced(model.config(), index, &below, &above, &model.device, &pause).await?;
+        let encoder = exported::whole_encoder_paced(model.config(), index, &below, &above, &model.device, &pause)
+            .await
+            .map_err(|e| e.to_string())?;
         timing("whole encoder open", t);
         Ok(encoder)
     }
@@ -130,18 +130,6 @@ impl Loaded {
             yield_now().await;
         }
     }
-}
-
-pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let response = JsFuture::from(window.fetch_with_str(url)).await.map_err(|e| format!("{url}: {e:?}"))?;
-    let response: web_sys::Response = response.dyn_into().map_err(|_| format!("{url}: not a response"))?;
-    body(url, response).await
-}
-
-/// Gives the page a chance to render and handle input.
-pub async fn yield_now() {
-    gloo_timers::future::TimeoutFuture::new(0).await;
 }
 
 /// Main-thread time heavy work may take between two yields to the page.
@@ -168,55 +156,6 @@ impl Pacer {
     }
 }
 
-/// Fetches and parses a split the bundle's export wrote (`data/NAME-{images-idx3,labels-idx1}-ubyte.gz`); its
-/// images must have the shape the model reads.
-async fn split(base: &str, name: &str, manifest: &Manifest) -> Result<Dataset, String> {
-    let images_url = format!("{base}/{DATA_DIR}/{name}-images-idx3-ubyte.gz");
-    let labels_url = format!("{base}/{DATA_DIR}/{name}-labels-idx1-ubyte.gz");
-    let images = fetch_bytes(&images_url).await?;
-    let labels = fetch_bytes(&labels_url).await?;
-    // Decompressing a split is the longest piece of loading: a task of its own.
-    yield_now().await;
-    let classes = u8::try_from(manifest.model.vit.classes).unwrap_or(u8::MAX);
-    let data = dataset::from_idx(&images_url, images, &labels_url, labels, classes).map_err(|e| e.to_string());
-    yield_now().await;
-    let data = data?;
-    let side = manifest.model.vit.image_size;
-    if data.rows as usize != side || data.cols as usize != side {
-        return Err(format!("{images_url}: {}×{} images, but the model reads {side}×{side}", data.rows, data.cols));
-    }
-    Ok(data)
-}
-
-/// Like [`fetch_bytes`], but `Ok(None)` when the server says the file does not exist (HTTP 404).
-pub async fn fetch_optional(url: &str) -> Result<Option<Vec<u8>>, String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let response = JsFuture::from(window.fetch_with_str(url)).await.map_err(|e| format!("{url}: {e:?}"))?;
-    let response: web_sys::Response = response.dyn_into().map_err(|_| format!("{url}: not a response"))?;
-    if response.status() == 404 {
-        return Ok(None);
-    }
-    body(url, response).await.map(Some)
-}
-
-async fn body(url: &str, response: web_sys::Response) -> Result<Vec<u8>, String> {
-    if !response.ok() {
-        return Err(format!("{url}: HTTP {}", response.status()));
-    }
-    let buffer = JsFuture::from(response.array_buffer().map_err(|e| format!("{url}: {e:?}"))?)
-        .await
-        .map_err(|e| format!("{url}: {e:?}"))?;
-    Ok(Uint8Array::new(&buffer).to_vec())
-}
-fn now() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
-}
-
-/// Logs how long a loading phase took (visible in the browser console; the browser tests report it).
-pub fn timing(what: &str, since: f64) {
-    web_sys::console::log_1(&format!("s3t timing: {what} {:.0} ms", now() - since).into());
-}
-
 /// The bundle's ledger replayed (a missing ledger is an empty one), checked by the serving guard: every component
 /// the base state serves must have been trained without every deleted sample.
 async fn ledger_base(
@@ -226,9 +165,11 @@ async fn ledger_base(
     routers: &Routers,
 ) -> Result<(Base, Guard), String> {
     let ledger_url = format!("{base_url}/{LEDGER_FILE}");
-    let base = match fetch_optional(&ledger_url).await? {
+    let base = match fetch::optional(&ledger_url).await? {
         None => Base::empty(&routers.s3t, &routers.sisa),
-        Some(bytes) => Base::from_ledger(&ledger_url, &bytes, &routers.s3t, &routers.sisa)?,
+        Some(bytes) => {
+            Base::from_ledger(&ledger_url, &bytes, &routers.s3t, &routers.sisa).map_err(|e| e.to_string())?
+        }
     };
     let guard = Guard::new(routers.s3t.assignment(), base.deleted.iter().cloned());
     guard.check_served(manifest, plan, &base.state, Some(&base.sisa)).map_err(|e| format!("{base_url}: {e}"))?;
@@ -253,26 +194,6 @@ fn allowed_files<'a>(manifest: &'a Manifest, guard: &Guard) -> Vec<&'a WeightFil
     std::iter::once(&manifest.backbone.weights).chain(nodes).chain(sisa).collect()
 }
 
-/// The deletable split the page shows: each kept sample must be the one the bundle was trained on and each
-/// sample the ledger deleted must be purged (no copy of forgotten data is shown, or even accepted).
-async fn verified_deletable(base_url: &str, manifest: &Manifest, base: &Base) -> Result<Dataset, String> {
-    let data = match &manifest.model.text {
-        Some(text) => {
-            let url = format!("{base_url}/{}", web::split_file("deletable"));
-            let bytes = fetch_bytes(&url).await?;
-            yield_now().await;
-            web::parse_split(&url, bytes, text.max_tokens, manifest.data.classes)?
-        }
-        None => split(base_url, "deletable", manifest).await?,
-    };
-    let digests_url = format!("{base_url}/{DIGESTS_FILE}");
-    let digests = fetch_bytes(&digests_url).await?;
-    let file = format!("{base_url}/{DATA_DIR}/deletable");
-    samples::verify(&file, &data, &digests, &manifest.data.deletable_digests_sha256, &base.deleted_indices())?;
-    yield_now().await;
-    Ok(data)
-}
-
 /// The test split: images as fetched, a text export as fetched, then opened (its activations ready).
 enum Test {
     Images(Dataset),
@@ -283,13 +204,13 @@ enum Test {
 /// A text bundle's export for the page ([`web`]): its index and the files it names, fetched (checked when opened).
 async fn text_export(base_url: &str) -> Result<(TextExport, ExportFiles), String> {
     let index_url = format!("{base_url}/{}", web::TEXT_INDEX_FILE);
-    let text = String::from_utf8(fetch_bytes(&index_url).await?).map_err(|e| format!("{index_url}: {e}"))?;
-    let index = TextExport::from_json(&index_url, &text)?;
+    let text = String::from_utf8(fetch::bytes(&index_url).await?).map_err(|e| format!("{index_url}: {e}"))?;
+    let index = TextExport::from_json(&index_url, &text).map_err(|e| e.to_string())?;
     let get = |file: &WeightFile| format!("{base_url}/{}", file.path);
     let files = ExportFiles {
-        encoder: fetch_bytes(&get(&index.encoder)).await?,
-        activations: fetch_bytes(&get(&index.activations)).await?,
-        test: fetch_bytes(&get(&index.test_texts)).await?,
+        encoder: fetch::bytes(&get(&index.encoder)).await?,
+        activations: fetch::bytes(&get(&index.activations)).await?,
+        test: fetch::bytes(&get(&index.test_texts)).await?,
     };
     Ok((index, files))
 }
@@ -314,8 +235,8 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
     let t = now();
     progress("manifest");
     let manifest_url = format!("{base_url}/{MANIFEST_FILE}");
-    let text = String::from_utf8(fetch_bytes(&manifest_url).await?).map_err(|e| format!("{manifest_url}: {e}"))?;
-    let manifest = Manifest::from_json(&manifest_url, &text)?;
+    let text = String::from_utf8(fetch::bytes(&manifest_url).await?).map_err(|e| format!("{manifest_url}: {e}"))?;
+    let manifest = Manifest::from_json(&manifest_url, &text).map_err(|e| e.to_string())?;
     let plan = manifest.plan().map_err(|e| format!("{manifest_url}: {e}"))?;
     let routers = Routers::new(&manifest, &plan).map_err(|e| format!("{manifest_url}: {e}"))?;
     progress("deletion ledger");
@@ -326,21 +247,21 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
         if files.contains_key(&file.path) {
             continue;
         }
-        let bytes = fetch_bytes(&format!("{base_url}/{}", file.path)).await?;
-        verify_bytes(file, &bytes)?;
-        files.insert(file.path.clone(), bytes);
+        files.insert(file.path.clone(), bundle::weights(base_url, file).await?);
     }
     progress("data");
-    let deletable = verified_deletable(base_url, &manifest, &base).await?;
+    // Each kept sample must be the one the bundle was trained on and each sample the ledger deleted must be purged
+    // (no copy of forgotten data is shown, or even accepted).
+    let deletable = bundle::deletable(base_url, &manifest, &base.deleted_indices(), yield_now).await?;
     // The test split: images, embedded once loaded; or a text bundle's export, its activations ready.
     let test = match manifest.model.text.is_some() {
         true => Test::Exported(Box::new(text_export(base_url).await?)),
-        false => Test::Images(split(base_url, "test", &manifest).await?.head(TEST_SUBSET)),
+        false => Test::Images(bundle::split(base_url, "test", &manifest, yield_now).await?.head(TEST_SUBSET)),
     };
     timing("fetch", t);
     let t = now();
     progress("device");
-    let selected = select_async(DeviceChoice::Auto).await?;
+    let selected = select_async(DeviceChoice::Auto).await.map_err(|e| e.to_string())?;
     let backend = if selected.is_gpu { "WebGPU".to_owned() } else { "CPU".to_owned() };
     progress("model");
     yield_now().await;
@@ -350,14 +271,17 @@ pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, Str
     let (encoder, test, text_index) = match test {
         Test::Exported(export) => {
             let (index, files) = *export;
-            let opened = exported::open(&config, classes, &index, files, &selected.device)?;
+            let opened =
+                exported::open(&config, classes, &index, files, &selected.device).map_err(|e| e.to_string())?;
             (Some(opened.encoder), Test::Embedded(Box::new((opened.test, opened.features))), Some(index))
         }
         images => (None, images, None),
     };
     let servable = |m: &Manifest, c| guard.servable(m, c);
-    let read = |file: &WeightFile| files.remove(&file.path).ok_or_else(|| format!("{}: not fetched", file.path));
-    let model = Model::load_with(manifest, encoder, &selected.device, servable, read)?;
+    let read = |file: &WeightFile| {
+        files.remove(&file.path).ok_or_else(|| s3t::Error::mismatch(format!("{}: not fetched", file.path)))
+    };
+    let model = Model::load_with(manifest, encoder, &selected.device, servable, read).map_err(|e| e.to_string())?;
     timing("device and weights", t);
     yield_now().await;
     let t = now();

@@ -12,7 +12,9 @@ use s3t::model::ensemble::{predictions, softmax_rows};
 use s3t::model::predict::{Prediction, predict};
 use yew::prelude::*;
 
-use crate::load::{Loaded, Pacer, timing};
+use s3t_host::time::{now, timing, yield_now};
+
+use crate::load::{Loaded, Pacer};
 
 #[derive(Properties)]
 pub struct SentenceProps {
@@ -53,10 +55,6 @@ async fn tokens(
     Ok(data)
 }
 
-fn now() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
-}
-
 #[function_component(Sentence)]
 pub fn sentence(props: &SentenceProps) -> Html {
     let input = use_state(|| "a gripping, funny and beautifully acted film".to_owned());
@@ -89,7 +87,7 @@ pub fn sentence(props: &SentenceProps) -> Html {
                     (Err(e), _) | (_, Err(e)) => return answer.set(Answer::Failed(e)),
                 };
                 answer.set(Answer::Working("classifying…".to_owned()));
-                crate::load::yield_now().await;
+                yield_now().await;
                 let t = now();
                 let model = loaded.model.borrow().clone();
                 let pacer = Pacer::new();
@@ -103,7 +101,7 @@ pub fn sentence(props: &SentenceProps) -> Html {
                     Ok(prediction) => {
                         Answer::Done { text, prediction: Rc::new(prediction), changes, millis: now() - t }
                     }
-                    Err(e) => Answer::Failed(e),
+                    Err(e) => Answer::Failed(e.to_string()),
                 });
             });
         });

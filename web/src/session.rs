@@ -1,34 +1,22 @@
-//! The main screen: the session reducer, persistence, the asynchronous evaluation, and the panels.
+//! The main screen: the session's panels. Its state is the shared crate's reducers ([`crate::state`]), its
+//! effects are hooks ([`crate::hooks`], [`crate::evaluation`]); here it only renders and dispatches.
 
 use std::rc::Rc;
 
-use s3t::model::serve::Evaluation;
 use s3t::simulate::expected_deletions_left;
 use yew::prelude::*;
 
 use crate::chart::Chart;
-use crate::load::{Loaded, Pacer};
-use crate::persist;
+use crate::evaluation::{Evaluated, use_evaluation};
+use crate::hooks::{use_restore, use_retrain_worker, use_save, use_session};
+use crate::load::Loaded;
 use crate::probe::Probe;
-use crate::retrain::{self, RetrainAction, Retraining};
+use crate::retrain;
 use crate::sentence::Sentence;
-use crate::state::{Fixed, Session, SessionAction};
+use crate::state::{Reduced, RetrainAction, Retraining, Session, SessionAction};
 use crate::theory::Theory;
 use crate::tour::Tour;
 use crate::views::{Capacity, Explanation, Grid, Inspector, ShardPanel};
-
-/// One evaluation result, for the display and the accuracy chart.
-#[derive(Clone, PartialEq)]
-pub struct Scores {
-    pub deleted: usize,
-    /// The session's `changes` these scores are for (a retrain changes the state, not the deletions).
-    pub changes: u64,
-    pub s3t: Evaluation,
-    /// `None` until the SISA checkpoints are evaluated (after S3T, which is what the page is about).
-    pub sisa: Option<Evaluation>,
-    /// Milliseconds from the state change to the S3T result.
-    pub millis: f64,
-}
 
 #[derive(Properties, Clone)]
 pub struct Props {
@@ -41,249 +29,21 @@ impl PartialEq for Props {
     }
 }
 
-fn now() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
-}
-
-/// Evaluates S3T, publishes it, then SISA, and publishes again: every needed node is computed once (memoised),
-/// yielding to the page between operations; an ensemble is then a cheap average. An evaluation whose state has been
-/// superseded (`generation`: a newer deletion or reset) stops after the node at hand, so the newer state's S3T
-/// accuracy never waits for an older state's SISA.
-async fn evaluate(
-    loaded: Rc<Loaded>,
-    session: Rc<Session>,
-    generation: u64,
-    started: f64,
-    publish: impl Fn(Scores),
-) -> Result<(), String> {
-    // One evaluation at a time: the evaluator is taken out and put back.
-    let mut evaluator = loaded.take_evaluator().await;
-    // A session without the page's retrains serves the bundle's own nodes again (after Reset or a restored link).
-    if session.retrains.is_empty() && !Rc::ptr_eq(&loaded.model.borrow(), &loaded.original) {
-        for shard in 0..session.state.shards() {
-            evaluator.forget_shard(shard);
-        }
-        *loaded.model.borrow_mut() = loaded.original.clone();
-    }
-    let model = loaded.model.borrow().clone();
-    let model = &*model;
-    let pacer = Pacer::new();
-    let pause = async || pacer.pause().await;
-    let superseded = || loaded.generation.get() != generation;
-    let result = async {
-        for shard in 0..session.state.shards() {
-            if superseded() {
-                return Ok(());
-            }
-            if let Some(served) = session.state.served(shard) {
-                let t = now();
-                let fresh = !evaluator.is_memoised(model, shard, served);
-                evaluator.prepare_async(model, shard, served, pause).await?;
-                if fresh {
-                    crate::load::timing(&format!("node shard {shard} prefix {}", served.prefix), t);
-                    // A full-depth component reads the cached features as they are: a clean measure of the speed.
-                    let config = model.config();
-                    if served.prefix == loaded.plan.slices {
-                        let layers = config.vit.depth - config.first_block_of_group(usize::from(served.prefix));
-                        loaded.measured(now() - t, loaded.test.len(), layers);
-                    }
-                }
-                pause().await;
-            }
-        }
-        let mut scores = Scores {
-            deleted: session.deleted.len(),
-            changes: session.changes,
-            s3t: evaluator.evaluate(model, &session.state)?,
-            sisa: None,
-            millis: now() - started,
-        };
-        publish(scores.clone());
-        if !model.has_sisa() {
-            // A bundle built without the SISA baseline (`--no-sisa`): nothing to compare with.
-            return Ok(());
-        }
-        // The activations shorter prefixes start from: ready before the visitor's first deletion needs them.
-        evaluator.complete_features_async(model, pause).await;
-        for shard in 0..session.sisa.shards() {
-            if superseded() {
-                return Ok(());
-            }
-            if let Some(served) = session.sisa.served(shard) {
-                evaluator.prepare_sisa_async(model, shard, served.prefix, pause).await?;
-                pause().await;
-            }
-        }
-        scores.sisa = Some(evaluator.evaluate_sisa(model, &session.sisa)?);
-        publish(scores);
-        Ok::<_, String>(())
-    }
-    .await;
-    *loaded.evaluator.borrow_mut() = Some(evaluator);
-    result
-}
-
 #[function_component(SessionView)]
 pub fn session_view(props: &Props) -> Html {
     let loaded = props.loaded.clone();
-    let session = {
-        let loaded = loaded.clone();
-        use_reducer(move || {
-            let routers = &loaded.routers;
-            Session::new(Rc::new(Fixed {
-                s3t: routers.s3t.clone(),
-                sisa: routers.sisa.clone(),
-                base: loaded.base.clone(),
-            }))
-        })
-    };
-    let scores = use_state(|| None::<Scores>);
-    let history = use_state(Vec::<Scores>::new);
-    let failure = use_state(|| None::<String>);
+    let session = use_session(&loaded);
+    let retraining = use_reducer(|| Reduced::new(Retraining::default()));
+    // The bundle's identity in links and local storage.
     let bundle_tag: String = loaded.original.manifest.backbone.weights.sha256.chars().take(12).collect();
-
-    let retraining = use_reducer(Retraining::default);
-    // Restore from the URL, else from local storage (once). Retrains kept with this very state are served again
-    // (checked like a fresh retrain); those a link only names are retrained here.
-    {
-        let session = session.clone();
-        let retraining = retraining.clone();
-        let loaded = loaded.clone();
-        let tag = bundle_tag.clone();
-        use_effect_with((), move |_| {
-            let url = persist::url_state();
-            let (text, source) = if url.trim_start_matches('#').is_empty() {
-                (persist::stored_state().unwrap_or_default(), "local storage")
-            } else {
-                (url, "link")
-            };
-            match s3t::link::decode_saved(&text, &tag) {
-                Ok(Some(saved)) => {
-                    let stored = persist::stored_retrains(&text);
-                    let named: Vec<(usize, u16)> = saved.retrained.iter().map(|r| (r.after, r.shard)).collect();
-                    let kept: Vec<(usize, u16)> = stored.iter().map(|r| (r.after, r.shard)).collect();
-                    let retrains = if !named.is_empty() && named == kept && serve_stored(&loaded, &stored).is_ok() {
-                        stored
-                    } else {
-                        Vec::new()
-                    };
-                    // Without their weights, the link's retrains are done again here, each at its place.
-                    let replay = if retrains.is_empty() { named } else { Vec::new() };
-                    session.dispatch(SessionAction::Restore { ids: saved.deleted, retrains, source });
-                    for (after, shard) in replay {
-                        retraining.dispatch(RetrainAction::EnqueueAt { shard, after });
-                    }
-                }
-                Ok(None) => {}
-                Err(why) => session.dispatch(SessionAction::Ignore { why, source }),
-            }
-        });
-    }
-    // Save the visitor's changes (only theirs: see `Session::revision`), the retrains' weights with them.
-    {
-        let tag = bundle_tag.clone();
-        let current = session.clone();
-        use_effect_with(session.revision, move |&revision| {
-            if revision > 0 {
-                let saved = s3t::link::Saved {
-                    deleted: current.deleted.clone(),
-                    retrained: current
-                        .retrains
-                        .iter()
-                        .map(|r| s3t::link::Retrain { after: r.after, shard: r.shard })
-                        .collect(),
-                };
-                let link = s3t::link::encode_saved(&tag, &saved);
-                persist::save(&link);
-                persist::save_retrains(&link, &current.retrains);
-            }
-        });
-    }
-    // Re-evaluate after every change.
-    {
-        let loaded = loaded.clone();
-        let scores = scores.clone();
-        let history = history.clone();
-        let failure = failure.clone();
-        let current = session.clone();
-        use_effect_with(session.changes, move |_| {
-            let started = now();
-            let generation = loaded.generation.get() + 1;
-            loaded.generation.set(generation);
-            let snapshot: Rc<Session> = Rc::new((*current).clone());
-            wasm_bindgen_futures::spawn_local(async move {
-                let publish = move |result: Scores| {
-                    let mut h: Vec<Scores> =
-                        (*history).iter().filter(|s| s.deleted < result.deleted).cloned().collect();
-                    h.push(result.clone());
-                    history.set(h);
-                    scores.set(Some(result));
-                };
-                if let Err(e) = evaluate(loaded, snapshot, generation, started, publish).await {
-                    failure.set(Some(e));
-                }
-            });
-        });
-    }
-
+    use_restore(&loaded, &session, &retraining, &bundle_tag);
+    use_save(&session, &bundle_tag);
+    let Evaluated { scores, history, failure } = use_evaluation(&loaded, &session);
+    use_retrain_worker(&loaded, &session, &retraining);
     let on_delete = {
         let session = session.clone();
         Callback::from(move |id: s3t::SampleId| session.dispatch(SessionAction::Delete(id)))
     };
-    let worker = use_mut_ref(|| None::<web_sys::Worker>);
-    // The session as last rendered, for the worker's messages (their handler outlives a render).
-    let latest = use_mut_ref(|| Rc::new((*session).clone()));
-    *latest.borrow_mut() = Rc::new((*session).clone());
-    // A cancelled job: its worker is stopped (a new one starts with the next job).
-    {
-        let worker = worker.clone();
-        use_effect_with(retraining.stops, move |&stops| {
-            if stops > 0
-                && let Some(w) = worker.borrow_mut().take()
-            {
-                w.terminate();
-            }
-        });
-    }
-    // A job that waits: start the worker (its code loads now, not with the page), then send the request.
-    {
-        let worker = worker.clone();
-        let retraining_handle = retraining.clone();
-        let session = session.clone();
-        let loaded = loaded.clone();
-        let latest = latest.clone();
-        let key = (retraining.current.as_ref().map(|j| (j.shard, j.sent)), retraining.ready);
-        use_effect_with(key, move |&(job, ready)| {
-            let Some((shard, false)) = job else { return };
-            if worker.borrow().is_none() {
-                match retrain::start_worker(loaded.clone(), session.clone(), retraining_handle.clone(), latest) {
-                    Ok(w) => *worker.borrow_mut() = Some(w),
-                    Err(e) => retraining_handle.dispatch(RetrainAction::WorkerError(e)),
-                }
-                return;
-            }
-            if ready && let Some(w) = worker.borrow().as_ref() {
-                let request = s3t::bundle::retrain::Request {
-                    bundle: crate::source::Source::current().dir().to_owned(),
-                    shard,
-                    deleted: retrain::deleted_at(
-                        &loaded,
-                        &session,
-                        retraining_handle.current.as_ref().and_then(|j| j.after),
-                    ),
-                    purged: loaded.base.deleted_indices().into_iter().map(|i| i as u64).collect(),
-                    batch_nodes: retrain::BATCH_NODES,
-                    after: retraining_handle.current.as_ref().and_then(|j| j.after),
-                    roots: None,
-                    backend: retrain::backend(),
-                };
-                if let Ok(text) = serde_json::to_string(&request) {
-                    let _ = w.post_message(&text.into());
-                    retraining_handle.dispatch(RetrainAction::Sent);
-                }
-            }
-        });
-    }
     let on_retrain = {
         let retraining = retraining.clone();
         let loaded = loaded.clone();
@@ -522,30 +282,4 @@ fn served_digests(loaded: &Loaded, shard: u16) -> (String, String) {
         .collect::<Vec<_>>()
         .join(",");
     (weights, lineage)
-}
-
-/// Serves stored retrains at startup (before the first evaluation): each shard's nodes of its last retrain, their
-/// bytes checked against their entries. Their lineage is checked by the session's restore, at their place among
-/// the deletions; a refused one leaves the bundle's own nodes in place.
-fn serve_stored(loaded: &Loaded, stored: &[crate::state::Retrain]) -> Result<(), String> {
-    let Some(mut evaluator) = loaded.evaluator.borrow_mut().take() else {
-        return Err("the evaluator is busy".into());
-    };
-    let result = (|| {
-        let mut model = (*loaded.original).clone();
-        for r in stored {
-            for (id, bytes) in r.weights.iter() {
-                let entry = r.nodes.get(*id).ok_or_else(|| format!("shard {}: no node {id}", r.shard))?;
-                s3t::bundle::manifest::verify_bytes(&entry.weights, bytes)?;
-            }
-            model.replace_shard(&loaded.original, r.shard, (*r.nodes).clone(), (*r.weights).clone())?;
-        }
-        for shard in 0..loaded.plan.shards.len() as u16 {
-            evaluator.forget_shard(shard);
-        }
-        *loaded.model.borrow_mut() = Rc::new(model);
-        Ok(())
-    })();
-    *loaded.evaluator.borrow_mut() = Some(evaluator);
-    result
 }

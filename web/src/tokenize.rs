@@ -9,7 +9,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::load::{Loaded, yield_now};
+use s3t_host::time::yield_now;
+
+use crate::load::Loaded;
 
 /// The worker's loader script (trunk names it after the crate, without a content hash).
 const WORKER_URL: &str = "./s3t-tokenizer_loader.js";
@@ -35,8 +37,8 @@ async fn next_reply(worker: &web_sys::Worker, send: Option<&str>) -> Result<Toke
         worker.post_message(&text.into()).map_err(|e| format!("the tokenizer worker: {e:?}"))?;
     }
     let data = JsFuture::from(promise).await.map_err(|e| format!("the tokenizer worker failed: {e:?}"))?;
-    let text = data.as_string().ok_or("the tokenizer worker sent something else than text")?;
-    serde_json::from_str(&text).map_err(|e| format!("the tokenizer worker's answer: {e}"))
+    let (reply, _) = s3t_host::frames::decode(data).ok_or("the tokenizer worker's answer is not a reply")?;
+    Ok(reply)
 }
 
 /// Tokenizes `texts` with the bundle's own tokenizer (label 0 each), as `trainer predict` does.

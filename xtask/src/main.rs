@@ -48,6 +48,7 @@ fn print_help() {
          browser          only the web build and the browser tests\n  \
          demo [--port N]  build the image and review bundles if missing and the web app, serve on 127.0.0.1 (default 8080)\n  \
          demo --measure   the same, then time the page on the demo bundle in headless Chromium (software WebGPU)\n  \
+         demo --screenshot  the same, then write the README's screenshot of the page (docs/screenshot.png)\n  \
          bench [ARGS]     run the criterion benchmarks (`cargo bench -p s3t ARGS`)\n  \
          fuzz [FILTER]    fuzz every parser of untrusted bytes: FUZZ_CASES cases each (default 1,000,000), from a\n                   \
          random seed (FUZZ_SEED replays one); FILTER picks parsers (e.g. `manifest`)"
@@ -100,6 +101,8 @@ fn test(extra: &[String]) -> Result<(), String> {
                 "clippy",
                 "-p",
                 "s3t",
+                "-p",
+                "s3t-host",
                 "-p",
                 "s3t-web",
                 "-p",
@@ -240,20 +243,35 @@ fn web_data(mut trainer: Command, bundle: &Path) -> Result<(), String> {
 /// at 37 KB a review (about 25 real tokens of 384 f32 values) 200 still fit the 20 MB first load.
 const REVIEWS_TEST_REVIEWS: &str = "48";
 
+/// The README's picture of the page, taken by `demo --screenshot`.
+const SCREENSHOT: &str = "docs/screenshot.png";
+
+/// What `demo` does once the page is served.
+#[derive(PartialEq)]
+enum After {
+    /// Serve until stopped.
+    Serve,
+    /// Time the page in headless Chromium, then stop.
+    Measure,
+    /// Take the README's screenshot, then stop.
+    Screenshot,
+}
+
 fn demo(args: &[String]) -> Result<(), String> {
-    let (port, measure) = match args {
-        [] => (8080, false),
-        [flag] if flag == "--measure" => (0, true),
+    let (port, after) = match args {
+        [] => (8080, After::Serve),
+        [flag] if flag == "--measure" => (0, After::Measure),
+        [flag] if flag == "--screenshot" => (0, After::Screenshot),
         [flag, value] if flag == "--port" => {
-            (value.parse().map_err(|_| format!("--port {value:?} is not a port"))?, false)
+            (value.parse().map_err(|_| format!("--port {value:?} is not a port"))?, After::Serve)
         }
-        _ => return Err("usage: cargo xtask demo [--port N | --measure]".into()),
+        _ => return Err("usage: cargo xtask demo [--port N | --measure | --screenshot]".into()),
     };
     tools::rust_components()?;
     tools::web_tools()?;
-    // The trainer of the test build (`cargo run -p trainer` would resolve features anew and compile the burn stack
-    // a second time).
-    step("build the trainer", run("cargo", &["test", "--workspace", "--no-run"]))?;
+    // Only the trainer: its features resolve as the test build's do (see `trainer/Cargo.toml`), so a later
+    // `cargo xtask test` reuses every dependency compiled here.
+    step("build the trainer", run("cargo", &["build", "-p", "trainer"]))?;
     let trainer = target_dir().join("debug").join("trainer").to_string_lossy().into_owned();
     let bundle = root().join("web/demo/bundle");
     if !valid_bundle(Command::new(&trainer), &bundle) {
@@ -285,7 +303,16 @@ fn demo(args: &[String]) -> Result<(), String> {
     step("write the web app's data for the reviews", export)?;
     step("build the web app", run("trunk", &["build"]))?;
     let server = serve::start(root().join("web/dist"), vec![("bundle", bundle), ("reviews", reviews)], port)?;
-    if measure {
+    if after == After::Screenshot {
+        tools::browser_tools(&root())?;
+        let mut cmd = run("node", &["screenshot.mjs"]);
+        cmd.current_dir(root().join("tests/browser"))
+            .env("BASE_URL", format!("http://127.0.0.1:{}/", server.port))
+            .env("CHROMIUM", tools::CHROMIUM)
+            .env("OUT", root().join(SCREENSHOT));
+        return step("take the README's screenshot (headless Chromium)", cmd);
+    }
+    if after == After::Measure {
         // The page's speed on the software WebGPU adapter, as the browser tests measure it, on the demo bundle.
         tools::browser_tools(&root())?;
         let mut cmd = run("node", &["speed.mjs"]);

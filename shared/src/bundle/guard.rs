@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use super::manifest::{Manifest, NodeEntry, SisaEntry, SliceLineage, lineage};
+use crate::Error;
 use crate::partition::{Assignment, SampleId};
 use crate::plan::Plan;
 use crate::route::State;
@@ -165,7 +166,7 @@ impl Guard {
         plan: &Plan,
         state: &State,
         sisa_state: Option<&State>,
-    ) -> Result<(), String> {
+    ) -> crate::Result<()> {
         for shard in 0..state.shards() {
             let Some(served) = state.served(shard) else { continue };
             let s = usize::from(shard);
@@ -175,33 +176,31 @@ impl Guard {
                 .and_then(|p| p.chains.get(served.sequence))
                 .and_then(|c| c.get(..usize::from(served.prefix)))
                 .ok_or_else(|| {
-                    format!("shard {shard}: the plan has no sequence {} prefix {}", served.sequence, served.prefix)
+                    Error::mismatch(format!(
+                        "shard {shard}: the plan has no sequence {} prefix {}",
+                        served.sequence, served.prefix
+                    ))
                 })?;
             for &node in chain {
-                let entry = manifest
-                    .nodes
-                    .get(s)
-                    .and_then(|n| n.get(node))
-                    .ok_or_else(|| format!("shard {shard} node {node}: the manifest does not list it"))?;
-                self.check_node(entry).map_err(|stale| {
-                    format!(
-                        "refusing to serve shard {shard} (sequence {}, prefix {}): {stale}; run `trainer retrain \
-                         --shard {shard}`",
-                        served.sequence, served.prefix
-                    )
+                let entry = manifest.nodes.get(s).and_then(|n| n.get(node)).ok_or_else(|| {
+                    Error::mismatch(format!("shard {shard} node {node}: the manifest does not list it"))
                 })?;
+                self.check_node(entry).map_err(|stale| Error::Stale { stale, served: Some(served) })?;
             }
         }
         if let Some(sisa_state) = sisa_state.filter(|_| !manifest.sisa.is_empty()) {
             for shard in 0..sisa_state.shards() {
                 let Some(served) = sisa_state.served(shard) else { continue };
                 for k in 1..=served.prefix {
-                    let entry =
-                        manifest.sisa.get(usize::from(shard)).and_then(|s| s.get(usize::from(k) - 1)).ok_or_else(
-                            || format!("shard {shard} SISA checkpoint {k}: the manifest does not list it"),
-                        )?;
+                    let entry = manifest
+                        .sisa
+                        .get(usize::from(shard))
+                        .and_then(|s| s.get(usize::from(k) - 1))
+                        .ok_or_else(|| {
+                            Error::mismatch(format!("shard {shard} SISA checkpoint {k}: the manifest does not list it"))
+                        })?;
                     if k == served.prefix {
-                        self.check_sisa(entry).map_err(|stale| format!("refusing to serve SISA: {stale}"))?;
+                        self.check_sisa(entry).map_err(|stale| Error::Stale { stale, served: Some(served) })?;
                     }
                 }
             }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::model::{LoraConfig, ModelConfig, TrainConfig};
 use crate::partition::{Assignment, Cell, Partition, SampleId, digest_ids};
 use crate::plan::Plan;
@@ -123,30 +124,36 @@ impl DataInfo {
 
     /// Whether a model of this configuration reads this data: square images of its size, its number of classes.
     /// A record that pairs them otherwise is refused before any tensor is shaped from it.
-    pub fn fits(&self, model: &ModelConfig) -> Result<(), String> {
+    pub fn fits(&self, model: &ModelConfig) -> crate::Result<()> {
         if let Some(text) = &model.text {
             if self.rows != 1 || self.cols as usize != text.max_tokens {
-                return Err(format!(
+                return Err(Error::mismatch(format!(
                     "data is {}×{} tokens but the text model reads 1×{} (max_tokens)",
                     self.rows, self.cols, text.max_tokens
-                ));
+                )));
             }
             if usize::from(self.classes) != model.vit.classes || self.labels.len() != model.vit.classes {
-                return Err(format!(
+                return Err(Error::mismatch(format!(
                     "data has {} classes ({} labels) but model.vit.classes is {}",
                     self.classes,
                     self.labels.len(),
                     model.vit.classes
-                ));
+                )));
             }
             return Ok(());
         }
         let side = model.vit.image_size;
         if self.rows as usize != side || self.cols as usize != side {
-            return Err(format!("data is {}×{} images but model.vit.image_size is {side}", self.rows, self.cols));
+            return Err(Error::mismatch(format!(
+                "data is {}×{} images but model.vit.image_size is {side}",
+                self.rows, self.cols
+            )));
         }
         if usize::from(self.classes) != model.vit.classes {
-            return Err(format!("data has {} classes but model.vit.classes is {}", self.classes, model.vit.classes));
+            return Err(Error::mismatch(format!(
+                "data has {} classes but model.vit.classes is {}",
+                self.classes, model.vit.classes
+            )));
         }
         Ok(())
     }
@@ -204,39 +211,50 @@ impl PretrainRecord {
     }
 
     /// Parses and checks a pretraining record (`file` names it in errors).
-    pub fn from_json(file: &str, text: &str) -> Result<Self, String> {
+    pub fn from_json(file: &str, text: &str) -> crate::Result<Self> {
         if text.len() > MAX_MANIFEST_BYTES {
-            return Err(format!("{file}: {} bytes is larger than a pretraining record can be", text.len()));
-        }
-        let record: Self = serde_json::from_str(text).map_err(|e| format!("{file}: not a pretraining record: {e}"))?;
-        if record.format != FORMAT || record.version != VERSION {
-            return Err(format!(
-                "{file}: format {:?} version {} is not supported (this build reads {FORMAT:?} version {VERSION}; \
-                 pretrain again)",
-                record.format, record.version
+            return Err(Error::format(
+                file,
+                format!("{} bytes is larger than a pretraining record can be", text.len()),
             ));
         }
-        record.model.validate().map_err(|e| format!("{file}: model: {e}"))?;
-        record.data.fits(&record.model).map_err(|e| format!("{file}: {e}"))?;
+        let record: Self =
+            serde_json::from_str(text).map_err(|e| Error::format(file, format!("not a pretraining record: {e}")))?;
+        if record.format != FORMAT || record.version != VERSION {
+            return Err(Error::format(
+                file,
+                format!(
+                    "format {:?} version {} is not supported (this build reads {FORMAT:?} version {VERSION}; \
+                 pretrain again)",
+                    record.format, record.version
+                ),
+            ));
+        }
+        record.model.validate().map_err(|e| Error::format(file, format!("model: {e}")))?;
+        record.data.fits(&record.model).map_err(|e| Error::format(file, e.to_string()))?;
         Ok(record)
     }
 }
 
 impl ShardPart {
     /// Parses a shard's progress record (`file` names it in errors).
-    pub fn from_json(file: &str, text: &str) -> Result<Self, String> {
+    pub fn from_json(file: &str, text: &str) -> crate::Result<Self> {
         if text.len() > MAX_MANIFEST_BYTES {
-            return Err(format!("{file}: {} bytes is larger than a shard part can be", text.len()));
+            return Err(Error::format(file, format!("{} bytes is larger than a shard part can be", text.len())));
         }
-        let part: Self = serde_json::from_str(text).map_err(|e| format!("{file}: not a shard part: {e}"))?;
+        let part: Self =
+            serde_json::from_str(text).map_err(|e| Error::format(file, format!("not a shard part: {e}")))?;
         if part.shard >= MAX_SHARDS {
-            return Err(format!("{file}: shard {} is out of range", part.shard));
+            return Err(Error::format(file, format!("shard {} is out of range", part.shard)));
         }
         if let Some(e) = part.nodes.iter().find(|e| e.shard != part.shard) {
-            return Err(format!("{file}: node {} names shard {} in a part of shard {}", e.id, e.shard, part.shard));
+            return Err(Error::format(
+                file,
+                format!("node {} names shard {} in a part of shard {}", e.id, e.shard, part.shard),
+            ));
         }
         if let Some(e) = part.sisa.iter().find(|e| e.shard != part.shard) {
-            return Err(format!("{file}: SISA checkpoint {} names shard {}", e.checkpoint, e.shard));
+            return Err(Error::format(file, format!("SISA checkpoint {} names shard {}", e.checkpoint, e.shard)));
         }
         Ok(part)
     }
@@ -307,25 +325,24 @@ impl Backend {
 
 impl Manifest {
     /// Merges the pretraining record, the build specification and every shard's part into a manifest.
-    pub fn assemble(pretrain: PretrainRecord, spec: BuildSpec, parts: Vec<ShardPart>) -> Result<Self, String> {
-        let plan = Plan::new(spec.partition.shards, spec.partition.slices, spec.budget, &spec.strategy)
-            .map_err(|e| e.to_string())?;
+    pub fn assemble(pretrain: PretrainRecord, spec: BuildSpec, parts: Vec<ShardPart>) -> crate::Result<Self> {
+        let plan = Plan::new(spec.partition.shards, spec.partition.slices, spec.budget, &spec.strategy)?;
         let m = usize::from(spec.partition.shards);
         let mut nodes = vec![None; m];
         let mut sisa = vec![Vec::new(); m];
         for part in parts {
             let s = usize::from(part.shard);
             if s >= m {
-                return Err(format!("part of shard {} but the build has {m} shards", part.shard));
+                return Err(Error::mismatch(format!("part of shard {} but the build has {m} shards", part.shard)));
             }
             if !part.complete {
-                return Err(format!(
+                return Err(Error::mismatch(format!(
                     "shard {} is not complete: run `trainer build --resume --shard {}`",
                     part.shard, part.shard
-                ));
+                )));
             }
             if nodes[s].is_some() {
-                return Err(format!("shard {} appears twice", part.shard));
+                return Err(Error::mismatch(format!("shard {} appears twice", part.shard)));
             }
             nodes[s] = Some(part.nodes);
             sisa[s] = part.sisa;
@@ -333,7 +350,11 @@ impl Manifest {
         let nodes: Vec<Vec<NodeEntry>> = nodes
             .into_iter()
             .enumerate()
-            .map(|(s, n)| n.ok_or_else(|| format!("shard {s} has not been built: run `trainer build --shard {s}`")))
+            .map(|(s, n)| {
+                n.ok_or_else(|| {
+                    Error::mismatch(format!("shard {s} has not been built: run `trainer build --shard {s}`"))
+                })
+            })
             .collect::<Result<_, _>>()?;
         let manifest = Manifest {
             format: FORMAT.to_owned(),
@@ -362,30 +383,33 @@ impl Manifest {
     }
 
     /// Parses and checks the format, version and internal consistency (`file` names the source in errors).
-    pub fn from_json(file: &str, text: &str) -> Result<Self, String> {
+    pub fn from_json(file: &str, text: &str) -> crate::Result<Self> {
         if text.len() > MAX_MANIFEST_BYTES {
-            return Err(format!(
-                "{file}: {} bytes is larger than a manifest can be ({MAX_MANIFEST_BYTES})",
-                text.len()
+            return Err(Error::format(
+                file,
+                format!("{} bytes is larger than a manifest can be ({MAX_MANIFEST_BYTES})", text.len()),
             ));
         }
         let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("{file}: not valid JSON: {e}"))?;
+            serde_json::from_str(text).map_err(|e| Error::format(file, format!("not valid JSON: {e}")))?;
         match value.get("format").and_then(|f| f.as_str()) {
             Some(FORMAT) => {}
-            other => return Err(format!("{file}: format is {other:?}, expected \"{FORMAT}\"")),
+            other => return Err(Error::format(file, format!("format is {other:?}, expected \"{FORMAT}\""))),
         }
         match value.get("version") {
             Some(v) if v.as_u64() == Some(u64::from(VERSION)) => {}
             Some(v) => {
-                return Err(format!(
-                    "{file}: version {v} is not supported (this build reads {VERSION}; rebuild the bundle with \
+                return Err(Error::format(
+                    file,
+                    format!(
+                        "version {v} is not supported (this build reads {VERSION}; rebuild the bundle with \
                      `trainer build`)"
+                    ),
                 ));
             }
-            None => return Err(format!("{file}: no \"version\" field")),
+            None => return Err(Error::format(file, "no \"version\" field")),
         }
-        let manifest: Manifest = serde_json::from_value(value).map_err(|e| format!("{file}: {e}"))?;
+        let manifest: Manifest = serde_json::from_value(value).map_err(|e| Error::format(file, e.to_string()))?;
         manifest.check(file)?;
         Ok(manifest)
     }
@@ -394,40 +418,50 @@ impl Manifest {
         serde_json::to_string_pretty(self).expect("a manifest always serialises")
     }
 
-    fn check(&self, file: &str) -> Result<(), String> {
-        self.model.validate().map_err(|e| format!("{file}: model: {e}"))?;
-        self.data.fits(&self.model).map_err(|e| format!("{file}: {e}"))?;
+    fn check(&self, file: &str) -> crate::Result<()> {
+        self.model.validate().map_err(|e| Error::format(file, format!("model: {e}")))?;
+        self.data.fits(&self.model).map_err(|e| Error::format(file, e.to_string()))?;
         if self.partition.shards == 0 || self.partition.shards > MAX_SHARDS {
-            return Err(format!("{file}: partition.shards = {} (1..={MAX_SHARDS})", self.partition.shards));
+            return Err(Error::format(
+                file,
+                format!("partition.shards = {} (1..={MAX_SHARDS})", self.partition.shards),
+            ));
         }
         if self.partition.slices == 0 || self.partition.slices > MAX_SLICES {
-            return Err(format!("{file}: partition.slices = {} (1..={MAX_SLICES})", self.partition.slices));
+            return Err(Error::format(
+                file,
+                format!("partition.slices = {} (1..={MAX_SLICES})", self.partition.slices),
+            ));
         }
         if self.budget == 0 || self.budget > MAX_BUDGET || self.sequences.iter().any(|s| s.len() > MAX_BUDGET) {
-            return Err(format!("{file}: budget = {} (1..={MAX_BUDGET} sequences per shard)", self.budget));
+            return Err(Error::format(
+                file,
+                format!("budget = {} (1..={MAX_BUDGET} sequences per shard)", self.budget),
+            ));
         }
         if self.data.deletable > u32::MAX as usize {
-            return Err(format!("{file}: data.deletable = {} is too large", self.data.deletable));
+            return Err(Error::format(file, format!("data.deletable = {} is too large", self.data.deletable)));
         }
         let m = usize::from(self.partition.shards);
         let l = usize::from(self.partition.slices);
         if self.model.groups != l {
-            return Err(format!("{file}: model.groups = {} but partition.slices = {l}", self.model.groups));
-        }
-        if self.sequences.len() != m || self.nodes.len() != m {
-            return Err(format!(
-                "{file}: {m} shards but {} sequence lists and {} node lists",
-                self.sequences.len(),
-                self.nodes.len()
+            return Err(Error::format(
+                file,
+                format!("model.groups = {} but partition.slices = {l}", self.model.groups),
             ));
         }
-        let plan = self.plan().map_err(|e| format!("{file}: sequences: {e}"))?;
+        if self.sequences.len() != m || self.nodes.len() != m {
+            return Err(Error::format(
+                file,
+                format!("{m} shards but {} sequence lists and {} node lists", self.sequences.len(), self.nodes.len()),
+            ));
+        }
+        let plan = self.plan().map_err(|e| Error::format(file, format!("sequences: {e}")))?;
         for (shard, (plan, nodes)) in plan.shards.iter().zip(&self.nodes).enumerate() {
             if plan.nodes.len() != nodes.len() {
-                return Err(format!(
-                    "{file}: shard {shard} needs {} nodes but lists {}",
-                    plan.nodes.len(),
-                    nodes.len()
+                return Err(Error::format(
+                    file,
+                    format!("shard {shard} needs {} nodes but lists {}", plan.nodes.len(), nodes.len()),
                 ));
             }
             for (node, entry) in plan.nodes.iter().zip(nodes) {
@@ -436,17 +470,23 @@ impl Manifest {
                     || entry.prefix != node.prefix
                     || entry.parent != node.parent
                 {
-                    return Err(format!("{file}: shard {shard} node {} does not match the plan", entry.id));
+                    return Err(Error::mismatch(format!(
+                        "{file}: shard {shard} node {} does not match the plan",
+                        entry.id
+                    )));
                 }
             }
         }
         if !self.sisa.is_empty() && (self.sisa.len() != m || self.sisa.iter().any(|s| s.len() != l)) {
-            return Err(format!("{file}: SISA needs {l} checkpoints for each of {m} shards"));
+            return Err(Error::format(file, format!("SISA needs {l} checkpoints for each of {m} shards")));
         }
         for (shard, checkpoints) in self.sisa.iter().enumerate() {
             for (k, entry) in checkpoints.iter().enumerate() {
                 if entry.shard as usize != shard || usize::from(entry.checkpoint) != k + 1 {
-                    return Err(format!("{file}: SISA entry {k} of shard {shard} is not checkpoint {}", k + 1));
+                    return Err(Error::format(
+                        file,
+                        format!("SISA entry {k} of shard {shard} is not checkpoint {}", k + 1),
+                    ));
                 }
             }
         }
@@ -504,13 +544,13 @@ pub fn sha256(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Checks bytes against a weight file's recorded size and sha256 (used where files arrive over the network).
-pub fn verify_bytes(file: &WeightFile, bytes: &[u8]) -> Result<(), String> {
+pub fn verify_bytes(file: &WeightFile, bytes: &[u8]) -> crate::Result<()> {
     crate::digest::check(&file.path, "the manifest", &file.sha256, file.bytes, bytes, None)
 }
 
 /// [`verify_bytes`], hashing a few MB at a time and awaiting `pause` in between (the page checks tens of MB of an
 /// encoder on its main thread).
-pub async fn verify_bytes_paced(file: &WeightFile, bytes: &[u8], pause: &impl AsyncFn()) -> Result<(), String> {
+pub async fn verify_bytes_paced(file: &WeightFile, bytes: &[u8], pause: &impl AsyncFn()) -> crate::Result<()> {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     for chunk in bytes.chunks(4 << 20) {
@@ -578,10 +618,12 @@ mod tests {
         let mut wide = record();
         wide.data.cols = 32;
         let err = parse(&wide).expect_err("28×32 images for a 28-pixel model");
+        assert!(matches!(err, Error::Format { .. }), "{err}");
+        let err = err.to_string();
         assert!(err.contains("pretrain.json") && err.contains("image_size"), "{err}");
         let mut classes = record();
         classes.model.vit.classes = 3;
-        let err = parse(&classes).expect_err("10 classes of data for a 3-class head");
+        let err = parse(&classes).expect_err("10 classes of data for a 3-class head").to_string();
         assert!(err.contains("classes"), "{err}");
     }
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::guard::Guard;
 use super::manifest::{NodeEntry, verify_bytes};
+use crate::Error;
 use crate::partition::SampleId;
 use crate::plan::{Node, ShardPlan};
 
@@ -104,6 +105,15 @@ pub enum Report {
     },
 }
 
+/// The weights of a `Done` report: its `retrained` node ids paired with the byte arrays sent after it, exactly one
+/// per node.
+pub fn paired(retrained: &[usize], weights: Vec<Vec<u8>>) -> crate::Result<Vec<(usize, Vec<u8>)>> {
+    if weights.len() != retrained.len() {
+        return Err(Error::mismatch(format!("{} weight files for {} retrained nodes", weights.len(), retrained.len())));
+    }
+    Ok(retrained.iter().copied().zip(weights).collect())
+}
+
 /// Checks a finished retrain before it is served: every node of the shard must be one the guard (the deletions
 /// known now) allows, a retrained node's bytes must match its entry, and the nodes must be the shard's plan.
 /// `Err` names the first problem; a stale result (a deletion arrived meanwhile) is retrained again by the caller.
@@ -114,28 +124,39 @@ pub fn accept(
     nodes: &[NodeEntry],
     retrained: &[usize],
     weights: &[Vec<u8>],
-) -> Result<(), String> {
+) -> crate::Result<()> {
     if nodes.len() != plan.nodes.len() {
-        return Err(format!("shard {shard}: {} nodes arrived, the plan has {}", nodes.len(), plan.nodes.len()));
+        return Err(Error::mismatch(format!(
+            "shard {shard}: {} nodes arrived, the plan has {}",
+            nodes.len(),
+            plan.nodes.len()
+        )));
     }
     if retrained.len() != weights.len() {
-        return Err(format!("shard {shard}: {} weight files for {} retrained nodes", weights.len(), retrained.len()));
+        return Err(Error::mismatch(format!(
+            "shard {shard}: {} weight files for {} retrained nodes",
+            weights.len(),
+            retrained.len()
+        )));
     }
     for (id, entry) in nodes.iter().enumerate() {
         if entry.shard != shard || entry.id != id {
-            return Err(format!("shard {shard}: node {id} arrived as shard {} node {}", entry.shard, entry.id));
+            return Err(Error::mismatch(format!(
+                "shard {shard}: node {id} arrived as shard {} node {}",
+                entry.shard, entry.id
+            )));
         }
         let planned = &plan.nodes[id];
         if entry.prefix != planned.prefix || entry.parent != planned.parent {
-            return Err(format!(
+            return Err(Error::mismatch(format!(
                 "shard {shard}: node {id} arrived with prefix {:?}, the plan's is {:?}",
                 entry.prefix, planned.prefix
-            ));
+            )));
         }
-        guard.check_node(entry).map_err(|e| e.to_string())?;
+        guard.check_node(entry)?;
     }
     for (&id, bytes) in retrained.iter().zip(weights) {
-        let entry = nodes.get(id).ok_or_else(|| format!("shard {shard}: no node {id}"))?;
+        let entry = nodes.get(id).ok_or_else(|| Error::mismatch(format!("shard {shard}: no node {id}")))?;
         verify_bytes(&entry.weights, bytes)?;
     }
     Ok(())
@@ -194,16 +215,20 @@ pub fn merge(
     plan: &ShardPlan,
     reuse: &[Option<NodeEntry>],
     parts: Vec<Vec<NodeEntry>>,
-) -> Result<Vec<NodeEntry>, String> {
+) -> crate::Result<Vec<NodeEntry>> {
     let mut nodes: Vec<Option<NodeEntry>> = plan.nodes.iter().map(|n| reuse.get(n.id).cloned().flatten()).collect();
     for entry in parts.into_iter().flatten() {
-        let slot = nodes.get_mut(entry.id).ok_or_else(|| format!("shard {shard}: a helper built node {}", entry.id))?;
+        let slot = nodes
+            .get_mut(entry.id)
+            .ok_or_else(|| Error::mismatch(format!("shard {shard}: a helper built node {}", entry.id)))?;
         *slot = Some(entry);
     }
     nodes
         .into_iter()
         .enumerate()
-        .map(|(id, n)| n.ok_or_else(|| format!("shard {shard}: node {id} was neither retrained nor reused")))
+        .map(|(id, n)| {
+            n.ok_or_else(|| Error::mismatch(format!("shard {shard}: node {id} was neither retrained nor reused")))
+        })
         .collect()
 }
 
@@ -271,7 +296,8 @@ mod tests {
         let merged = merge(0, &plan, &reuse, vec![part]).expect("merge");
         assert!(merged.iter().enumerate().all(|(id, e)| e.id == id && (e.generation == 1) == built.contains(&id)));
         let error = merge(0, &plan, &reuse, Vec::new()).expect_err("a subtree is missing");
-        assert!(error.contains(&format!("node {root} was neither")), "{error}");
+        assert!(matches!(error, Error::Mismatch { .. }), "{error}");
+        assert!(error.to_string().contains(&format!("node {root} was neither")), "{error}");
     }
 }
 

@@ -13,7 +13,8 @@ use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
 
-use crate::dataset::Dataset;
+use crate::Error;
+use crate::dataset::{DataError, Dataset};
 use crate::partition::hex;
 
 /// Where `trainer export --format web` writes the page's data, relative to the bundle.
@@ -37,9 +38,13 @@ pub fn commitment(salt: &[u8], image: &[u8], label: u8) -> [u8; COMMITMENT_LEN] 
 }
 
 /// The digest file of a split under `salts` (`SALT_LEN` bytes per sample, fresh randomness).
-pub fn seal(data: &Dataset, salts: &[u8]) -> Result<Vec<u8>, String> {
+pub fn seal(data: &Dataset, salts: &[u8]) -> crate::Result<Vec<u8>> {
     if salts.len() != data.len() * SALT_LEN {
-        return Err(format!("{} bytes of salt for {} samples", salts.len(), data.len()));
+        return Err(Error::Data(DataError::Invalid(format!(
+            "{} bytes of salt for {} samples",
+            salts.len(),
+            data.len()
+        ))));
     }
     let mut out = Vec::with_capacity(data.len() * RECORD_LEN);
     for (i, salt) in salts.chunks_exact(SALT_LEN).enumerate() {
@@ -88,13 +93,17 @@ pub fn verify_digests(
     digests: &[u8],
     expected_sha256: &str,
     deleted: &HashSet<usize>,
-) -> Result<(), String> {
+) -> crate::Result<()> {
     if !digests.len().is_multiple_of(RECORD_LEN) || digests_sha256(digests) != expected_sha256 {
-        return Err(format!("{file}: the sample digests are not the ones the bundle was trained with"));
+        return Err(Error::mismatch(format!(
+            "{file}: the sample digests are not the ones the bundle was trained with"
+        )));
     }
     for &i in deleted {
         if digests.get(i * RECORD_LEN..i * RECORD_LEN + SALT_LEN).is_some_and(|s| s.iter().any(|&b| b != 0)) {
-            return Err(format!("{file}: sample {i} was deleted but its salt is still stored"));
+            return Err(Error::Data(DataError::Invalid(format!(
+                "{file}: sample {i} was deleted but its salt is still stored"
+            ))));
         }
     }
     Ok(())
@@ -109,26 +118,28 @@ pub fn verify(
     digests: &[u8],
     expected_sha256: &str,
     deleted: &HashSet<usize>,
-) -> Result<(), String> {
+) -> crate::Result<()> {
     verify_digests(file, digests, expected_sha256, deleted)?;
     if digests.len() != data.len() * RECORD_LEN {
-        return Err(format!(
+        return Err(Error::mismatch(format!(
             "{file}: {} samples but {} bytes of digests ({} expected)",
             data.len(),
             digests.len(),
             data.len() * RECORD_LEN
-        ));
+        )));
     }
     for (i, record) in digests.chunks_exact(RECORD_LEN).enumerate() {
         if deleted.contains(&i) {
             if !is_purged(data, i) {
-                return Err(format!("{file}: sample {i} was deleted but its pixels or label are still stored"));
+                return Err(Error::Data(DataError::Invalid(format!(
+                    "{file}: sample {i} was deleted but its pixels or label are still stored"
+                ))));
             }
             continue;
         }
         let (salt, committed) = record.split_at(SALT_LEN);
         if commitment(salt, &data.sample_bytes(i), data.labels[i]) != committed {
-            return Err(format!("{file}: sample {i} is not the sample the bundle was trained on"));
+            return Err(Error::mismatch(format!("{file}: sample {i} is not the sample the bundle was trained on")));
         }
     }
     Ok(())
@@ -163,12 +174,13 @@ mod tests {
         assert_ne!(commitment(&[0; SALT_LEN], original.image(1), original.labels[1]), committed);
         // The unpurged data or salt is refused once the sample is deleted.
         let err = verify("d", &original, &digests, &sha, &deleted).unwrap_err();
-        assert!(err.contains("sample 1 was deleted"), "{err}");
-        assert!(verify("d", &purged, &sealed, &sha, &deleted).unwrap_err().contains("salt"));
+        assert!(matches!(err, Error::Data(DataError::Invalid(_))), "{err}");
+        assert!(err.to_string().contains("sample 1 was deleted"), "{err}");
+        assert!(verify("d", &purged, &sealed, &sha, &deleted).unwrap_err().to_string().contains("salt"));
         // A changed kept sample is refused.
         let mut forged = purged.clone();
         forged.pixels[0] ^= 1;
-        assert!(verify("d", &forged, &digests, &sha, &deleted).unwrap_err().contains("sample 0"));
+        assert!(verify("d", &forged, &digests, &sha, &deleted).unwrap_err().to_string().contains("sample 0"));
         // A sample purged without a deletion is refused (it is not the trained sample).
         let mut lost = original.clone();
         purge(&mut lost, &[2].into());

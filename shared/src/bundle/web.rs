@@ -24,7 +24,8 @@ use std::io::{Read, Write};
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{WeightFile, verify_bytes};
-use crate::dataset::{Dataset, MAX_DECOMPRESSED_BYTES};
+use crate::Error;
+use crate::dataset::{DataError, Dataset, MAX_DECOMPRESSED_BYTES};
 
 /// The index of a text export, relative to the bundle.
 pub const TEXT_INDEX_FILE: &str = "data/text.json";
@@ -73,12 +74,15 @@ pub struct TextExport {
 
 impl TextExport {
     /// Parses and checks an index (`file` names it in errors).
-    pub fn from_json(file: &str, text: &str) -> Result<Self, String> {
-        let index: Self = serde_json::from_str(text).map_err(|e| format!("{file}: {e}"))?;
+    pub fn from_json(file: &str, text: &str) -> crate::Result<Self> {
+        let index: Self = serde_json::from_str(text).map_err(|e| Error::format(file, e.to_string()))?;
         if index.format != TEXT_FORMAT {
-            return Err(format!(
-                "{file}: format {} of a text export; this version reads {TEXT_FORMAT} (export the bundle again)",
-                index.format
+            return Err(Error::format(
+                file,
+                format!(
+                    "format {} of a text export; this version reads {TEXT_FORMAT} (export the bundle again)",
+                    index.format
+                ),
             ));
         }
         let expected = [
@@ -90,16 +94,22 @@ impl TextExport {
             TOKENIZER_FILE.to_owned(),
         ];
         if let Some((found, want)) = index.files().into_iter().zip(&expected).find(|(f, want)| &f.path != *want) {
-            return Err(format!("{file}: names the file {:?} where an export writes {want:?}", found.path));
+            return Err(Error::format(
+                file,
+                format!("names the file {:?} where an export writes {want:?}", found.path),
+            ));
         }
         if index.test == 0 {
-            return Err(format!("{file}: no test reviews (export with a --test-limit above 0)"));
+            return Err(Error::format(file, "no test reviews (export with a --test-limit above 0)"));
         }
         let expected = index.test_tokens.checked_mul(index.d_model).and_then(|v| v.checked_mul(4));
         if expected != Some(index.activations.bytes as usize) {
-            return Err(format!(
-                "{file}: activations of {} bytes do not hold {} tokens of {} values",
-                index.activations.bytes, index.test_tokens, index.d_model
+            return Err(Error::format(
+                file,
+                format!(
+                    "activations of {} bytes do not hold {} tokens of {} values",
+                    index.activations.bytes, index.test_tokens, index.d_model
+                ),
             ));
         }
         Ok(index)
@@ -111,23 +121,25 @@ impl TextExport {
     }
 
     /// The activations file's values, after its checksum.
-    pub fn activations_of(&self, bytes: &[u8]) -> Result<Vec<f32>, String> {
+    pub fn activations_of(&self, bytes: &[u8]) -> crate::Result<Vec<f32>> {
         verify_bytes(&self.activations, bytes)?;
         Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     }
 
     /// The test reviews, after their checksum: as many as the index says, of the model's tokens and classes.
-    pub fn test_of(&self, bytes: Vec<u8>, tokens: usize, classes: u8) -> Result<Dataset, String> {
+    pub fn test_of(&self, bytes: Vec<u8>, tokens: usize, classes: u8) -> crate::Result<Dataset> {
         verify_bytes(&self.test_texts, &bytes)?;
         let test = parse_split(&self.test_texts.path, bytes, tokens, classes)?;
         let real: usize = test.text.as_ref().map_or(0, |t| t.lengths.iter().map(|&l| l as usize).sum());
         if test.len() != self.test || real != self.test_tokens {
-            return Err(format!(
-                "{}: {} reviews of {real} real tokens, but the index says {} of {}",
-                self.test_texts.path,
-                test.len(),
-                self.test,
-                self.test_tokens
+            return Err(Error::format(
+                &self.test_texts.path,
+                format!(
+                    "{} reviews of {real} real tokens, but the index says {} of {}",
+                    test.len(),
+                    self.test,
+                    self.test_tokens
+                ),
             ));
         }
         Ok(test)
@@ -135,45 +147,56 @@ impl TextExport {
 }
 
 /// A text split as the page reads it: gzip-compressed JSON of the [`Dataset`].
-pub fn split_bytes(data: &Dataset) -> Result<Vec<u8>, String> {
-    let json = serde_json::to_vec(data).map_err(|e| format!("cannot write a text split: {e}"))?;
+pub fn split_bytes(data: &Dataset) -> crate::Result<Vec<u8>> {
+    let json = serde_json::to_vec(data).map_err(|e| Error::model(format!("cannot write a text split: {e}")))?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(&json).and_then(|()| gz.finish()).map_err(|e| format!("cannot compress a text split: {e}"))
+    gz.write_all(&json)
+        .and_then(|()| gz.finish())
+        .map_err(|e| Error::model(format!("cannot compress a text split: {e}")))
 }
 
 /// Reads a split [`split_bytes`] wrote (`file` names it in errors) and checks it against the model: texts of
 /// `tokens` token ids each, real lengths within them, labels below `classes`.
-pub fn parse_split(file: &str, bytes: Vec<u8>, tokens: usize, classes: u8) -> Result<Dataset, String> {
+pub fn parse_split(file: &str, bytes: Vec<u8>, tokens: usize, classes: u8) -> crate::Result<Dataset> {
     let mut json = Vec::new();
     flate2::read::GzDecoder::new(&bytes[..])
         .take(MAX_DECOMPRESSED_BYTES + 1)
         .read_to_end(&mut json)
-        .map_err(|e| format!("{file}: not a gzip stream that decompresses: {e}"))?;
+        .map_err(|e| DataError::Gzip { file: file.to_owned(), reason: e.to_string() })?;
     if json.len() as u64 > MAX_DECOMPRESSED_BYTES {
-        return Err(format!("{file}: decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes"));
+        return Err(Error::format(file, format!("decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes")));
     }
-    let data: Dataset = serde_json::from_slice(&json).map_err(|e| format!("{file}: {e}"))?;
-    let text = data.text.as_ref().ok_or_else(|| format!("{file}: holds no texts"))?;
+    let data: Dataset = serde_json::from_slice(&json).map_err(|e| Error::format(file, e.to_string()))?;
+    let text = data.text.as_ref().ok_or_else(|| Error::Data(DataError::Invalid(format!("{file}: holds no texts"))))?;
     let n = data.labels.len();
     if data.rows != 1 || data.cols as usize != tokens || !data.pixels.is_empty() {
-        return Err(format!("{file}: texts of 1×{} tokens expected, found {}×{}", tokens, data.rows, data.cols));
+        return Err(Error::Data(DataError::Invalid(format!(
+            "{file}: texts of 1×{} tokens expected, found {}×{}",
+            tokens, data.rows, data.cols
+        ))));
     }
     if data.classes != classes {
-        return Err(format!("{file}: {} classes, but the model has {classes}", data.classes));
+        return Err(Error::mismatch(format!("{file}: {} classes, but the model has {classes}", data.classes)));
     }
     if text.texts.len() != n || text.lengths.len() != n || Some(text.ids.len()) != n.checked_mul(tokens) {
-        return Err(format!(
+        return Err(Error::Data(DataError::Invalid(format!(
             "{file}: {n} labels, {} texts, {} lengths and {} token ids ({tokens} per text) do not agree",
             text.texts.len(),
             text.lengths.len(),
             text.ids.len()
-        ));
+        ))));
     }
     if let Some(i) = text.lengths.iter().position(|&l| l as usize > tokens) {
-        return Err(format!("{file}: text {i} has {} real tokens, more than {tokens}", text.lengths[i]));
+        return Err(Error::Data(DataError::Invalid(format!(
+            "{file}: text {i} has {} real tokens, more than {tokens}",
+            text.lengths[i]
+        ))));
     }
     if let Some(i) = data.labels.iter().position(|&l| l >= classes) {
-        return Err(format!("{file}: text {i} has label {}, outside 0..{classes}", data.labels[i]));
+        return Err(Error::Data(DataError::Invalid(format!(
+            "{file}: text {i} has label {}, outside 0..{classes}",
+            data.labels[i]
+        ))));
     }
     Ok(data)
 }
@@ -202,15 +225,15 @@ mod tests {
     fn a_split_reads_back_as_written_and_bad_ones_are_named() {
         let bytes = split_bytes(&texts()).unwrap();
         assert_eq!(parse_split("d", bytes.clone(), 4, 2).unwrap(), texts());
-        assert!(parse_split("d", bytes.clone(), 5, 2).unwrap_err().contains("1×5"));
-        assert!(parse_split("d", bytes, 4, 3).unwrap_err().contains("classes"));
+        assert!(parse_split("d", bytes.clone(), 5, 2).unwrap_err().to_string().contains("1×5"));
+        assert!(parse_split("d", bytes, 4, 3).unwrap_err().to_string().contains("classes"));
         let mut long = texts();
         long.text.as_mut().unwrap().lengths[1] = 9;
-        assert!(parse_split("d", split_bytes(&long).unwrap(), 4, 2).unwrap_err().contains("text 1 has 9"));
+        assert!(parse_split("d", split_bytes(&long).unwrap(), 4, 2).unwrap_err().to_string().contains("text 1 has 9"));
         let mut short = texts();
         short.text.as_mut().unwrap().ids.pop();
-        assert!(parse_split("d", split_bytes(&short).unwrap(), 4, 2).unwrap_err().contains("do not agree"));
-        assert!(parse_split("d", b"not gzip".to_vec(), 4, 2).unwrap_err().starts_with("d: not a gzip"));
+        assert!(parse_split("d", split_bytes(&short).unwrap(), 4, 2).unwrap_err().to_string().contains("do not agree"));
+        assert!(parse_split("d", b"not gzip".to_vec(), 4, 2).unwrap_err().to_string().starts_with("d: not a gzip"));
     }
 
     #[test]
@@ -234,11 +257,21 @@ mod tests {
         let json = serde_json::to_string(&index).unwrap();
         let index = TextExport::from_json("i", &json).unwrap();
         assert_eq!(index.activations_of(&activations).unwrap(), values);
-        assert!(index.activations_of(&activations[4..]).unwrap_err().contains("checksum"));
+        assert!(index.activations_of(&activations[4..]).unwrap_err().to_string().contains("checksum"));
         assert!(index.test_of(test.clone(), 4, 2).is_ok());
         let wrong = TextExport { test_tokens: 4, ..index.clone() };
-        assert!(TextExport::from_json("i", &serde_json::to_string(&wrong).unwrap()).unwrap_err().contains("4 tokens"));
+        assert!(
+            TextExport::from_json("i", &serde_json::to_string(&wrong).unwrap())
+                .unwrap_err()
+                .to_string()
+                .contains("4 tokens")
+        );
         let newer = TextExport { format: TEXT_FORMAT + 1, ..index };
-        assert!(TextExport::from_json("i", &serde_json::to_string(&newer).unwrap()).unwrap_err().contains("format"));
+        assert!(
+            TextExport::from_json("i", &serde_json::to_string(&newer).unwrap())
+                .unwrap_err()
+                .to_string()
+                .contains("format")
+        );
     }
 }

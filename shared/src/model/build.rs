@@ -16,12 +16,13 @@ use super::parts::{NodeParams, Pretrained, SisaParams};
 use super::serve::{node_skeleton, sisa_skeleton};
 use super::train::{NodeRun, SisaRun, TrainInputs, Unread, train_nodes, train_sisas};
 use super::weights::load_safetensors;
+use crate::Error;
 pub use crate::bundle::ShardPart;
 use crate::bundle::manifest::{lineage, verify_bytes};
 #[cfg(not(target_family = "wasm"))]
 use crate::bundle::store::{read_weights, write_atomic, write_weights};
 use crate::bundle::{NodeEntry, SisaEntry, WeightFile};
-use crate::dataset::Splits;
+use crate::dataset::{DataError, Splits};
 use crate::partition::{Assignment, Cell, SampleId};
 use crate::plan::{Plan, node_seed, sisa_seed};
 
@@ -35,11 +36,11 @@ pub fn part_path(shard: u16) -> String {
 /// arithmetic does not depend on it.
 pub trait PartStore {
     /// The bytes of a weight file, checked against its size and sha256.
-    fn read_weights(&self, file: &WeightFile) -> Result<Vec<u8>, String>;
+    fn read_weights(&self, file: &WeightFile) -> crate::Result<Vec<u8>>;
     /// Stores a weight file at `path` (relative to the bundle) and returns its manifest entry.
-    fn write_weights(&self, path: &str, bytes: &[u8]) -> Result<WeightFile, String>;
+    fn write_weights(&self, path: &str, bytes: &[u8]) -> crate::Result<WeightFile>;
     /// Records a shard's progress (so an interrupted build resumes there).
-    fn save_part(&self, part: &ShardPart) -> Result<(), String>;
+    fn save_part(&self, part: &ShardPart) -> crate::Result<()>;
 }
 
 /// A bundle directory: atomic, durable writes.
@@ -48,15 +49,15 @@ pub struct BundleDir<'a>(pub &'a Path);
 
 #[cfg(not(target_family = "wasm"))]
 impl PartStore for BundleDir<'_> {
-    fn read_weights(&self, file: &WeightFile) -> Result<Vec<u8>, String> {
+    fn read_weights(&self, file: &WeightFile) -> crate::Result<Vec<u8>> {
         read_weights(self.0, file)
     }
 
-    fn write_weights(&self, path: &str, bytes: &[u8]) -> Result<WeightFile, String> {
+    fn write_weights(&self, path: &str, bytes: &[u8]) -> crate::Result<WeightFile> {
         write_weights(self.0, path, bytes)
     }
 
-    fn save_part(&self, part: &ShardPart) -> Result<(), String> {
+    fn save_part(&self, part: &ShardPart) -> crate::Result<()> {
         save_part(self.0, part)
     }
 }
@@ -81,19 +82,19 @@ impl MemoryStore {
 }
 
 impl PartStore for MemoryStore {
-    fn read_weights(&self, file: &WeightFile) -> Result<Vec<u8>, String> {
+    fn read_weights(&self, file: &WeightFile) -> crate::Result<Vec<u8>> {
         let files = self.files.borrow();
-        let bytes = files.get(&file.path).ok_or_else(|| format!("{}: not loaded", file.path))?;
+        let bytes = files.get(&file.path).ok_or_else(|| Error::mismatch(format!("{}: not loaded", file.path)))?;
         verify_bytes(file, bytes)?;
         Ok(bytes.clone())
     }
 
-    fn write_weights(&self, path: &str, bytes: &[u8]) -> Result<WeightFile, String> {
+    fn write_weights(&self, path: &str, bytes: &[u8]) -> crate::Result<WeightFile> {
         self.insert(path, bytes.to_vec());
         Ok(WeightFile::of(path, bytes))
     }
 
-    fn save_part(&self, _part: &ShardPart) -> Result<(), String> {
+    fn save_part(&self, _part: &ShardPart) -> crate::Result<()> {
         Ok(())
     }
 }
@@ -164,7 +165,7 @@ impl<'a> BuildContext<'a> {
         self.train.for_slices(k, usize::from(self.plan.slices))
     }
 
-    fn samples(&self, shard: u16, slices: &[u16], deleted: &dyn Fn(&SampleId) -> bool) -> Result<Vec<usize>, String> {
+    fn samples(&self, shard: u16, slices: &[u16], deleted: &dyn Fn(&SampleId) -> bool) -> crate::Result<Vec<usize>> {
         let mut out = Vec::new();
         for &slice in slices {
             for id in self.assignment.members(Cell { shard, slice }) {
@@ -172,7 +173,10 @@ impl<'a> BuildContext<'a> {
                     && let SampleId::Int(i) = id
                 {
                     let row = match self.rows {
-                        Some(rows) => rows.get(i).copied().ok_or_else(|| format!("sample {i} is not loaded"))?,
+                        Some(rows) => rows
+                            .get(i)
+                            .copied()
+                            .ok_or_else(|| DataError::Invalid(format!("sample {i} is not loaded")))?,
                         None => *i as usize,
                     };
                     out.push(row);
@@ -182,12 +186,12 @@ impl<'a> BuildContext<'a> {
         Ok(out)
     }
 
-    fn load_node(&self, entry: &NodeEntry) -> Result<NodeParams, String> {
+    fn load_node(&self, entry: &NodeEntry) -> crate::Result<NodeParams> {
         let bytes = self.bundle.read_weights(&entry.weights)?;
         load_safetensors(node_skeleton(self.config, entry.prefix.len(), self.device), bytes, &entry.weights.path)
     }
 
-    fn load_sisa(&self, entry: &SisaEntry) -> Result<SisaParams, String> {
+    fn load_sisa(&self, entry: &SisaEntry) -> crate::Result<SisaParams> {
         let bytes = self.bundle.read_weights(&entry.weights)?;
         load_safetensors(sisa_skeleton(self.config, self.device), bytes, &entry.weights.path)
     }
@@ -217,7 +221,7 @@ pub fn build_shard(
     sisa: bool,
     deleted: &dyn Fn(&SampleId) -> bool,
     events: &mut dyn FnMut(BuildEvent),
-) -> Result<ShardPart, String> {
+) -> crate::Result<ShardPart> {
     let mut parts = build_shards(ctx, &[job], sisa, deleted, events)?;
     Ok(parts.remove(0))
 }
@@ -235,7 +239,7 @@ pub fn build_shards(
     sisa: bool,
     deleted: &dyn Fn(&SampleId) -> bool,
     events: &mut dyn FnMut(BuildEvent),
-) -> Result<Vec<ShardPart>, String> {
+) -> crate::Result<Vec<ShardPart>> {
     // Every read-back blocks natively, so nothing here waits and the build completes in one poll.
     super::vit::unpaced(build_shards_async(ctx, jobs, sisa, deleted, events))
 }
@@ -248,7 +252,7 @@ pub async fn build_shards_async(
     sisa: bool,
     deleted: &dyn Fn(&SampleId) -> bool,
     events: &mut dyn FnMut(BuildEvent),
-) -> Result<Vec<ShardPart>, String> {
+) -> crate::Result<Vec<ShardPart>> {
     let mut parts: Vec<ShardPart> = jobs
         .iter()
         .map(|j| ShardPart { shard: j.shard, complete: false, nodes: Vec::new(), sisa: Vec::new() })
@@ -318,7 +322,7 @@ impl Call<'_, '_> {
         trained: &mut [Vec<Option<NodeParams>>],
         parts: &mut [ShardPart],
         events: &mut dyn FnMut(BuildEvent),
-    ) -> Result<(), String> {
+    ) -> crate::Result<()> {
         let Call { ctx, jobs, deleted } = *self;
         let run = ctx.run_config(depth);
         let node = |j: usize, id: usize| &ctx.plan.shards[usize::from(jobs[j].shard)].nodes[id];
@@ -399,8 +403,8 @@ impl Call<'_, '_> {
     }
 }
 
-fn trained_node(trained: &[Vec<Option<NodeParams>>], job: usize, id: usize) -> Result<&NodeParams, String> {
-    trained[job][id].as_ref().ok_or_else(|| format!("node {id} is trained before its children"))
+fn trained_node(trained: &[Vec<Option<NodeParams>>], job: usize, id: usize) -> crate::Result<&NodeParams> {
+    trained[job][id].as_ref().ok_or_else(|| Error::model(format!("node {id} is trained before its children")))
 }
 
 fn list(shards: &BTreeSet<u16>) -> String {
@@ -415,7 +419,7 @@ async fn build_sisa(
     deleted: &dyn Fn(&SampleId) -> bool,
     parts: &mut [ShardPart],
     events: &mut dyn FnMut(BuildEvent),
-) -> Result<(), String> {
+) -> crate::Result<()> {
     let mut previous: Vec<Option<SisaParams>> = jobs.iter().map(|_| None).collect();
     for k in 1..=ctx.config.groups as u16 {
         let label = format!("SISA checkpoint {k}");
@@ -487,15 +491,16 @@ async fn build_sisa(
 }
 
 /// A run's selected parameters and their validation accuracy (a build always selects on the validation split).
-async fn selected<P>(unread: Unread<'_, P>) -> Result<(P, f64), String> {
+async fn selected<P>(unread: Unread<'_, P>) -> crate::Result<(P, f64)> {
     let fitted = unread.select(&read_back).await?;
-    let accuracy = fitted.validation_accuracy.ok_or("model selection scored no epoch")?;
+    let accuracy =
+        fitted.validation_accuracy.ok_or_else(|| Error::config("epochs", "model selection scored no epoch"))?;
     Ok((fitted.params, accuracy))
 }
 
 /// Reads logits back: blocking natively (every native backend allows it), asynchronously in the browser (all that
 /// WebGPU allows).
-async fn read_back(logits: Tensor<2>) -> Result<Vec<f32>, String> {
+async fn read_back(logits: Tensor<2>) -> crate::Result<Vec<f32>> {
     #[cfg(target_family = "wasm")]
     return super::features::to_host_async(logits).await;
     #[cfg(not(target_family = "wasm"))]
@@ -503,7 +508,7 @@ async fn read_back(logits: Tensor<2>) -> Result<Vec<f32>, String> {
 }
 
 /// A trained module's weight file, read back as [`read_back`] does.
-async fn serialise<M: burn::module::Module>(module: &M) -> Result<Vec<u8>, String> {
+async fn serialise<M: burn::module::Module>(module: &M) -> crate::Result<Vec<u8>> {
     #[cfg(target_family = "wasm")]
     return super::weights::to_safetensors_async(module).await;
     #[cfg(not(target_family = "wasm"))]
@@ -523,7 +528,7 @@ fn ancestors(plan: &Plan, shard: u16, node: usize) -> Vec<usize> {
 
 /// Writes a shard's progress record atomically.
 #[cfg(not(target_family = "wasm"))]
-pub fn save_part(bundle: &Path, part: &ShardPart) -> Result<(), String> {
-    let json = serde_json::to_string_pretty(part).map_err(|e| e.to_string())?;
+pub fn save_part(bundle: &Path, part: &ShardPart) -> crate::Result<()> {
+    let json = serde_json::to_string_pretty(part).map_err(|e| Error::model(e.to_string()))?;
     write_atomic(&bundle.join(part_path(part.shard)), json.as_bytes())
 }

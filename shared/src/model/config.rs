@@ -1,5 +1,6 @@
 //! Model hyper-parameters (burn `Config`s with documented defaults).
 
+use crate::Error;
 use burn::config::Config;
 
 /// The frozen backbone: a pre-norm vision transformer over square grey images.
@@ -103,15 +104,18 @@ impl VitConfig {
     }
 
     /// Checks the divisibility constraints; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
         if self.patch_size == 0 || self.image_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
-            return Err(format!("patch_size {} must divide image_size {}", self.patch_size, self.image_size));
+            return Err(Error::config(
+                "patch_size",
+                format!("patch_size {} must divide image_size {}", self.patch_size, self.image_size),
+            ));
         }
         if self.heads == 0 || !self.d_model.is_multiple_of(self.heads) {
-            return Err(format!("heads {} must divide d_model {}", self.heads, self.d_model));
+            return Err(Error::config("heads", format!("heads {} must divide d_model {}", self.heads, self.d_model)));
         }
         if self.depth == 0 || self.classes < 2 || self.mlp_ratio == 0 {
-            return Err("depth, mlp_ratio must be ≥ 1 and classes ≥ 2".into());
+            return Err(Error::config("depth", "depth, mlp_ratio must be ≥ 1 and classes ≥ 2"));
         }
         // Bounds far above any model this project trains: a record from a file must not make a reader allocate
         // without limit.
@@ -123,7 +127,7 @@ impl VitConfig {
             ("classes", self.classes, 256),
         ] {
             if value > max {
-                return Err(format!("{field} {value} is larger than {max}"));
+                return Err(Error::config(field, format!("{field} {value} is larger than {max}")));
             }
         }
         Ok(())
@@ -142,9 +146,12 @@ impl TextConfig {
     }
 
     /// Checks the bounds a reader relies on before shaping tensors from a record; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
         if self.model_type != "bert" {
-            return Err(format!("model_type {:?} is not supported (supported: \"bert\")", self.model_type));
+            return Err(Error::config(
+                "model_type",
+                format!("model_type {:?} is not supported (supported: \"bert\")", self.model_type),
+            ));
         }
         for (field, value, max) in [
             ("vocab_size", self.vocab_size, 1 << 20),
@@ -153,20 +160,29 @@ impl TextConfig {
             ("max_tokens", self.max_tokens, 1 << 16),
         ] {
             if value == 0 || value > max {
-                return Err(format!("{field} {value} must be between 1 and {max}"));
+                return Err(Error::config(field, format!("{field} {value} must be between 1 and {max}")));
             }
         }
         if self.max_tokens < 2 || self.max_tokens > self.max_positions {
-            return Err(format!(
-                "max_tokens {} must be between 2 (the special tokens) and max_position_embeddings {}",
-                self.max_tokens, self.max_positions
+            return Err(Error::config(
+                "max_tokens",
+                format!(
+                    "max_tokens {} must be between 2 (the special tokens) and max_position_embeddings {}",
+                    self.max_tokens, self.max_positions
+                ),
             ));
         }
         if self.pad_token_id as usize >= self.vocab_size {
-            return Err(format!("pad_token_id {} is outside the vocabulary of {}", self.pad_token_id, self.vocab_size));
+            return Err(Error::config(
+                "pad_token_id",
+                format!("pad_token_id {} is outside the vocabulary of {}", self.pad_token_id, self.vocab_size),
+            ));
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
-            return Err(format!("layer_norm_eps {} must be a positive number", self.layer_norm_eps));
+            return Err(Error::config(
+                "layer_norm_eps",
+                format!("layer_norm_eps {} must be a positive number", self.layer_norm_eps),
+            ));
         }
         Ok(())
     }
@@ -186,27 +202,36 @@ impl ModelConfig {
         self.text.as_ref().map_or(super::kernel::LAYER_NORM_EPSILON as f64, |t| t.layer_norm_eps)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
         self.vit.validate()?;
         if let Some(text) = &self.text {
             text.validate()?;
         }
         if self.groups == 0 || self.groups > self.vit.depth {
-            return Err(format!("groups {} must be between 1 and depth {}", self.groups, self.vit.depth));
+            return Err(Error::config(
+                "groups",
+                format!("groups {} must be between 1 and depth {}", self.groups, self.vit.depth),
+            ));
         }
         if let Some(per) = self.layers_per_group
             && (per == 0 || per.saturating_mul(self.groups) > self.vit.depth)
         {
-            return Err(format!(
-                "layers_per_group {per}: {} groups of it must fit in the {} layers (and it must be at least 1)",
-                self.groups, self.vit.depth
+            return Err(Error::config(
+                "layers_per_group",
+                format!(
+                    "layers_per_group {per}: {} groups of it must fit in the {} layers (and it must be at least 1)",
+                    self.groups, self.vit.depth
+                ),
             ));
         }
         if self.lora.rank == 0 || self.lora.rank > self.vit.d_model {
-            return Err(format!("lora.rank {} must be between 1 and d_model {}", self.lora.rank, self.vit.d_model));
+            return Err(Error::config(
+                "lora.rank",
+                format!("lora.rank {} must be between 1 and d_model {}", self.lora.rank, self.vit.d_model),
+            ));
         }
         if !self.lora.alpha.is_finite() {
-            return Err(format!("lora.alpha {} is not a finite number", self.lora.alpha));
+            return Err(Error::config("lora.alpha", format!("lora.alpha {} is not a finite number", self.lora.alpha)));
         }
         Ok(())
     }

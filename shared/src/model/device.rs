@@ -33,7 +33,7 @@ pub fn cpu() -> Selected {
 
 /// Selects a device natively (the browser uses [`select_async`]).
 #[cfg(not(target_family = "wasm"))]
-pub fn select(choice: DeviceChoice) -> Result<Selected, String> {
+pub fn select(choice: DeviceChoice) -> crate::Result<Selected> {
     match choice {
         DeviceChoice::Cpu => Ok(cpu()),
         DeviceChoice::Gpu => probe_gpu().map(|mut selected| {
@@ -61,8 +61,9 @@ pub fn select(choice: DeviceChoice) -> Result<Selected, String> {
 }
 
 #[cfg(all(feature = "gpu", not(target_family = "wasm")))]
-fn probe_gpu() -> Result<Selected, String> {
-    // `init` can be called once per selector; the device is cached for the process.
+fn probe_gpu() -> crate::Result<Selected> {
+    // `init` can be called once per selector; the device is cached for the process (with the reason it failed:
+    // a message, since an error value is not `Clone`).
     static GPU: std::sync::OnceLock<Result<Selected, String>> = std::sync::OnceLock::new();
     GPU.get_or_init(|| {
         let device = Device::wgpu_options().init().map_err(|e| format!("wgpu: {e}"))?;
@@ -73,11 +74,12 @@ fn probe_gpu() -> Result<Selected, String> {
         Ok(Selected { device, name: format!("gpu ({name})"), is_gpu: true, notice })
     })
     .clone()
+    .map_err(crate::Error::Model)
 }
 
 #[cfg(all(not(feature = "gpu"), not(target_family = "wasm")))]
-fn probe_gpu() -> Result<Selected, String> {
-    Err("this build has no GPU support (feature `gpu`)".into())
+fn probe_gpu() -> crate::Result<Selected> {
+    Err(crate::Error::config("device", "this build has no GPU support (feature `gpu`)"))
 }
 
 /// Whether a wgpu device is a software adapter rather than a card (llvmpipe, lavapipe, SwiftShader, a browser's
@@ -89,7 +91,7 @@ pub fn software(device: &Device) -> bool {
 
 /// Selects a device in the browser: WebGPU when the browser gives an adapter, otherwise the CPU.
 #[cfg(target_family = "wasm")]
-pub async fn select_async(choice: DeviceChoice) -> Result<Selected, String> {
+pub async fn select_async(choice: DeviceChoice) -> crate::Result<Selected> {
     match choice {
         DeviceChoice::Cpu => Ok(cpu()),
         #[cfg(feature = "gpu")]
@@ -100,7 +102,7 @@ pub async fn select_async(choice: DeviceChoice) -> Result<Selected, String> {
                 selected.notice = Some(format!("no WebGPU adapter ({e}); running on the CPU"));
                 Ok(selected)
             }
-            Err(e) => Err(format!("WebGPU: {e}")),
+            Err(e) => Err(crate::Error::model(format!("WebGPU: {e}"))),
         },
         #[cfg(not(feature = "gpu"))]
         DeviceChoice::Gpu | DeviceChoice::Auto => Ok(cpu()),

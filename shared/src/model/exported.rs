@@ -8,6 +8,7 @@ use super::config::ModelConfig;
 use super::features::Features;
 use super::hf::{load_encoder_layers, load_whole_encoder_paced};
 use super::vit::Backbone;
+use crate::Error;
 use crate::bundle::manifest::{verify_bytes, verify_bytes_paced};
 use crate::bundle::web::{TextExport, parse_split};
 use crate::dataset::Dataset;
@@ -42,29 +43,34 @@ pub fn open(
     index: &TextExport,
     files: ExportFiles,
     device: &Device,
-) -> Result<ExportedText, String> {
-    let text = config.text.as_ref().ok_or("a text export, but the bundle's model reads images")?;
+) -> crate::Result<ExportedText> {
+    let text = config.text.as_ref().ok_or_else(not_text)?;
     check_boundary(config, index)?;
     verify_bytes(&index.encoder, &files.encoder)?;
     let encoder = load_encoder_layers(&index.encoder.path, &files.encoder, config, index.from_layer, device)?;
     let test = index.test_of(files.test, text.max_tokens, classes)?;
     let rows = index.activations_of(&files.activations)?;
     let features = Features::from_real_tokens(config, &test, &rows, EVAL_BATCH, device)
-        .map_err(|e| format!("{}: {e}", index.activations.path))?;
+        .map_err(|e| Error::format(&index.activations.path, e.to_string()))?;
     Ok(ExportedText { encoder, test, features })
 }
 
+/// A text export met a bundle whose model reads images.
+fn not_text() -> Error {
+    Error::mismatch("a text export, but the bundle's model reads images")
+}
+
 /// Checks the configuration against the index as [`open`] does.
-fn check_boundary(config: &ModelConfig, index: &TextExport) -> Result<(), String> {
+fn check_boundary(config: &ModelConfig, index: &TextExport) -> crate::Result<()> {
     if index.from_layer != config.frozen_base() || index.d_model != config.vit.d_model {
-        return Err(format!(
+        return Err(Error::mismatch(format!(
             "the export starts at layer {} of width {}, but the model's frozen base is layer {} of width {} (export \
              the bundle again)",
             index.from_layer,
             index.d_model,
             config.frozen_base(),
             config.vit.d_model
-        ));
+        )));
     }
     Ok(())
 }
@@ -78,7 +84,7 @@ pub fn whole_encoder(
     below: &[u8],
     above: &[u8],
     device: &Device,
-) -> Result<Backbone, String> {
+) -> crate::Result<Backbone> {
     super::vit::unpaced(whole_encoder_paced(config, index, below, above, device, &async || {}))
 }
 
@@ -90,7 +96,7 @@ pub async fn whole_encoder_paced(
     above: &[u8],
     device: &Device,
     pause: &impl AsyncFn(),
-) -> Result<Backbone, String> {
+) -> crate::Result<Backbone> {
     check_boundary(config, index)?;
     verify_bytes_paced(&index.below, below, pause).await?;
     verify_bytes_paced(&index.encoder, above, pause).await?;
@@ -99,8 +105,8 @@ pub async fn whole_encoder_paced(
 }
 
 /// The validation split of an export, checked against the index and the model (`classes` classes).
-pub fn validation(config: &ModelConfig, classes: u8, index: &TextExport, bytes: Vec<u8>) -> Result<Dataset, String> {
-    let text = config.text.as_ref().ok_or("a text export, but the bundle's model reads images")?;
+pub fn validation(config: &ModelConfig, classes: u8, index: &TextExport, bytes: Vec<u8>) -> crate::Result<Dataset> {
+    let text = config.text.as_ref().ok_or_else(not_text)?;
     verify_bytes(&index.validation_texts, &bytes)?;
     parse_split(&index.validation_texts.path, bytes, text.max_tokens, classes)
 }
@@ -111,8 +117,8 @@ pub fn tokenizer(
     config: &ModelConfig,
     index: &TextExport,
     bytes: &[u8],
-) -> Result<crate::tokenizer::TextTokenizer, String> {
-    let text = config.text.as_ref().ok_or("a text export, but the bundle's model reads images")?;
+) -> crate::Result<crate::tokenizer::TextTokenizer> {
+    let text = config.text.as_ref().ok_or_else(not_text)?;
     verify_bytes(&index.tokenizer, bytes)?;
     crate::tokenizer::TextTokenizer::from_bytes(
         &index.tokenizer.path,
@@ -144,9 +150,9 @@ pub fn retrain_inputs(
     index: &TextExport,
     files: RetrainFiles,
     device: &Device,
-) -> Result<(super::Pretrained, Dataset, Dataset), String> {
+) -> crate::Result<(super::Pretrained, Dataset, Dataset)> {
     let config = &manifest.model;
-    let text = config.text.as_ref().ok_or("a text export, but the bundle's model reads images")?;
+    let text = config.text.as_ref().ok_or_else(not_text)?;
     let file = &manifest.backbone.weights;
     verify_bytes(file, &files.head)?;
     let head = super::weights::load_safetensors(super::Head::new(&config.vit, device), files.head, &file.path)?;

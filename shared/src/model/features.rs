@@ -9,7 +9,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::config::ModelConfig;
 use super::input;
 use super::vit::{Backbone, Component, block_adapters, unpaced};
-use crate::dataset::Dataset;
+use crate::Error;
+use crate::dataset::{DataError, Dataset};
 
 /// Evaluation batch size (memory bound, not a hyper-parameter).
 pub const EVAL_BATCH: usize = 500;
@@ -73,7 +74,7 @@ impl Features {
     /// The activations entering the bottom group L at the real tokens of `data`'s texts (the samples these features
     /// were computed from), row-major [Σ lengths, d] in sample order: what a text bundle's export for the page ships
     /// instead of the encoder below that boundary ([`Features::from_real_tokens`]).
-    pub fn real_tokens(&self, config: &ModelConfig, data: &Dataset) -> Result<Vec<f32>, String> {
+    pub fn real_tokens(&self, config: &ModelConfig, data: &Dataset) -> crate::Result<Vec<f32>> {
         let lengths = text_lengths(data, self.len)?;
         let (tokens, d) = (data.cols as usize, config.vit.d_model);
         let all = to_host(self.all(config.groups));
@@ -95,17 +96,17 @@ impl Features {
         rows: &[f32],
         batch: usize,
         device: &Device,
-    ) -> Result<Self, String> {
+    ) -> crate::Result<Self> {
         let n = data.len();
         let lengths = text_lengths(data, n)?;
         let (tokens, d) = (data.cols as usize, config.vit.d_model);
         let real: usize = lengths.iter().sum();
         if rows.len() != real * d {
-            return Err(format!(
+            return Err(Error::mismatch(format!(
                 "{} values of activations, but {n} texts of {real} real tokens in all need {} ({d} each)",
                 rows.len(),
                 real * d
-            ));
+            )));
         }
         let mut values = vec![0.0f32; n * tokens * d];
         let mut at = 0;
@@ -214,17 +215,24 @@ impl Features {
 }
 
 /// Each text's real tokens, checked against the tokens per text (`n` texts expected).
-fn text_lengths(data: &Dataset, n: usize) -> Result<Vec<usize>, String> {
-    let text = data.text.as_ref().ok_or("real tokens are a text's; these samples are images")?;
+fn text_lengths(data: &Dataset, n: usize) -> crate::Result<Vec<usize>> {
+    let text = data
+        .text
+        .as_ref()
+        .ok_or_else(|| DataError::Invalid("real tokens are a text's; these samples are images".into()))?;
     if text.lengths.len() != n {
-        return Err(format!("{} texts, but {n} samples of activations", text.lengths.len()));
+        return Err(Error::mismatch(format!("{} texts, but {n} samples of activations", text.lengths.len())));
     }
     let tokens = data.cols as usize;
     text.lengths
         .iter()
         .map(|&l| {
             let l = l as usize;
-            if l > tokens { Err(format!("a text of {l} real tokens, more than the {tokens} per text")) } else { Ok(l) }
+            if l > tokens {
+                Err(DataError::Invalid(format!("a text of {l} real tokens, more than the {tokens} per text")).into())
+            } else {
+                Ok(l)
+            }
         })
         .collect()
 }
@@ -296,9 +304,9 @@ pub fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 }
 
 /// [`to_host`] for backends that can only read back asynchronously (WebGPU in the browser).
-pub async fn to_host_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
-    let data = t.into_data_async().await.map_err(|e| format!("reading a tensor back: {e:?}"))?;
-    data.try_into_vec_as::<f32>().map_err(|e| format!("reading a tensor back: {e:?}"))
+pub async fn to_host_async<const D: usize>(t: Tensor<D>) -> crate::Result<Vec<f32>> {
+    let data = t.into_data_async().await.map_err(|e| Error::model(format!("reading a tensor back: {e:?}")))?;
+    data.try_into_vec_as::<f32>().map_err(|e| Error::model(format!("reading a tensor back: {e:?}")))
 }
 
 /// [`logits_all`] with asynchronous read-back, `batch` samples at a time, awaiting `pause` after each batch so a
@@ -310,7 +318,7 @@ pub async fn logits_all_async(
     features: &Features,
     batch: usize,
     pause: &impl AsyncFn(),
-) -> Result<Vec<f32>, String> {
+) -> crate::Result<Vec<f32>> {
     let k = component.groups.len().max(1);
     let mut out = Vec::with_capacity(features.len() * config.vit.classes);
     let all: Vec<usize> = (0..features.len()).collect();

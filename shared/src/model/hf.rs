@@ -11,6 +11,8 @@ use burn::tensor::{Device, Tensor, TensorData, f16};
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
+
 use super::config::{LoraConfig, ModelConfig, TextConfig, VitConfig};
 use super::vit::{Backbone, Block, TextEmbedding};
 
@@ -60,18 +62,21 @@ fn default_positions() -> String {
 
 impl HfConfig {
     /// Parses and checks `config.json` (`file` names it in errors).
-    pub fn from_json(file: &str, text: &str) -> Result<Self, String> {
+    pub fn from_json(file: &str, text: &str) -> crate::Result<Self> {
         let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("{file}: not a JSON document: {e}"))?;
+            serde_json::from_str(text).map_err(|e| Error::format(file, format!("not a JSON document: {e}")))?;
         let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
         if model_type != "bert" {
-            return Err(format!(
-                "{file}: model_type {model_type:?} is not supported (supported: \"bert\", the BERT family such as \
+            return Err(Error::format(
+                file,
+                format!(
+                    "model_type {model_type:?} is not supported (supported: \"bert\", the BERT family such as \
                  all-MiniLM-L6-v2)"
+                ),
             ));
         }
-        let config: Self = serde_json::from_value(value).map_err(|e| format!("{file}: {e}"))?;
-        let field = |name: &str, why: String| Err(format!("{file}: {name}: {why}"));
+        let config: Self = serde_json::from_value(value).map_err(|e| Error::format(file, e.to_string()))?;
+        let field = |name: &str, why: String| Err(Error::config(name, format!("{file}: {name}: {why}")));
         if config.hidden_act != "gelu" {
             return field("hidden_act", format!("{:?} is not supported (supported: \"gelu\")", config.hidden_act));
         }
@@ -105,7 +110,7 @@ impl HfConfig {
         layers_per_group: usize,
         max_tokens: usize,
         lora: LoraConfig,
-    ) -> Result<ModelConfig, String> {
+    ) -> crate::Result<ModelConfig> {
         let vit = VitConfig::new()
             .with_image_size(1)
             .with_patch_size(1)
@@ -153,18 +158,28 @@ pub struct BackboneSource {
 
 impl BackboneSource {
     /// Checks that `name`'s bytes are the recorded ones.
-    pub fn check(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
-        let file = self.files.iter().find(|f| f.name == name).ok_or_else(|| format!("{name}: not recorded"))?;
+    pub fn check(&self, name: &str, bytes: &[u8]) -> crate::Result<()> {
+        let file = self
+            .files
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| Error::mismatch(format!("{name}: not recorded")))?;
         let sha = crate::partition::hex(&crate::bundle::manifest::sha256(bytes));
         if file.bytes != bytes.len() as u64 || file.sha256 != sha {
-            return Err(format!(
+            let message = format!(
                 "{}/{name}: sha256 {sha} ({} bytes) differs from the recorded {} ({} bytes): not the backbone this \
                  bundle was built on",
                 self.dir,
                 bytes.len(),
                 file.sha256,
                 file.bytes
-            ));
+            );
+            return Err(Error::Checksum {
+                file: format!("{}/{name}", self.dir),
+                expected: file.sha256.clone(),
+                actual: sha,
+                message,
+            });
         }
         Ok(())
     }
@@ -186,19 +201,19 @@ impl Tensors<'_> {
         self.parts.iter().flat_map(SafeTensors::names).collect()
     }
 
-    fn get<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<D>, String> {
+    fn get<const D: usize>(&self, name: &str, shape: [usize; D]) -> crate::Result<Tensor<D>> {
         let full = format!("{}{name}", self.prefix);
         let view = self
             .parts
             .iter()
             .find_map(|st| st.tensor(&full).ok())
-            .ok_or_else(|| format!("{}: tensor {full} is missing", self.file))?;
+            .ok_or_else(|| Error::format(self.file, format!("tensor {full} is missing")))?;
         if view.shape() != shape {
-            return Err(format!(
+            return Err(Error::mismatch(format!(
                 "{}: tensor {full} has shape {:?}, but config.json makes it {shape:?}",
                 self.file,
                 view.shape()
-            ));
+            )));
         }
         let values: Vec<f32> = match view.dtype() {
             Dtype::F32 if self.half => view
@@ -212,20 +227,23 @@ impl Tensors<'_> {
                 view.data().chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
             }
             other => {
-                return Err(format!("{}: tensor {full} is {other:?}; only F32 checkpoints are supported", self.file));
+                return Err(Error::format(
+                    self.file,
+                    format!("tensor {full} is {other:?}; only F32 checkpoints are supported"),
+                ));
             }
         };
         Ok(Tensor::from_data(TensorData::new(values, shape), self.device))
     }
 
     /// A Hugging Face `nn.Linear` (`weight` [out, in]) as burn's (`weight` [in, out]).
-    fn linear(&self, name: &str, d_in: usize, d_out: usize) -> Result<Linear, String> {
+    fn linear(&self, name: &str, d_in: usize, d_out: usize) -> crate::Result<Linear> {
         let weight = self.get(&format!("{name}.weight"), [d_out, d_in])?.transpose();
         let bias = self.get(&format!("{name}.bias"), [d_out])?;
         Ok(Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) })
     }
 
-    fn norm(&self, name: &str, d: usize, epsilon: f64) -> Result<LayerNorm, String> {
+    fn norm(&self, name: &str, d: usize, epsilon: f64) -> crate::Result<LayerNorm> {
         let mut norm = LayerNormConfig::new(d).with_epsilon(epsilon).init(self.device);
         norm.gamma = Param::from_tensor(self.get(&format!("{name}.weight"), [d])?);
         norm.beta = Some(Param::from_tensor(self.get(&format!("{name}.bias"), [d])?));
@@ -235,7 +253,7 @@ impl Tensors<'_> {
 
 /// Reads a BERT checkpoint (`model.safetensors`'s bytes; `file` names it in errors) into a frozen backbone of
 /// `config` (a text configuration, [`HfConfig::model_config`]).
-pub fn load_backbone(file: &str, bytes: &[u8], config: &ModelConfig, device: &Device) -> Result<Backbone, String> {
+pub fn load_backbone(file: &str, bytes: &[u8], config: &ModelConfig, device: &Device) -> crate::Result<Backbone> {
     load_encoder_layers(file, bytes, config, 0, device)
 }
 
@@ -248,8 +266,9 @@ pub fn load_encoder_layers(
     config: &ModelConfig,
     from: usize,
     device: &Device,
-) -> Result<Backbone, String> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
+) -> crate::Result<Backbone> {
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| Error::format(file, format!("not a safetensors file: {e}")))?;
     super::vit::unpaced(load_parts_paced(file, vec![st], config, from, device, &async || {}))
 }
 
@@ -262,10 +281,13 @@ async fn load_parts_paced(
     from: usize,
     device: &Device,
     pause: &impl AsyncFn(),
-) -> Result<Backbone, String> {
-    let text = config.text.as_ref().ok_or("not a text model configuration")?;
+) -> crate::Result<Backbone> {
+    let text = config.text.as_ref().ok_or_else(|| Error::config("text", "not a text model configuration"))?;
     if from > config.vit.depth {
-        return Err(format!("{file}: layers from {from} asked of an encoder of {} layers", config.vit.depth));
+        return Err(Error::mismatch(format!(
+            "{file}: layers from {from} asked of an encoder of {} layers",
+            config.vit.depth
+        )));
     }
     let prefix = if parts.iter().flat_map(SafeTensors::names).any(|n| n.starts_with("bert.")) { "bert." } else { "" };
     let t = Tensors { file, parts, prefix, device, half: text.frozen_half() };
@@ -285,7 +307,10 @@ async fn load_parts_paced(
         // A partial file holds the layers it names and nothing else (what `encoder_layers` writes).
         let layer = |n: &str| layer_of(n.strip_prefix(prefix).unwrap_or(n));
         if let Some(name) = t.names().into_iter().find(|n| layer(n).is_none_or(|i| i < from)) {
-            return Err(format!("{file}: tensor {name} is not one of the encoder's layers from {from} up"));
+            return Err(Error::format(
+                file,
+                format!("tensor {name} is not one of the encoder's layers from {from} up"),
+            ));
         }
         None
     };
@@ -310,10 +335,10 @@ async fn load_parts_paced(
     }
     let extra = format!("{prefix}encoder.layer.{}.", config.vit.depth);
     if t.names().iter().any(|n| n.starts_with(&extra)) {
-        return Err(format!(
+        return Err(Error::mismatch(format!(
             "{file}: holds more encoder layers than num_hidden_layers {} in config.json",
             config.vit.depth
-        ));
+        )));
     }
     Ok(Backbone {
         patch: None,
@@ -335,14 +360,14 @@ fn layer_of(name: &str) -> Option<usize> {
 /// The tensors of encoder layers `from..` of a BERT checkpoint, as a safetensors file of their own, names unchanged
 /// and everything below left out: their bytes unchanged, or (`half`, a model held at f16) rounded to F16 tensors.
 /// [`load_encoder_layers`] reads back the very values the model computes with.
-pub fn encoder_layers(file: &str, bytes: &[u8], from: usize, half: bool) -> Result<Vec<u8>, String> {
+pub fn encoder_layers(file: &str, bytes: &[u8], from: usize, half: bool) -> crate::Result<Vec<u8>> {
     let above = |name: &str| layer_of(name).is_some_and(|i| i >= from);
     encoder_part(file, bytes, above, &format!("encoder layer from {from} up"), half)
 }
 
 /// The rest of the encoder below layer `from`: the embedding and layers `..from` ([`encoder_layers`]'s complement
 /// among the tensors the model reads), written the same way. [`load_whole_encoder_paced`] joins the two.
-pub fn encoder_below(file: &str, bytes: &[u8], from: usize, half: bool) -> Result<Vec<u8>, String> {
+pub fn encoder_below(file: &str, bytes: &[u8], from: usize, half: bool) -> crate::Result<Vec<u8>> {
     let below = |name: &str| is_embedding(name) || layer_of(name).is_some_and(|i| i < from);
     encoder_part(file, bytes, below, &format!("embedding or layer below {from}"), half)
 }
@@ -362,22 +387,26 @@ fn encoder_part(
     keep: impl Fn(&str) -> bool,
     what: &str,
     half: bool,
-) -> Result<Vec<u8>, String> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
+) -> crate::Result<Vec<u8>> {
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| Error::format(file, format!("not a safetensors file: {e}")))?;
     let mut kept: Vec<(String, safetensors::tensor::TensorView<'_>)> =
         st.tensors().into_iter().filter(|(name, _)| keep(name.strip_prefix("bert.").unwrap_or(name))).collect();
     if kept.is_empty() {
-        return Err(format!("{file}: holds no {what}"));
+        return Err(Error::format(file, format!("holds no {what}")));
     }
     kept.sort_by(|a, b| a.0.cmp(&b.0));
-    let write = |e: safetensors::SafeTensorError| format!("{file}: cannot write its {what}: {e}");
+    let write = |e: safetensors::SafeTensorError| Error::format(file, format!("cannot write its {what}: {e}"));
     if !half {
         return safetensors::serialize(kept, None).map_err(write);
     }
     let mut halved: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(kept.len());
     for (name, view) in &kept {
         if view.dtype() != Dtype::F32 {
-            return Err(format!("{file}: tensor {name} is {:?}; only F32 checkpoints are supported", view.dtype()));
+            return Err(Error::format(
+                file,
+                format!("tensor {name} is {:?}; only F32 checkpoints are supported", view.dtype()),
+            ));
         }
         let data: Vec<u8> = view
             .data()
@@ -407,18 +436,19 @@ pub async fn load_whole_encoder_paced(
     from: usize,
     device: &Device,
     pause: &impl AsyncFn(),
-) -> Result<Backbone, String> {
+) -> crate::Result<Backbone> {
     let (low, high) = (SafeTensors::deserialize(below.1), SafeTensors::deserialize(above.1));
-    let low = low.map_err(|e| format!("{}: not a safetensors file: {e}", below.0))?;
-    let high = high.map_err(|e| format!("{}: not a safetensors file: {e}", above.0))?;
+    let low = low.map_err(|e| Error::format(below.0, format!("not a safetensors file: {e}")))?;
+    let high = high.map_err(|e| Error::format(above.0, format!("not a safetensors file: {e}")))?;
     for ((file, st), lower) in [(below.0, &low), (above.0, &high)].into_iter().zip([true, false]) {
         for name in st.names() {
             let bare = name.strip_prefix("bert.").unwrap_or(name);
             let is_lower = is_embedding(bare) || layer_of(bare).is_some_and(|i| i < from);
             let is_upper = layer_of(bare).is_some_and(|i| i >= from);
             if (lower && !is_lower) || (!lower && !is_upper) {
-                return Err(format!(
-                    "{file}: tensor {name} does not belong to this part of the encoder (boundary {from})"
+                return Err(Error::format(
+                    file,
+                    format!("tensor {name} does not belong to this part of the encoder (boundary {from})"),
                 ));
             }
         }
@@ -440,14 +470,17 @@ pub struct HfDir {
 #[cfg(not(target_family = "wasm"))]
 impl HfDir {
     /// Reads `config.json`, `model.safetensors` and `tokenizer.json` from `dir`; a missing file is named.
-    pub fn open(dir: &std::path::Path) -> Result<Self, String> {
+    pub fn open(dir: &std::path::Path) -> crate::Result<Self> {
         if !dir.is_dir() {
-            return Err(format!("{}: not a directory (expected a Hugging Face model directory)", dir.display()));
+            return Err(Error::config(
+                "backbone",
+                format!("{}: not a directory (expected a Hugging Face model directory)", dir.display()),
+            ));
         }
         let mut files = Vec::new();
-        let mut read = |name: &str| -> Result<Vec<u8>, String> {
+        let mut read = |name: &str| -> crate::Result<Vec<u8>> {
             let path = dir.join(name);
-            let bytes = std::fs::read(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            let bytes = std::fs::read(&path).map_err(Error::io(&path, "read"))?;
             let sha256 = crate::partition::hex(&crate::bundle::manifest::sha256(&bytes));
             files.push(SourceFile { name: name.to_owned(), sha256, bytes: bytes.len() as u64 });
             Ok(bytes)
@@ -456,7 +489,7 @@ impl HfDir {
         let weights = read(WEIGHTS_FILE)?;
         let tokenizer = read(TOKENIZER_FILE)?;
         let config_path = dir.join(CONFIG_FILE).display().to_string();
-        let text = std::str::from_utf8(&config_bytes).map_err(|_| format!("{config_path}: not UTF-8"))?;
+        let text = std::str::from_utf8(&config_bytes).map_err(|_| Error::format(&config_path, "not UTF-8"))?;
         let config = HfConfig::from_json(&config_path, text)?;
         let absolute = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
         let source = BackboneSource { dir: absolute.display().to_string(), files };
@@ -464,7 +497,7 @@ impl HfDir {
     }
 
     /// Reads the directory a bundle recorded and checks that every file is the one it was built on.
-    pub fn open_recorded(recorded: &BackboneSource) -> Result<Self, String> {
+    pub fn open_recorded(recorded: &BackboneSource) -> crate::Result<Self> {
         let dir = Self::open(std::path::Path::new(&recorded.dir))?;
         for file in &recorded.files {
             let bytes = match file.name.as_str() {
@@ -472,7 +505,10 @@ impl HfDir {
                 WEIGHTS_FILE => Some(&dir.weights),
                 TOKENIZER_FILE => Some(&dir.tokenizer),
                 other => {
-                    return Err(format!("{}: the bundle records an unknown backbone file {other:?}", recorded.dir));
+                    return Err(Error::mismatch(format!(
+                        "{}: the bundle records an unknown backbone file {other:?}",
+                        recorded.dir
+                    )));
                 }
             };
             match bytes {
@@ -480,34 +516,40 @@ impl HfDir {
                 None => {
                     let now = dir.source.files.iter().find(|f| f.name == CONFIG_FILE);
                     if now.map(|f| (&f.sha256, f.bytes)) != Some((&file.sha256, file.bytes)) {
-                        return Err(format!(
+                        let message = format!(
                             "{}/{CONFIG_FILE}: differs from the recorded sha256 {}: not the backbone this bundle was \
                              built on",
                             recorded.dir, file.sha256
-                        ));
+                        );
+                        return Err(Error::Checksum {
+                            file: format!("{}/{CONFIG_FILE}", recorded.dir),
+                            expected: file.sha256.clone(),
+                            actual: now.map(|f| f.sha256.clone()).unwrap_or_default(),
+                            message,
+                        });
                     }
                 }
             }
         }
         if recorded.files.len() != FILES.len() {
-            return Err(format!(
+            return Err(Error::mismatch(format!(
                 "{}: the bundle records {} backbone files, not {}",
                 recorded.dir,
                 recorded.files.len(),
                 FILES.len()
-            ));
+            )));
         }
         Ok(dir)
     }
 
     /// The frozen backbone of `config` from `model.safetensors`.
-    pub fn backbone(&self, config: &ModelConfig, device: &Device) -> Result<Backbone, String> {
+    pub fn backbone(&self, config: &ModelConfig, device: &Device) -> crate::Result<Backbone> {
         load_backbone(&format!("{}/{WEIGHTS_FILE}", self.source.dir), &self.weights, config, device)
     }
 
     /// The directory's `tokenizer.json`, checked against `config` (feature `text`).
     #[cfg(feature = "text")]
-    pub fn tokenizer(&self, max_tokens: usize) -> Result<crate::tokenizer::TextTokenizer, String> {
+    pub fn tokenizer(&self, max_tokens: usize) -> crate::Result<crate::tokenizer::TextTokenizer> {
         crate::tokenizer::TextTokenizer::from_bytes(
             &format!("{}/{TOKENIZER_FILE}", self.source.dir),
             &self.tokenizer,

@@ -90,7 +90,7 @@ pub struct Pending<'a> {
 impl Pending<'_> {
     /// The selected parameters, reading each epoch's logits back with `read`; their score is the selected epoch's
     /// validation accuracy.
-    pub async fn select(self, read: &impl AsyncFn(Tensor<2>) -> Result<Vec<f32>, String>) -> Result<Trained, String> {
+    pub async fn select(self, read: &impl AsyncFn(Tensor<2>) -> crate::Result<Vec<f32>>) -> crate::Result<Trained> {
         let mut best: Option<(f64, Trained)> = None;
         for (params, logits) in self.epochs {
             let Some(logits) = logits else { return Ok(params) };
@@ -101,7 +101,7 @@ impl Pending<'_> {
                 best = Some((score, params));
             }
         }
-        let (score, params) = best.ok_or("model selection scored no epoch")?;
+        let (score, params) = best.ok_or_else(|| crate::Error::config("epochs", "model selection scored no epoch"))?;
         Ok(Trained { score: Some(score), ..params })
     }
 }

@@ -8,6 +8,7 @@ use super::ensemble::{mean_probabilities, softmax_rows};
 use super::features::{Features, logits_all_async};
 use super::serve::Model;
 use super::vit::{Backbone, Component};
+use crate::Error;
 use crate::dataset::Dataset;
 use crate::{Served, State};
 
@@ -39,11 +40,14 @@ pub async fn predict(
     data: &Dataset,
     device: &Device,
     pause: &impl AsyncFn(),
-) -> Result<Prediction, String> {
+) -> crate::Result<Prediction> {
     let config = model.config();
     let classes = config.vit.classes;
     if encoder.first_block != 0 {
-        return Err(format!("the encoder starts at layer {}: new texts need the whole encoder", encoder.first_block));
+        return Err(Error::mismatch(format!(
+            "the encoder starts at layer {}: new texts need the whole encoder",
+            encoder.first_block
+        )));
     }
     let batch = super::features::EVAL_BATCH;
     let mut features = Features::embedded_paced(config, encoder, data, device, batch, pause).await;

@@ -12,6 +12,7 @@ use super::features::{EVAL_BATCH, Features, logits_all, logits_all_async};
 use super::parts::{NodeParams, Pretrained, SisaParams};
 use super::vit::{Backbone, Component, Head, unpaced};
 use super::weights::load_safetensors;
+use crate::Error;
 use crate::bundle::guard::Component as GuardComponent;
 use crate::bundle::{Manifest, WeightFile};
 use crate::dataset::Dataset;
@@ -41,8 +42,8 @@ impl Model {
         manifest: Manifest,
         device: &Device,
         servable: impl Fn(&Manifest, GuardComponent) -> bool,
-        read: impl FnMut(&WeightFile) -> Result<Vec<u8>, String>,
-    ) -> Result<Self, String> {
+        read: impl FnMut(&WeightFile) -> crate::Result<Vec<u8>>,
+    ) -> crate::Result<Self> {
         Self::load_with(manifest, None, device, servable, read)
     }
 
@@ -53,11 +54,11 @@ impl Model {
         encoder: Option<Backbone>,
         device: &Device,
         servable: impl Fn(&Manifest, GuardComponent) -> bool,
-        mut read: impl FnMut(&WeightFile) -> Result<Vec<u8>, String>,
-    ) -> Result<Self, String> {
+        mut read: impl FnMut(&WeightFile) -> crate::Result<Vec<u8>>,
+    ) -> crate::Result<Self> {
         let config = manifest.model.clone();
-        let plan = manifest.plan().map_err(|e| e.to_string())?;
-        let sisa_plan = manifest.sisa_plan().map_err(|e| e.to_string())?;
+        let plan = manifest.plan()?;
+        let sisa_plan = manifest.sisa_plan()?;
         let file = &manifest.backbone.weights;
         let pretrained = match (config.text.is_some(), encoder) {
             (false, _) => {
@@ -70,9 +71,10 @@ impl Model {
                 Pretrained { backbone, head }
             }
             (true, None) => {
-                return Err(
-                    "a text bundle's encoder is read from its Hugging Face directory, which was not given".into()
-                );
+                return Err(Error::config(
+                    "encoder",
+                    "a text bundle's encoder is read from its Hugging Face directory, which was not given",
+                ));
             }
         };
         let mut nodes = Vec::with_capacity(manifest.nodes.len());
@@ -117,25 +119,29 @@ impl Model {
         shard: u16,
         entries: Vec<crate::bundle::NodeEntry>,
         weights: Vec<(usize, Vec<u8>)>,
-    ) -> Result<(), String> {
+    ) -> crate::Result<()> {
         let s = usize::from(shard);
         let (Some(nodes), Some(old)) = (bundle.nodes.get(s), bundle.manifest.nodes.get(s)) else {
-            return Err(format!("the bundle has no shard {shard}"));
+            return Err(Error::mismatch(format!("the bundle has no shard {shard}")));
         };
         let mut loaded = nodes.clone();
         if entries.len() != loaded.len() || entries.len() != old.len() || s >= self.nodes.len() {
-            return Err(format!("shard {shard}: {} nodes, the plan has {}", entries.len(), loaded.len()));
+            return Err(Error::mismatch(format!(
+                "shard {shard}: {} nodes, the plan has {}",
+                entries.len(),
+                loaded.len()
+            )));
         }
         let mut fresh = vec![false; entries.len()];
         for (id, bytes) in weights {
-            let entry = entries.get(id).ok_or_else(|| format!("shard {shard}: no node {id}"))?;
+            let entry = entries.get(id).ok_or_else(|| Error::mismatch(format!("shard {shard}: no node {id}")))?;
             let skeleton = node_skeleton(self.config(), entry.prefix.len(), &self.device);
             loaded[id] = Some(load_safetensors(skeleton, bytes, &entry.weights.path)?);
             fresh[id] = true;
         }
         // A node without new weights must be the one served before, unchanged.
         if let Some(id) = (0..entries.len()).find(|&id| !fresh[id] && entries[id].weights != old[id].weights) {
-            return Err(format!("shard {shard} node {id}: a new entry arrived without its weights"));
+            return Err(Error::mismatch(format!("shard {shard} node {id}: a new entry arrived without its weights")));
         }
         self.nodes[s] = loaded;
         self.manifest.nodes[s] = entries;
@@ -149,7 +155,7 @@ impl Model {
 
     /// The adapter groups 1..k of a served component and its head snapshot (rule E3: the head of node k); an error
     /// when a node of its chain was not loaded (the guard refused it).
-    pub fn component(&self, shard: u16, served: Served) -> Result<(Vec<&GroupAdapter>, &Head), String> {
+    pub fn component(&self, shard: u16, served: Served) -> crate::Result<(Vec<&GroupAdapter>, &Head)> {
         let s = usize::from(shard);
         let chain = self
             .plan
@@ -158,17 +164,21 @@ impl Model {
             .and_then(|p| p.chains.get(served.sequence))
             .and_then(|c| c.get(..usize::from(served.prefix)))
             .filter(|c| !c.is_empty())
-            .ok_or_else(|| format!("shard {shard}: no sequence {} prefix {}", served.sequence, served.prefix))?;
+            .ok_or_else(|| {
+                Error::mismatch(format!("shard {shard}: no sequence {} prefix {}", served.sequence, served.prefix))
+            })?;
         let mut groups = Vec::with_capacity(chain.len());
         let mut head = None;
         for &id in chain {
             let node = self.nodes.get(s).and_then(|n| n.get(id)).and_then(Option::as_ref).ok_or_else(|| {
-                format!("shard {shard} node {id} is not loaded: its lineage meets the ledger, so it is never served")
+                Error::mismatch(format!(
+                    "shard {shard} node {id} is not loaded: its lineage meets the ledger, so it is never served"
+                ))
             })?;
             groups.push(&node.adapter);
             head = Some(&node.head);
         }
-        Ok((groups, head.ok_or_else(|| format!("shard {shard}: empty prefix"))?))
+        Ok((groups, head.ok_or_else(|| Error::mismatch(format!("shard {shard}: empty prefix")))?))
     }
 
     /// Class probabilities [n, classes] of a shard's served component on `data`, with asynchronous read-back and
@@ -179,7 +189,7 @@ impl Model {
         served: Served,
         data: &Dataset,
         pause: impl AsyncFn(),
-    ) -> Result<Vec<f32>, String> {
+    ) -> crate::Result<Vec<f32>> {
         let config = self.config();
         let backbone = &self.pretrained.backbone;
         let mut features = Features::embedded_paced(config, backbone, data, &self.device, EVAL_BATCH, &pause).await;
@@ -192,12 +202,12 @@ impl Model {
     }
 
     /// SISA checkpoint k (1-based) of a shard, when loaded.
-    pub fn sisa_checkpoint(&self, shard: u16, checkpoint: u16) -> Result<&SisaParams, String> {
+    pub fn sisa_checkpoint(&self, shard: u16, checkpoint: u16) -> crate::Result<&SisaParams> {
         self.sisa
             .get(usize::from(shard))
             .and_then(|s| s.get(usize::from(checkpoint).wrapping_sub(1)))
             .and_then(Option::as_ref)
-            .ok_or_else(|| format!("shard {shard} SISA checkpoint {checkpoint} is not loaded"))
+            .ok_or_else(|| Error::mismatch(format!("shard {shard} SISA checkpoint {checkpoint} is not loaded")))
     }
 }
 
@@ -263,7 +273,7 @@ impl Evaluator {
     }
 
     /// Class probabilities [n, classes] of a shard's served S3T component (memoised per node).
-    pub fn served_probabilities(&mut self, model: &Model, shard: u16, served: Served) -> Result<&[f32], String> {
+    pub fn served_probabilities(&mut self, model: &Model, shard: u16, served: Served) -> crate::Result<&[f32]> {
         let node = model.plan.shards[usize::from(shard)].chains[served.sequence][usize::from(served.prefix) - 1];
         let (groups, head) = model.component(shard, served)?;
         let backbone = &model.pretrained.backbone;
@@ -292,7 +302,7 @@ impl Evaluator {
         shard: u16,
         served: Served,
         pause: impl AsyncFn(),
-    ) -> Result<(), String> {
+    ) -> crate::Result<()> {
         let node = model.plan.shards[usize::from(shard)].chains[served.sequence][usize::from(served.prefix) - 1];
         if self.memo.contains_key(&(shard, node)) {
             return Ok(());
@@ -318,7 +328,7 @@ impl Evaluator {
         shard: u16,
         checkpoint: u16,
         pause: impl AsyncFn(),
-    ) -> Result<(), String> {
+    ) -> crate::Result<()> {
         if self.sisa_memo.contains_key(&(shard, checkpoint)) {
             return Ok(());
         }
@@ -337,7 +347,7 @@ impl Evaluator {
         model: &Model,
         component: Component<'_>,
         pause: &impl AsyncFn(),
-    ) -> Result<Vec<f32>, String> {
+    ) -> crate::Result<Vec<f32>> {
         let backbone = &model.pretrained.backbone;
         let batch = self.features.batch_size();
         let logits = logits_all_async(model.config(), backbone, component, &self.features, batch, pause).await?;
@@ -345,7 +355,7 @@ impl Evaluator {
     }
 
     /// Class probabilities of SISA checkpoint k (1-based) of a shard (memoised).
-    pub fn sisa_probabilities(&mut self, model: &Model, shard: u16, checkpoint: u16) -> Result<&[f32], String> {
+    pub fn sisa_probabilities(&mut self, model: &Model, shard: u16, checkpoint: u16) -> crate::Result<&[f32]> {
         let params = model.sisa_checkpoint(shard, checkpoint)?;
         let features = &self.features;
         let classes = self.classes;
@@ -359,7 +369,7 @@ impl Evaluator {
 
     /// Ensemble (mean of softmax over live shards) and per-shard accuracy of an S3T routing state; an error when a
     /// served component was not loaded (the guard refused it).
-    pub fn evaluate(&mut self, model: &Model, state: &State) -> Result<Evaluation, String> {
+    pub fn evaluate(&mut self, model: &Model, state: &State) -> crate::Result<Evaluation> {
         self.evaluate_with(state, |this, shard, served| {
             this.served_probabilities(model, shard, served).map(<[f32]>::to_vec)
         })
@@ -367,7 +377,7 @@ impl Evaluator {
 
     /// The same for SISA without retraining: `state` routes over the SISA plan (one identity sequence per
     /// shard), so the served prefix k is checkpoint k.
-    pub fn evaluate_sisa(&mut self, model: &Model, state: &State) -> Result<Evaluation, String> {
+    pub fn evaluate_sisa(&mut self, model: &Model, state: &State) -> crate::Result<Evaluation> {
         self.evaluate_with(state, |this, shard, served| {
             this.sisa_probabilities(model, shard, served.prefix).map(<[f32]>::to_vec)
         })
@@ -376,8 +386,8 @@ impl Evaluator {
     fn evaluate_with(
         &mut self,
         state: &State,
-        mut probs: impl FnMut(&mut Self, u16, Served) -> Result<Vec<f32>, String>,
-    ) -> Result<Evaluation, String> {
+        mut probs: impl FnMut(&mut Self, u16, Served) -> crate::Result<Vec<f32>>,
+    ) -> crate::Result<Evaluation> {
         let mut tables = Vec::new();
         let mut per_shard = Vec::new();
         for shard in 0..state.shards() {

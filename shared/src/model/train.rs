@@ -204,7 +204,7 @@ pub struct Unread<'v, P> {
 
 impl<P> Unread<'_, P> {
     /// The selected epoch, its logits read back with `read`.
-    pub async fn select(self, read: &impl AsyncFn(Tensor<2>) -> Result<Vec<f32>, String>) -> Result<Fitted<P>, String> {
+    pub async fn select(self, read: &impl AsyncFn(Tensor<2>) -> crate::Result<Vec<f32>>) -> crate::Result<Fitted<P>> {
         let trained = self.pending.select(read).await?;
         let validation_accuracy = trained.score;
         Ok(Fitted { params: (self.params)(trained), validation_accuracy })

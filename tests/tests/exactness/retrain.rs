@@ -45,11 +45,15 @@ fn page_retrain_in_memory_equals_trainer_retrain_and_is_checked_on_arrival() {
     // Another sample of the same slice deleted while the worker ran: the retrained nodes saw it.
     let later = Guard::new(&fx.assignment, [SampleId::Int(gone), SampleId::Int(ids[1])]);
     let stale = accept(&later, 0, plan, &page.nodes, &retrained, &weights).expect_err("a stale retrain is served");
+    assert!(matches!(stale, s3t::Error::Stale { served: None, .. }), "{stale}");
+    let stale = stale.to_string();
     assert!(stale.contains(&format!("slice {slice}")), "{stale}");
     // A flipped byte on the way.
     let mut tampered = weights.clone();
     tampered[0][40] ^= 1;
     let bad = accept(&guard, 0, plan, &page.nodes, &retrained, &tampered).expect_err("changed bytes are served");
+    assert!(matches!(bad, s3t::Error::Checksum { .. }), "{bad}");
+    let bad = bad.to_string();
     assert!(bad.contains("checksum mismatch"), "{bad}");
     // Weights missing, or a node of another prefix.
     assert!(accept(&guard, 0, plan, &page.nodes, &retrained, &weights[1..]).is_err());

@@ -33,7 +33,7 @@ fn weights_read_back_asynchronously_serialise_to_the_same_bytes() {
     let pretrained =
         Pretrained { backbone: Backbone::new(&config.vit, &device), head: Head::new(&config.vit, &device) };
     let adapter = GroupAdapter::init(&config, 2, 7, &device);
-    fn ready(bytes: impl Future<Output = Result<Vec<u8>, String>>) -> Vec<u8> {
+    fn ready(bytes: impl Future<Output = s3t::Result<Vec<u8>>>) -> Vec<u8> {
         let mut bytes = std::pin::pin!(bytes);
         match bytes.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
             std::task::Poll::Ready(result) => result.expect("serialise"),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use s3t::bundle::store::{BundleLock, ShardLock};
 
 use crate::output;
@@ -16,8 +16,8 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     // Every shard's lock first (no build of any shard may still be writing), then the bundle's.
     let shards = crate::cli::build::recorded_shards(&args.bundle)?;
-    let _shard_locks = ShardLock::acquire_all(&args.bundle, 0..shards).map_err(|e| anyhow!(e))?;
-    let _lock = BundleLock::acquire(&args.bundle).map_err(|e| anyhow!(e))?;
+    let _shard_locks = ShardLock::acquire_all(&args.bundle, 0..shards)?;
+    let _lock = BundleLock::acquire(&args.bundle)?;
     let manifest = crate::cli::build::assemble(&args.bundle)?;
     output::print(&format!(
         "assembled {}: {} shards, {} nodes\n",

@@ -113,7 +113,7 @@ fn strict(bundle: &Bundle, guard: &Guard) -> Result<Walk> {
                 continue; // a shard build's lock file
             }
             let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-            parts.push(ShardPart::from_json(&path.display().to_string(), &text).map_err(|e| anyhow!(e))?);
+            parts.push(ShardPart::from_json(&path.display().to_string(), &text)?);
         }
     }
     let m = &bundle.manifest;
@@ -137,9 +137,9 @@ fn strict(bundle: &Bundle, guard: &Guard) -> Result<Walk> {
             MANIFEST_FILE | PRETRAIN_FILE | BUILD_FILE | LEDGER_FILE | LOCK_FILE => continue,
             samples::DIGESTS_FILE => {
                 let expected = &bundle.manifest.data.deletable_digests_sha256;
-                let checked = std::fs::read(&path)
-                    .map_err(|e| format!("{rel}: cannot read: {e}"))
-                    .and_then(|bytes| samples::verify_digests(&rel, &bytes, expected, &deleted));
+                let checked = std::fs::read(&path).map_err(|e| format!("{rel}: cannot read: {e}")).and_then(|bytes| {
+                    samples::verify_digests(&rel, &bytes, expected, &deleted).map_err(|e| e.to_string())
+                });
                 if let Err(e) = checked {
                     walk.violations.push(e);
                 }
@@ -167,7 +167,7 @@ fn strict(bundle: &Bundle, guard: &Guard) -> Result<Walk> {
             if !data_checked {
                 data_checked = true;
                 if let Err(e) = check_data(bundle, &deleted) {
-                    walk.violations.push(e);
+                    walk.violations.push(e.to_string());
                 }
             }
             continue;
@@ -178,7 +178,7 @@ fn strict(bundle: &Bundle, guard: &Guard) -> Result<Walk> {
         // A text export's index and the frozen encoder's files it names: public, checked against each other.
         if rel == s3t::bundle::web::TEXT_INDEX_FILE {
             if let Err(e) = crate::cli::export::check_text_index(dir) {
-                walk.violations.push(e);
+                walk.violations.push(e.to_string());
             }
             continue;
         }
@@ -189,7 +189,7 @@ fn strict(bundle: &Bundle, guard: &Guard) -> Result<Walk> {
         }
         if rel.ends_with("adapter_config.json") {
             if let Err(e) = crate::cli::export::check_export(&path, &rel, m, guard) {
-                walk.violations.push(e);
+                walk.violations.push(e.to_string());
             }
             continue;
         }
@@ -224,9 +224,9 @@ fn list(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
 }
 
 /// The page's copy of the deletable split: every deleted sample purged, every other one the trained sample.
-fn check_data(bundle: &Bundle, deleted: &HashSet<usize>) -> Result<(), String> {
+fn check_data(bundle: &Bundle, deleted: &HashSet<usize>) -> Result<()> {
     let data = crate::cli::export::read_deletable(&bundle.dir, &bundle.manifest)?;
     let digests = std::fs::read(bundle.dir.join(samples::DIGESTS_FILE))
-        .map_err(|e| format!("{}: cannot read ({e}): the data cannot be verified", samples::DIGESTS_FILE))?;
-    samples::verify("data/deletable", &data, &digests, &bundle.manifest.data.deletable_digests_sha256, deleted)
+        .map_err(|e| anyhow!("{}: cannot read ({e}): the data cannot be verified", samples::DIGESTS_FILE))?;
+    Ok(samples::verify("data/deletable", &data, &digests, &bundle.manifest.data.deletable_digests_sha256, deleted)?)
 }

@@ -124,9 +124,9 @@ fn setup(args: &Args, device: &burn::tensor::Device, quiet: bool) -> Result<Setu
             if !source.is_text() {
                 bail!("--data {}: a text encoder is measured on texts (`mr` or `text:FILE`)", source.describe());
             }
-            let hf = HfDir::open(&dir).map_err(|e| anyhow!(e))?;
+            let hf = HfDir::open(&dir)?;
             let max_tokens = args.model.max_tokens;
-            let tokenizer = hf.tokenizer(max_tokens).map_err(|e| anyhow!(e))?;
+            let tokenizer = hf.tokenizer(max_tokens)?;
             let (splits, labels) = source.load_text(&source.text_fields(args.model.fields()), &tokenizer, quiet)?;
             let (m, l) = (TEXT_DEFAULTS.shards, TEXT_DEFAULTS.slices);
             let depth = hf.config.num_hidden_layers;
@@ -141,14 +141,14 @@ fn setup(args: &Args, device: &burn::tensor::Device, quiet: bool) -> Result<Setu
                 if let Some(text) = config.text.as_mut() {
                     text.packed = Some(!args.padded);
                 }
-                Ok::<_, String>(config)
+                Ok::<_, s3t::Error>(config)
             };
             // One group of every layer: the peer's `--groups 1`. The S3T layout: the default bundle's groups.
             let per = args.layers_per_group.unwrap_or_else(|| text_layers_per_group(depth, l));
             let all = config(1, depth).map_err(|e| anyhow!("{}/config.json: {e}", hf.source.dir))?;
             // A layout that does not fit the encoder is the flag's fault, not the encoder's.
             let s3t = config(usize::from(l), per).map_err(|e| anyhow!("--layers-per-group {per}: {e}"))?;
-            let backbone = hf.backbone(&all, device).map_err(|e| anyhow!(e))?;
+            let backbone = hf.backbone(&all, device)?;
             let pretrained = Pretrained { head: Head::new(&all.vit, device), backbone };
             Ok(Setup {
                 describe: format!(

@@ -204,12 +204,9 @@ pub fn run(args: &Args) -> Result<()> {
     // The locks of the shards built here for the whole run (another build of one of them would write the same
     // files), then the bundle's lock for the shared records only: shard tasks of a cluster build train at once, and
     // a `delete` is recorded while they train (the training loop below honours it).
-    let _shard_locks = if args.prepare {
-        Vec::new()
-    } else {
-        ShardLock::acquire_all(&args.out, shards.iter().copied()).map_err(|e| anyhow!(e))?
-    };
-    let lock = BundleLock::acquire(&args.out).map_err(|e| anyhow!(e))?;
+    let _shard_locks =
+        if args.prepare { Vec::new() } else { ShardLock::acquire_all(&args.out, shards.iter().copied())? };
+    let lock = BundleLock::acquire(&args.out)?;
     if args.out.join(MANIFEST_FILE).exists() && !args.resume {
         bail!("{} already holds a built bundle; use another --out, or --resume", args.out.display());
     }
@@ -330,7 +327,7 @@ pub fn run(args: &Args) -> Result<()> {
     // finished node is reused only when its lineage excludes them. Deletions recorded while the shards train (the
     // bundle's lock is released meanwhile) are seen when they finish: the nodes that saw a deleted sample are then
     // trained again, and their files removed, before the shard's record says it is complete.
-    let mut lock = Some(BundleLock::acquire(&args.out).map_err(|e| anyhow!(e))?);
+    let mut lock = Some(BundleLock::acquire(&args.out)?);
     let mut deleted = ledger_deletions(&args.out)?;
     let mut resume = args.resume;
     let mut rounds = 0;
@@ -344,8 +341,8 @@ pub fn run(args: &Args) -> Result<()> {
         }
         drop(lock.take());
         let is_deleted = |id: &SampleId| guard.is_deleted(id);
-        build_shards(&ctx, &jobs, spec.sisa, &is_deleted, &mut |e| progress.event(e)).map_err(|e| anyhow!(e))?;
-        lock = Some(BundleLock::acquire(&args.out).map_err(|e| anyhow!(e))?);
+        build_shards(&ctx, &jobs, spec.sisa, &is_deleted, &mut |e| progress.event(e))?;
+        lock = Some(BundleLock::acquire(&args.out)?);
         let now = ledger_deletions(&args.out)?;
         if now.len() == deleted.len() {
             break;
@@ -433,7 +430,7 @@ fn fix_spec(out: &Path, spec: &BuildSpec) -> Result<()> {
         return Ok(());
     }
     let json = serde_json::to_string_pretty(spec)?;
-    write_atomic(&path, json.as_bytes()).map_err(|e| anyhow!(e))
+    Ok(write_atomic(&path, json.as_bytes())?)
 }
 
 /// The settings in which two build specifications differ, as "field: recorded, now" (a default that changed
@@ -530,8 +527,8 @@ pub fn forget_part(out: &Path, part: &ShardPart, guard: &Guard) -> Result<Vec<St
     let sisa = part.sisa.iter().filter(|e| guard.check_sisa(e).is_err()).map(|e| &e.weights);
     let mut removed = Vec::new();
     for file in nodes.chain(sisa) {
-        let path = safe_join(out, &file.path).map_err(|e| anyhow!(e))?;
-        if remove_durably(&path).map_err(|e| anyhow!(e))? {
+        let path = safe_join(out, &file.path)?;
+        if remove_durably(&path)? {
             removed.push(file.path.clone());
         }
     }
@@ -541,7 +538,7 @@ pub fn forget_part(out: &Path, part: &ShardPart, guard: &Guard) -> Result<Vec<St
 /// A shard's progress record.
 pub fn read_part(path: &Path) -> Result<ShardPart> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    ShardPart::from_json(&path.display().to_string(), &text).map_err(|e| anyhow!(e))
+    Ok(ShardPart::from_json(&path.display().to_string(), &text)?)
 }
 
 /// Merges `pretrain.json`, `build.json` and every shard's part into `manifest.json`. The caller holds every shard's
@@ -567,7 +564,7 @@ pub fn assemble(out: &Path) -> Result<Manifest> {
     crate::cli::delete::forget_files(&bundle, &serving.state)?;
     remove_unnamed_weights(out, &bundle.manifest)?;
     bundle.verify_servable(&serving.guard)?;
-    write_manifest(out, &bundle.manifest).map_err(|e| anyhow!(e))?;
+    write_manifest(out, &bundle.manifest)?;
     Ok(bundle.manifest)
 }
 
@@ -584,7 +581,7 @@ fn remove_unnamed_weights(out: &Path, manifest: &Manifest) -> Result<()> {
             if path.is_dir() {
                 stack.push(path);
             } else if !named.contains(&path) {
-                remove_durably(&path).map_err(|e| anyhow!(e))?;
+                remove_durably(&path)?;
             }
         }
     }

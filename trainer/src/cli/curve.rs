@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use plotters::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -135,8 +135,8 @@ pub fn compute(
             bundle.sisa_router.apply_in_place(&mut sisa, &action)?;
             done += 1;
         }
-        let a = evaluator.evaluate(model, &s3t).map_err(|e| anyhow!(e))?;
-        let b = evaluator.evaluate_sisa(model, &sisa).map_err(|e| anyhow!(e))?;
+        let a = evaluator.evaluate(model, &s3t)?;
+        let b = evaluator.evaluate_sisa(model, &sisa)?;
         points.push(Point {
             deletions: r,
             s3t_accuracy: a.accuracy,

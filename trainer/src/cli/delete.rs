@@ -49,7 +49,7 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("nothing to delete: give --ids or --ids-file");
     }
     // The bundle's lock first: a concurrent retrain must not write back a manifest that names files removed here.
-    let _lock = BundleLock::acquire(&args.bundle).map_err(|e| anyhow!(e))?;
+    let _lock = BundleLock::acquire(&args.bundle)?;
     if !args.bundle.join(MANIFEST_FILE).exists() && args.bundle.join(BUILD_FILE).exists() {
         return delete_during_build(args, &ids);
     }
@@ -193,8 +193,8 @@ pub(crate) fn forget_files(bundle: &Bundle, state: &s3t::State) -> Result<Vec<St
     let nodes = bundle.manifest.nodes.iter().flatten().filter(|e| guard.check_node(e).is_err()).map(|e| &e.weights);
     let sisa = bundle.manifest.sisa.iter().flatten().filter(|e| guard.check_sisa(e).is_err()).map(|e| &e.weights);
     for file in nodes.chain(sisa) {
-        let path = safe_join(&bundle.dir, &file.path).map_err(|e| anyhow!(e))?;
-        if remove_durably(&path).map_err(|e| anyhow!(e))? {
+        let path = safe_join(&bundle.dir, &file.path)?;
+        if remove_durably(&path)? {
             removed.push(file.path.clone());
         }
     }

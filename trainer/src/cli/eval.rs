@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use s3t::model::serve::Evaluator;
 
 use crate::bundle_dir::Bundle;
@@ -31,12 +31,8 @@ pub fn run(args: &Args) -> Result<()> {
     let state = &serving.state;
     let model = bundle.load_model(&device.device, &serving.guard)?;
     let mut evaluator = Evaluator::new(&model, &splits.test);
-    let s3t = evaluator.evaluate(&model, state).map_err(|e| anyhow!(e))?;
-    let sisa = if model.has_sisa() {
-        Some(evaluator.evaluate_sisa(&model, &serving.sisa_state).map_err(|e| anyhow!(e))?)
-    } else {
-        None
-    };
+    let s3t = evaluator.evaluate(&model, state)?;
+    let sisa = if model.has_sisa() { Some(evaluator.evaluate_sisa(&model, &serving.sisa_state)?) } else { None };
     if args.eval.json {
         let json = serde_json::json!({
             "accuracy": s3t.accuracy,

@@ -97,13 +97,11 @@ fn web(args: &Args) -> Result<()> {
         std::fs::read(&digests_path).map_err(|e| anyhow!("{}: cannot read: {e}", digests_path.display()))?;
     samples::purge_salts(&mut digests, &deleted);
     let digests_file = digests_path.display().to_string();
-    samples::verify_digests(&digests_file, &digests, &bundle.manifest.data.deletable_digests_sha256, &HashSet::new())
-        .map_err(|e| anyhow!(e))?;
+    samples::verify_digests(&digests_file, &digests, &bundle.manifest.data.deletable_digests_sha256, &HashSet::new())?;
     let mut purged = splits.deletable;
     samples::purge(&mut purged, &deleted);
-    samples::verify(&digests_file, &purged, &digests, &bundle.manifest.data.deletable_digests_sha256, &deleted)
-        .map_err(|e| anyhow!(e))?;
-    write_atomic(&args.out.join(samples::DIGESTS_FILE), &digests).map_err(|e| anyhow!(e))?;
+    samples::verify(&digests_file, &purged, &digests, &bundle.manifest.data.deletable_digests_sha256, &deleted)?;
+    write_atomic(&args.out.join(samples::DIGESTS_FILE), &digests)?;
     let test = splits.test.head(args.test_limit);
     if bundle.manifest.model.text.is_some() {
         write_text(&bundle, &args.out, &purged, &test, &splits.validation)?;
@@ -125,19 +123,19 @@ fn write_text(bundle: &Bundle, out: &Path, deletable: &Dataset, test: &Dataset, 
     let m = &bundle.manifest;
     let config = &m.model;
     let source = m.backbone.source.as_ref().ok_or_else(|| anyhow!("a text bundle that does not name its encoder"))?;
-    let hf = s3t::model::hf::HfDir::open_recorded(source).map_err(|e| anyhow!(e))?;
+    let hf = s3t::model::hf::HfDir::open_recorded(source)?;
     let device = burn::tensor::Device::flex();
-    let encoder = hf.backbone(config, &device).map_err(|e| anyhow!(e))?;
+    let encoder = hf.backbone(config, &device)?;
     let from = config.frozen_base();
     let weights_file = format!("{}/{}", source.dir, s3t::model::hf::WEIGHTS_FILE);
     let half = config.text.as_ref().is_some_and(|t| t.frozen_half());
-    let layers = s3t::model::hf::encoder_layers(&weights_file, &hf.weights, from, half).map_err(|e| anyhow!(e))?;
-    let below = s3t::model::hf::encoder_below(&weights_file, &hf.weights, from, half).map_err(|e| anyhow!(e))?;
+    let layers = s3t::model::hf::encoder_layers(&weights_file, &hf.weights, from, half)?;
+    let below = s3t::model::hf::encoder_below(&weights_file, &hf.weights, from, half)?;
     let features = s3t::model::features::Features::embedded(config, &encoder, test, &device);
-    let rows = features.real_tokens(config, test).map_err(|e| anyhow!(e))?;
+    let rows = features.real_tokens(config, test)?;
     let activations: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let test_bytes = web::split_bytes(test).map_err(|e| anyhow!(e))?;
-    let write = |path: &str, bytes: &[u8]| write_weights(out, path, bytes).map_err(|e| anyhow!(e));
+    let test_bytes = web::split_bytes(test)?;
+    let write = |path: &str, bytes: &[u8]| write_weights(out, path, bytes);
     let index = TextExport {
         format: web::TEXT_FORMAT,
         from_layer: from,
@@ -147,24 +145,21 @@ fn write_text(bundle: &Bundle, out: &Path, deletable: &Dataset, test: &Dataset, 
         encoder: write(web::ENCODER_FILE, &layers)?,
         activations: write(web::ACTIVATIONS_FILE, &activations)?,
         test_texts: write(&web::split_file("test"), &test_bytes)?,
-        validation_texts: write(
-            &web::split_file("validation"),
-            &web::split_bytes(validation).map_err(|e| anyhow!(e))?,
-        )?,
+        validation_texts: write(&web::split_file("validation"), &web::split_bytes(validation)?)?,
         below: write(web::BELOW_FILE, &below)?,
         tokenizer: write(web::TOKENIZER_FILE, &hf.tokenizer)?,
     };
-    write(&web::split_file("deletable"), &web::split_bytes(deletable).map_err(|e| anyhow!(e))?)?;
+    write(&web::split_file("deletable"), &web::split_bytes(deletable)?)?;
     // The index last: a reader that finds it finds the files it names.
     let json = serde_json::to_string_pretty(&index)?;
-    write_atomic(&out.join(web::TEXT_INDEX_FILE), json.as_bytes()).map_err(|e| anyhow!(e))
+    Ok(write_atomic(&out.join(web::TEXT_INDEX_FILE), json.as_bytes())?)
 }
 
 /// Writes one split as gzip-compressed IDX files into `dir`.
 fn write_split(dir: &Path, name: &str, data: &Dataset) -> Result<()> {
     let (images, labels) = to_idx_gz(data);
     for (kind, bytes) in [("images-idx3", images), ("labels-idx1", labels)] {
-        write_atomic(&dir.join(format!("{name}-{kind}-ubyte.gz")), &bytes).map_err(|e| anyhow!(e))?;
+        write_atomic(&dir.join(format!("{name}-{kind}-ubyte.gz")), &bytes)?;
     }
     Ok(())
 }
@@ -173,8 +168,8 @@ fn write_split(dir: &Path, name: &str, data: &Dataset) -> Result<()> {
 pub fn write_deletable(out: &Path, mut deletable: Dataset, deleted: &HashSet<usize>) -> Result<()> {
     samples::purge(&mut deletable, deleted);
     if deletable.text.is_some() {
-        let bytes = s3t::bundle::web::split_bytes(&deletable).map_err(|e| anyhow!(e))?;
-        return write_atomic(&out.join(s3t::bundle::web::split_file("deletable")), &bytes).map_err(|e| anyhow!(e));
+        let bytes = s3t::bundle::web::split_bytes(&deletable)?;
+        return Ok(write_atomic(&out.join(s3t::bundle::web::split_file("deletable")), &bytes)?);
     }
     write_split(&out.join(samples::DATA_DIR), "deletable", &deletable)
 }
@@ -189,29 +184,29 @@ pub fn purge_digests(out: &Path, deleted: &HashSet<usize>) -> Result<()> {
     let before = digests.clone();
     samples::purge_salts(&mut digests, deleted);
     if digests != before {
-        write_atomic(&path, &digests).map_err(|e| anyhow!(e))?;
+        write_atomic(&path, &digests)?;
     }
     Ok(())
 }
 
 /// Reads the page's copy of the deletable split in `dir` (the bundle's, written by `--format web`): gzip IDX images
 /// and labels, or a text bundle's texts. Errors name the file relative to the bundle.
-pub fn read_deletable(dir: &Path, manifest: &s3t::bundle::Manifest) -> Result<Dataset, String> {
-    let read = |rel: &str| std::fs::read(dir.join(rel)).map_err(|e| format!("{rel}: cannot read: {e}"));
+pub fn read_deletable(dir: &Path, manifest: &s3t::bundle::Manifest) -> Result<Dataset> {
+    let read = |rel: &str| std::fs::read(dir.join(rel)).map_err(|e| anyhow!("{rel}: cannot read: {e}"));
     let classes = manifest.data.classes;
     if let Some(text) = &manifest.model.text {
         let rel = s3t::bundle::web::split_file("deletable");
-        return s3t::bundle::web::parse_split(&rel, read(&rel)?, text.max_tokens, classes);
+        return Ok(s3t::bundle::web::parse_split(&rel, read(&rel)?, text.max_tokens, classes)?);
     }
     let (images, labels) = ("data/deletable-images-idx3-ubyte.gz", "data/deletable-labels-idx1-ubyte.gz");
-    s3t::dataset::from_idx(images, read(images)?, labels, read(labels)?, classes).map_err(|e| e.to_string())
+    Ok(s3t::dataset::from_idx(images, read(images)?, labels, read(labels)?, classes)?)
 }
 
 /// Checks a text export's index (`data/text.json` in `dir`) against the files it names.
-pub fn check_text_index(dir: &Path) -> Result<(), String> {
+pub fn check_text_index(dir: &Path) -> Result<()> {
     let rel = s3t::bundle::web::TEXT_INDEX_FILE;
-    let read = |rel: &str| std::fs::read(dir.join(rel)).map_err(|e| format!("{rel}: cannot read: {e}"));
-    let text = String::from_utf8(read(rel)?).map_err(|e| format!("{rel}: {e}"))?;
+    let read = |rel: &str| std::fs::read(dir.join(rel)).map_err(|e| anyhow!("{rel}: cannot read: {e}"));
+    let text = String::from_utf8(read(rel)?).map_err(|e| anyhow!("{rel}: {e}"))?;
     let index = s3t::bundle::web::TextExport::from_json(rel, &text)?;
     for file in index.files() {
         s3t::bundle::manifest::verify_bytes(file, &read(&file.path)?)?;
@@ -239,7 +234,7 @@ fn safetensors(args: &Args) -> Result<()> {
             output::note(&format!("shard {shard} is offline: nothing to export"));
             continue;
         };
-        let (groups, head) = model.component(shard, served).map_err(|e| anyhow!(e))?;
+        let (groups, head) = model.component(shard, served)?;
         let mut tensors: Vec<(String, HostTensor)> = Vec::new();
         for group in &groups {
             for (adapter, block) in group.blocks.iter().zip(config.blocks_of_group(group.group)) {
@@ -270,7 +265,7 @@ fn safetensors(args: &Args) -> Result<()> {
         let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| anyhow!("shard {shard}: {e}"))?;
         let dir = fresh.path.join(format!("shard-{shard}"));
         std::fs::create_dir_all(&dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
-        s3t::bundle::store::write_atomic(&dir.join("adapter_model.safetensors"), &bytes).map_err(|e| anyhow!(e))?;
+        s3t::bundle::store::write_atomic(&dir.join("adapter_model.safetensors"), &bytes)?;
         // What the audit of a bundle holding this export checks: the lineage of every node of the component.
         let chain = &model.plan.shards[usize::from(shard)].chains[served.sequence][..usize::from(served.prefix)];
         let lineage: Vec<_> = chain
@@ -300,8 +295,7 @@ fn safetensors(args: &Args) -> Result<()> {
         s3t::bundle::store::write_atomic(
             &dir.join("adapter_config.json"),
             serde_json::to_string_pretty(&adapter_config)?.as_bytes(),
-        )
-        .map_err(|e| anyhow!(e))?;
+        )?;
         written += 1;
     }
     fresh.replace()?;
@@ -365,27 +359,27 @@ pub fn check_export(
     rel: &str,
     m: &s3t::bundle::Manifest,
     guard: &s3t::bundle::guard::Guard,
-) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{rel}: cannot read: {e}"))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{rel}: not JSON: {e}"))?;
-    let s3t = value.get("s3t").ok_or_else(|| format!("{rel}: no s3t lineage record"))?;
-    let shard = s3t.get("shard").and_then(serde_json::Value::as_u64).ok_or_else(|| format!("{rel}: no shard"))?;
-    let nodes = s3t.get("nodes").and_then(serde_json::Value::as_array).ok_or_else(|| format!("{rel}: no nodes"))?;
-    let shard = u16::try_from(shard).map_err(|_| format!("{rel}: shard {shard} is out of range"))?;
+) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{rel}: cannot read: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| anyhow!("{rel}: not JSON: {e}"))?;
+    let s3t = value.get("s3t").ok_or_else(|| anyhow!("{rel}: no s3t lineage record"))?;
+    let shard = s3t.get("shard").and_then(serde_json::Value::as_u64).ok_or_else(|| anyhow!("{rel}: no shard"))?;
+    let nodes = s3t.get("nodes").and_then(serde_json::Value::as_array).ok_or_else(|| anyhow!("{rel}: no nodes"))?;
+    let shard = u16::try_from(shard).map_err(|_| anyhow!("{rel}: shard {shard} is out of range"))?;
     for node in nodes {
         let id =
-            node.get("node").and_then(serde_json::Value::as_u64).ok_or_else(|| format!("{rel}: a node has no id"))?;
+            node.get("node").and_then(serde_json::Value::as_u64).ok_or_else(|| anyhow!("{rel}: a node has no id"))?;
         let lineage: Vec<s3t::bundle::SliceLineage> = node
             .get("lineage")
             .cloned()
             .map(serde_json::from_value)
             .transpose()
-            .map_err(|e| format!("{rel}: node {id}: {e}"))?
-            .ok_or_else(|| format!("{rel}: node {id} has no lineage"))?;
+            .map_err(|e| anyhow!("{rel}: node {id}: {e}"))?
+            .ok_or_else(|| anyhow!("{rel}: node {id} has no lineage"))?;
         let component = s3t::bundle::guard::Component::Node { shard, id: id as usize };
-        guard.check(component, shard, &lineage).map_err(|stale| format!("{rel}: exported {stale}"))?;
+        guard.check(component, shard, &lineage).map_err(|stale| anyhow!("{rel}: exported {stale}"))?;
         if m.nodes.get(usize::from(shard)).and_then(|n| n.get(id as usize)).is_none() {
-            return Err(format!("{rel}: shard {shard} node {id} is not in the manifest"));
+            return Err(anyhow!("{rel}: shard {shard} node {id} is not in the manifest"));
         }
     }
     Ok(())

@@ -238,8 +238,7 @@ fn read_ids(args: &Args, bundle: &Bundle) -> Result<Vec<usize>> {
 /// Copies the bundle into `to`, under the bundle's lock when it has one (a bundle without a lock file has never been
 /// written by a command that takes it, and creating one would change the user's bundle).
 fn snapshot(from: &Path, to: &Path) -> Result<()> {
-    let _lock =
-        if from.join(LOCK_FILE).exists() { Some(BundleLock::acquire(from).map_err(|e| anyhow!(e))?) } else { None };
+    let _lock = if from.join(LOCK_FILE).exists() { Some(BundleLock::acquire(from)?) } else { None };
     copy_dir(from, to)
 }
 
@@ -295,7 +294,7 @@ fn measure(
         let mut tables = Vec::new();
         for shard in 0..state.shards() {
             if let Some(served) = state.served(shard) {
-                tables.push(evaluator.served_probabilities(&model, shard, served).map_err(|e| anyhow!(e))?.to_vec());
+                tables.push(evaluator.served_probabilities(&model, shard, served)?.to_vec());
             }
         }
         let refs: Vec<&[f32]> = tables.iter().map(Vec::as_slice).collect();

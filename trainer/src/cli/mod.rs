@@ -109,8 +109,8 @@ pub fn load_as_recorded(
     }
     let recorded = backbone.source.as_ref().context("a text bundle without its backbone's files")?;
     let fields = data.fields.clone().context("a text bundle without its data's fields")?;
-    let hf = s3t::model::hf::HfDir::open_recorded(recorded).map_err(anyhow::Error::msg)?;
-    let tokenizer = hf.tokenizer(text.max_tokens).map_err(anyhow::Error::msg)?;
+    let hf = s3t::model::hf::HfDir::open_recorded(recorded)?;
+    let tokenizer = hf.tokenizer(text.max_tokens)?;
     let (splits, labels) = source.load_text(&fields, &tokenizer, quiet)?;
     let info = source.text_info(&splits, &labels, &fields);
     Ok((splits, info))

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use s3t::model::ensemble::predictions;
 use s3t::model::hf::HfDir;
 use s3t::model::predict::predict;
@@ -44,17 +44,15 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("nothing to classify: give --text TEXT or --file FILE");
     }
     let source = m.backbone.source.as_ref().context("a text bundle that does not name its encoder's files")?;
-    let tokenizer =
-        HfDir::open_recorded(source).and_then(|hf| hf.tokenizer(text.max_tokens)).map_err(|e| anyhow!(e))?;
+    let tokenizer = HfDir::open_recorded(source).and_then(|hf| hf.tokenizer(text.max_tokens))?;
     let classes = m.model.vit.classes;
-    let data = tokenizer.dataset(texts.clone(), vec![0; texts.len()], classes as u8).map_err(|e| anyhow!(e))?;
+    let data = tokenizer.dataset(texts.clone(), vec![0; texts.len()], classes as u8)?;
     let serving = bundle.serving()?;
     let device = choose(args.device, args.json)?;
     let model = bundle.load_model(&device.device, &serving.guard)?;
     let encoder = &model.pretrained.backbone;
     let pause = async || {};
-    let prediction = pollster::block_on(predict(&model, encoder, &serving.state, &data, &device.device, &pause))
-        .map_err(|e| anyhow!(e))?;
+    let prediction = pollster::block_on(predict(&model, encoder, &serving.state, &data, &device.device, &pause))?;
     let Some(ensemble) = prediction.probabilities else {
         bail!("{}: every shard is offline (retrain one with `trainer retrain`)", args.bundle.display());
     };

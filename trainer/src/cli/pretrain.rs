@@ -200,8 +200,8 @@ pub fn run_pretrain(
     progress.finish();
     let validation_accuracy = backbone_accuracy(&pretrained, &splits.validation, &selected.device);
     let test_accuracy = backbone_accuracy(&pretrained, &splits.test, &selected.device);
-    let bytes = to_safetensors(&pretrained).map_err(|e| anyhow!(e))?;
-    let weights = write_weights(out, "weights/backbone.safetensors", &bytes).map_err(|e| anyhow!(e))?;
+    let bytes = to_safetensors(&pretrained)?;
+    let weights = write_weights(out, "weights/backbone.safetensors", &bytes)?;
     let data = source.info(&splits);
     let backbone =
         BackboneEntry { seed: options.pretrain_seed, validation_accuracy, test_accuracy, weights, source: None };
@@ -212,7 +212,7 @@ pub fn run_pretrain(
 fn write_record(out: &Path, splits: &Splits, mut record: PretrainRecord) -> Result<PretrainRecord> {
     record.data.deletable_digests_sha256 = seal(out, splits)?;
     let json = serde_json::to_string_pretty(&record)?;
-    write_atomic(&out.join(PRETRAIN_FILE), json.as_bytes()).map_err(|e| anyhow!(e))?;
+    write_atomic(&out.join(PRETRAIN_FILE), json.as_bytes())?;
     Ok(record)
 }
 
@@ -221,8 +221,8 @@ fn write_record(out: &Path, splits: &Splits, mut record: PretrainRecord) -> Resu
 fn seal(out: &Path, splits: &Splits) -> Result<String> {
     let mut salts = vec![0u8; splits.deletable.len() * samples::SALT_LEN];
     getrandom::fill(&mut salts).map_err(|e| anyhow!("no randomness for the sample salts: {e}"))?;
-    let digests = samples::seal(&splits.deletable, &salts).map_err(|e| anyhow!(e))?;
-    write_atomic(&out.join(samples::DIGESTS_FILE), &digests).map_err(|e| anyhow!(e))?;
+    let digests = samples::seal(&splits.deletable, &salts)?;
+    write_atomic(&out.join(samples::DIGESTS_FILE), &digests)?;
     Ok(samples::digests_sha256(&digests))
 }
 
@@ -237,9 +237,9 @@ fn run_text_pretrain(
     device: DeviceArg,
     quiet: bool,
 ) -> Result<PretrainRecord> {
-    let hf = HfDir::open(dir).map_err(|e| anyhow!(e))?;
+    let hf = HfDir::open(dir)?;
     let fields = source.text_fields(options.fields());
-    let tokenizer = hf.tokenizer(options.max_tokens).map_err(|e| anyhow!(e))?;
+    let tokenizer = hf.tokenizer(options.max_tokens)?;
     let (splits, labels) = source.load_text(&fields, &tokenizer, quiet)?;
     let selected = choose(device, quiet)?;
     // `build` chooses the groups (= slices) and how many layers each holds; one group of one layer is valid on
@@ -252,7 +252,7 @@ fn run_text_pretrain(
         (Some(text), true) => config.with_text(Some(text.with_frozen_f16(Some(true)))),
         _ => config,
     };
-    let backbone = hf.backbone(&config, &selected.device).map_err(|e| anyhow!(e))?;
+    let backbone = hf.backbone(&config, &selected.device)?;
     let train = TrainConfig::new().with_epochs(options.pretrain_epochs).with_learning_rate(3e-3);
     let mut progress = Progress::new(1, "pretrain", quiet);
     progress.event(s3t::model::build::BuildEvent::Start {
@@ -269,8 +269,8 @@ fn run_text_pretrain(
     let pretrained = Pretrained { backbone, head };
     let validation_accuracy = backbone_accuracy(&pretrained, &splits.validation, &selected.device);
     let test_accuracy = backbone_accuracy(&pretrained, &splits.test, &selected.device);
-    let bytes = to_safetensors(&pretrained.head).map_err(|e| anyhow!(e))?;
-    let weights = write_weights(out, "weights/head.safetensors", &bytes).map_err(|e| anyhow!(e))?;
+    let bytes = to_safetensors(&pretrained.head)?;
+    let weights = write_weights(out, "weights/head.safetensors", &bytes)?;
     let data = source.text_info(&splits, &labels, &fields);
     let source = Some(hf.source);
     let backbone = BackboneEntry { seed: options.pretrain_seed, validation_accuracy, test_accuracy, weights, source };

@@ -242,8 +242,8 @@ fn measure(path: &Path, eval: &EvalOptions, points_at: &[usize], seeds: &[u64]) 
     let serving = bundle.serving()?;
     let model = bundle.load_model(&device.device, &serving.guard)?;
     let mut evaluator = Evaluator::new(&model, &splits.test);
-    let s3t = evaluator.evaluate(&model, &serving.state).map_err(|e| anyhow!(e))?.accuracy.unwrap_or(0.0);
-    let sisa = evaluator.evaluate_sisa(&model, &serving.sisa_state).map_err(|e| anyhow!(e))?.accuracy.unwrap_or(0.0);
+    let s3t = evaluator.evaluate(&model, &serving.state)?.accuracy.unwrap_or(0.0);
+    let sisa = evaluator.evaluate_sisa(&model, &serving.sisa_state)?.accuracy.unwrap_or(0.0);
 
     // The reference: one LoRA fine-tune (every group and the head) of the same backbone on all deletable data that
     // is not deleted.

@@ -45,7 +45,7 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     let quiet = args.run.quiet();
     // The shard's lock before the bundle's (the order every command takes them): no build of it may be writing.
-    let _shard_lock = s3t::bundle::store::ShardLock::acquire(&args.bundle, args.shard).map_err(|e| anyhow!(e))?;
+    let _shard_lock = s3t::bundle::store::ShardLock::acquire(&args.bundle, args.shard)?;
     let (_lock, bundle) = Bundle::open_locked(&args.bundle)?;
     let m = bundle.manifest.partition.shards;
     if args.shard >= m {
@@ -114,14 +114,14 @@ pub fn run(args: &Args) -> Result<()> {
     let sisa_keep: Vec<_> =
         manifest.sisa.get(usize::from(shard)).map(|s| s.iter().cloned().map(Some).collect()).unwrap_or_default();
     let job = ShardJob { shard, reuse, reuse_sisa: sisa_keep, generation, only: None };
-    let part = build_shard(&ctx, job, false, &is_deleted, &mut |e| progress.event(e)).map_err(|e| anyhow!(e))?;
+    let part = build_shard(&ctx, job, false, &is_deleted, &mut |e| progress.event(e))?;
     progress.finish();
     let mut updated = manifest.clone();
     updated.nodes[usize::from(shard)] = part.nodes;
     updated.backend = backend;
     // New weights first, then the manifest that names them, then the ledger record: a crash in between leaves a
     // bundle that still serves exactly (the old routing state is more conservative) and a retrain that can rerun.
-    write_manifest(&args.bundle, &updated).map_err(|e| anyhow!(e))?;
+    write_manifest(&args.bundle, &updated)?;
     let action = Action::Retrained { shard };
     let (next, _) = bundle.router.apply(&state, &action)?;
     ledger.append(&action)?;
@@ -129,8 +129,8 @@ pub fn run(args: &Args) -> Result<()> {
     let kept: HashSet<&str> = updated.weight_files().map(|w| w.path.as_str()).collect();
     let mut removed = 0;
     for file in entries.iter().map(|e| &e.weights).filter(|w| !kept.contains(w.path.as_str())) {
-        let path = safe_join(&args.bundle, &file.path).map_err(|e| anyhow!(e))?;
-        removed += usize::from(remove_durably(&path).map_err(|e| anyhow!(e))?);
+        let path = safe_join(&args.bundle, &file.path)?;
+        removed += usize::from(remove_durably(&path)?);
     }
     let seconds = started.elapsed().as_secs_f64();
     if args.run.json {

@@ -9,9 +9,9 @@ mod worker {
     use s3t::dataset::Dataset;
     use s3t::sentence::{TokenizeReply, TokenizeRequest};
     use s3t::tokenizer::TextTokenizer;
+    use s3t_host::fetch;
     use wasm_bindgen::JsCast;
     use wasm_bindgen::prelude::Closure;
-    use wasm_bindgen_futures::JsFuture;
     use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
     thread_local! {
@@ -24,20 +24,7 @@ mod worker {
     }
 
     fn post(reply: &TokenizeReply) {
-        // A failed post has no one to report to: the page notices the missing answer.
-        let _ = scope().post_message(&serde_json::to_string(reply).unwrap_or_default().into());
-    }
-
-    async fn fetch(url: &str) -> Result<Vec<u8>, String> {
-        let response = JsFuture::from(scope().fetch_with_str(url)).await.map_err(|e| format!("{url}: {e:?}"))?;
-        let response: web_sys::Response = response.dyn_into().map_err(|_| format!("{url}: not a response"))?;
-        if !response.ok() {
-            return Err(format!("{url}: HTTP {}", response.status()));
-        }
-        let buffer = JsFuture::from(response.array_buffer().map_err(|e| format!("{url}: {e:?}"))?)
-            .await
-            .map_err(|e| format!("{url}: {e:?}"))?;
-        Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+        s3t_host::frames::post(reply, &[]);
     }
 
     async fn tokenizer(request: &TokenizeRequest) -> Result<std::rc::Rc<TextTokenizer>, String> {
@@ -45,10 +32,12 @@ mod worker {
         if let Some(known) = LOADED.with(|l| l.borrow().as_ref().filter(|(s, _)| s == sha).map(|(_, t)| t.clone())) {
             return Ok(known);
         }
-        let bytes = fetch(&request.url).await?;
-        request.check(&bytes)?;
+        let bytes = fetch::bytes(&request.url).await?;
+        request.check(&bytes).map_err(|e| e.to_string())?;
         let (vocab, pad, tokens) = (request.vocab_size, request.pad_id, request.max_tokens);
-        let loaded = std::rc::Rc::new(TextTokenizer::from_bytes(&request.url, &bytes, vocab, pad, tokens)?);
+        let loaded = std::rc::Rc::new(
+            TextTokenizer::from_bytes(&request.url, &bytes, vocab, pad, tokens).map_err(|e| e.to_string())?,
+        );
         LOADED.with(|l| *l.borrow_mut() = Some((sha.clone(), loaded.clone())));
         Ok(loaded)
     }
@@ -56,7 +45,7 @@ mod worker {
     async fn answer(request: TokenizeRequest) -> Result<Dataset, String> {
         let tokenizer = tokenizer(&request).await?;
         let labels = vec![0; request.texts.len()];
-        tokenizer.dataset(request.texts, labels, request.classes)
+        tokenizer.dataset(request.texts, labels, request.classes).map_err(|e| e.to_string())
     }
 
     pub fn listen() {
@@ -77,16 +66,10 @@ mod worker {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
-unsafe extern "C" {
-    fn __wasm_call_ctors();
-}
-
 /// The entry point: installs the message handler and says it is ready (a request sent before would be lost).
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 pub fn start() {
-    // SAFETY: called once, first, before any code that reads what the constructors register (see the page's lib).
-    unsafe { __wasm_call_ctors() };
+    s3t_host::start();
     worker::listen();
 }

@@ -5,14 +5,13 @@ use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashSet};
 
 use burn::tensor::Device;
-use js_sys::{Array, Uint8Array};
 use s3t::bundle::guard::Guard;
-use s3t::bundle::manifest::{MANIFEST_FILE, verify_bytes};
+use s3t::bundle::manifest::MANIFEST_FILE;
 use s3t::bundle::retrain::{Backend, Report, Request, node_samples, subtrees};
-use s3t::bundle::samples::{self, DATA_DIR, DIGESTS_FILE};
+use s3t::bundle::samples::DATA_DIR;
 use s3t::bundle::web::{TEXT_INDEX_FILE, TextExport, split_file};
 use s3t::bundle::{Manifest, NodeEntry, WeightFile};
-use s3t::dataset::{self, Dataset, Splits};
+use s3t::dataset::{Dataset, Splits};
 use s3t::model::build::{BuildContext, BuildEvent, MemoryStore, ShardJob, build_shards_async, shard_rows};
 use s3t::model::device::software;
 use s3t::model::exported::{self, RetrainFiles};
@@ -22,100 +21,12 @@ use s3t::model::weights::load_safetensors;
 use s3t::model::{Backbone, Head, Pretrained};
 use s3t::partition::Assignment;
 use s3t::{Node, Plan, SampleId, ShardPlan};
-use wasm_bindgen::JsCast;
-use wasm_bindgen::prelude::Closure;
-use wasm_bindgen_futures::JsFuture;
-use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+use s3t_host::frames::post;
+use s3t_host::time::{now, worker_timing as timing};
+use s3t_host::{bundle, fetch};
 
 /// Nodes of one depth trained as one stacked computation on WebGPU (a demo shard has at most 16 per depth).
 const GPU_BATCH_NODES: usize = 16;
-
-pub fn scope() -> DedicatedWorkerGlobalScope {
-    js_sys::global().unchecked_into()
-}
-
-pub fn now() -> f64 {
-    scope().performance().map_or(0.0, |p| p.now())
-}
-
-/// Logs how long a phase took (the browser tests print the worker's console).
-fn timing(what: &str, since: f64) {
-    web_sys::console::log_1(&format!("s3t worker timing: {what} {:.0} ms", now() - since).into());
-}
-
-/// Posts a report, followed by `weights` (one byte array each) in the same message.
-pub fn post(report: &Report, weights: &[Vec<u8>]) {
-    let message = Array::new();
-    message.push(&serde_json::to_string(report).unwrap_or_default().into());
-    for bytes in weights {
-        message.push(&Uint8Array::from(bytes.as_slice()));
-    }
-    // A failed post has no one to report to: the page notices the missing answer as a failed worker.
-    let _ = scope().post_message(&message);
-}
-
-/// Installs the message handler (one request at a time: the page, or the coordinating worker, sends the next after
-/// `Done` or `Failed`).
-pub fn listen() {
-    let handler = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
-        let Some(text) = event.data().as_string() else { return };
-        wasm_bindgen_futures::spawn_local(async move {
-            match serde_json::from_str::<Request>(&text) {
-                Ok(request) => {
-                    // A helper's share is trained here; a whole shard may be split among helpers.
-                    let result = if request.roots.is_some() {
-                        helper(&request).await
-                    } else {
-                        crate::team::coordinate(&request).await
-                    };
-                    if let Err(error) = result {
-                        post(&Report::Failed { shard: request.shard, error }, &[]);
-                    }
-                }
-                Err(e) => {
-                    post(&Report::Failed { shard: 0, error: format!("the retrain request is not valid: {e}") }, &[])
-                }
-            }
-        });
-    });
-    scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
-    // The handler lives as long as the worker.
-    handler.forget();
-    post(&Report::Ready, &[]);
-}
-
-async fn fetch(url: &str) -> Result<Vec<u8>, String> {
-    let response = JsFuture::from(scope().fetch_with_str(url)).await.map_err(|e| format!("{url}: {e:?}"))?;
-    let response: web_sys::Response = response.dyn_into().map_err(|_| format!("{url}: not a response"))?;
-    if !response.ok() {
-        return Err(format!("{url}: HTTP {}", response.status()));
-    }
-    let buffer = JsFuture::from(response.array_buffer().map_err(|e| format!("{url}: {e:?}"))?)
-        .await
-        .map_err(|e| format!("{url}: {e:?}"))?;
-    Ok(Uint8Array::new(&buffer).to_vec())
-}
-
-/// A weight file of the bundle, checked against its manifest entry.
-async fn fetch_weights(base: &str, file: &WeightFile) -> Result<Vec<u8>, String> {
-    let bytes = fetch(&format!("{base}/{}", file.path)).await?;
-    verify_bytes(file, &bytes)?;
-    Ok(bytes)
-}
-
-/// A split the bundle's web export wrote; its images must have the shape the model reads.
-async fn split(base: &str, name: &str, manifest: &Manifest) -> Result<Dataset, String> {
-    let images_url = format!("{base}/{DATA_DIR}/{name}-images-idx3-ubyte.gz");
-    let labels_url = format!("{base}/{DATA_DIR}/{name}-labels-idx1-ubyte.gz");
-    let (images, labels) = (fetch(&images_url).await?, fetch(&labels_url).await?);
-    let classes = u8::try_from(manifest.model.vit.classes).unwrap_or(u8::MAX);
-    let data = dataset::from_idx(&images_url, images, &labels_url, labels, classes).map_err(|e| e.to_string())?;
-    let side = manifest.model.vit.image_size;
-    if data.rows as usize != side || data.cols as usize != side {
-        return Err(format!("{images_url}: {}×{} images, but the model reads {side}×{side}", data.rows, data.cols));
-    }
-    Ok(data)
-}
 
 /// What `trainer retrain` reads besides the manifest: the pretrained model (the frozen backbone and head) and the
 /// deletable and validation splits. A text bundle's export ships its encoder in two parts, the layers above the
@@ -123,26 +34,27 @@ async fn split(base: &str, name: &str, manifest: &Manifest) -> Result<Dataset, S
 /// into the whole encoder, since the shard's reviews go through it from their token ids as they do natively.
 async fn inputs(base: &str, manifest: &Manifest, device: &Device) -> Result<(Pretrained, Dataset, Dataset), String> {
     let config = &manifest.model;
-    let backbone = fetch_weights(base, &manifest.backbone.weights).await?;
+    let backbone = bundle::weights(base, &manifest.backbone.weights).await?;
     if config.text.is_none() {
         let skeleton =
             Pretrained { backbone: Backbone::new(&config.vit, device), head: Head::new(&config.vit, device) };
-        let pretrained = load_safetensors(skeleton, backbone, &manifest.backbone.weights.path)?;
-        let deletable = split(base, "deletable", manifest).await?;
-        return Ok((pretrained, deletable, split(base, "validation", manifest).await?));
+        let pretrained =
+            load_safetensors(skeleton, backbone, &manifest.backbone.weights.path).map_err(|e| e.to_string())?;
+        let deletable = bundle::split(base, "deletable", manifest, async || {}).await?;
+        return Ok((pretrained, deletable, bundle::split(base, "validation", manifest, async || {}).await?));
     }
     let index_url = format!("{base}/{TEXT_INDEX_FILE}");
-    let json = String::from_utf8(fetch(&index_url).await?).map_err(|e| format!("{index_url}: {e}"))?;
-    let index = TextExport::from_json(&index_url, &json)?;
+    let json = String::from_utf8(fetch::bytes(&index_url).await?).map_err(|e| format!("{index_url}: {e}"))?;
+    let index = TextExport::from_json(&index_url, &json).map_err(|e| e.to_string())?;
     let get = |file: &WeightFile| format!("{base}/{}", file.path);
     let files = RetrainFiles {
         head: backbone,
-        below: fetch(&get(&index.below)).await?,
-        above: fetch(&get(&index.encoder)).await?,
-        deletable: fetch(&format!("{base}/{}", split_file("deletable"))).await?,
-        validation: fetch(&get(&index.validation_texts)).await?,
+        below: fetch::bytes(&get(&index.below)).await?,
+        above: fetch::bytes(&get(&index.encoder)).await?,
+        deletable: fetch::bytes(&format!("{base}/{}", split_file("deletable"))).await?,
+        validation: fetch::bytes(&get(&index.validation_texts)).await?,
     };
-    exported::retrain_inputs(manifest, &index, files, device)
+    exported::retrain_inputs(manifest, &index, files, device).map_err(|e| e.to_string())
 }
 
 /// What the manifest and the deletions say about a retrain: the shard's nodes, which are reused, and the work.
@@ -161,8 +73,8 @@ pub struct Setup {
 impl Setup {
     pub async fn load(request: &Request) -> Result<Self, String> {
         let manifest_url = format!("{}/{MANIFEST_FILE}", request.bundle);
-        let text = String::from_utf8(fetch(&manifest_url).await?).map_err(|e| format!("{manifest_url}: {e}"))?;
-        let manifest = Manifest::from_json(&manifest_url, &text)?;
+        let text = String::from_utf8(fetch::bytes(&manifest_url).await?).map_err(|e| format!("{manifest_url}: {e}"))?;
+        let manifest = Manifest::from_json(&manifest_url, &text).map_err(|e| e.to_string())?;
         let plan = manifest.plan().map_err(|e| format!("{manifest_url}: {e}"))?;
         let assignment = manifest.assignment().map_err(|e| format!("{manifest_url}: {e}"))?;
         let entries = manifest
@@ -201,7 +113,7 @@ impl Setup {
 }
 
 /// Retrains the nodes of `request.roots`' subtrees on the CPU (a helper's share).
-async fn helper(request: &Request) -> Result<(), String> {
+pub async fn helper(request: &Request) -> Result<(), String> {
     let started = now();
     let setup = Setup::load(request).await?;
     train(request, setup, started, Target::cpu()).await
@@ -282,21 +194,18 @@ pub async fn train(request: &Request, setup: Setup, started: f64, target: Target
     let Setup { manifest, plan, assignment, guard, reuse, generation, .. } = &setup;
     let store = MemoryStore::default();
     for entry in reuse.iter().flatten().filter(|e| only.as_ref().is_none_or(|o| o.contains(&e.id))) {
-        store.insert(&entry.weights.path, fetch_weights(base, &entry.weights).await?);
+        store.insert(&entry.weights.path, bundle::weights(base, &entry.weights).await?);
     }
     let device = target.device.clone();
     let config = manifest.model.clone();
     let (pretrained, deletable, validation) = inputs(base, manifest, &device).await?;
 
     // The data, checked as the page checks it: each kept sample opens the bundle's commitment.
-    let digests_url = format!("{base}/{DIGESTS_FILE}");
-    let digests = fetch(&digests_url).await?;
     let purged: HashSet<usize> = request.purged.iter().map(|&i| i as usize).collect();
     if let Some(i) = request.purged.iter().find(|&&i| !guard.is_deleted(&SampleId::Int(i))) {
         return Err(format!("sample {i} is purged from the page's data but not deleted"));
     }
-    let file = format!("{base}/{DATA_DIR}/deletable");
-    samples::verify(&file, &deletable, &digests, &manifest.data.deletable_digests_sha256, &purged)?;
+    bundle::verify_deletable(base, manifest, &deletable, &purged).await?;
     if validation.len() != manifest.data.validation {
         return Err(format!(
             "{base}/{DATA_DIR}/validation: {} samples, but the bundle was built with {}",
@@ -354,7 +263,8 @@ pub async fn train(request: &Request, setup: Setup, started: f64, target: Target
         }
         BuildEvent::Start { .. } => {}
     };
-    let part = build_shards_async(&ctx, &[job], false, &is_deleted, &mut events).await?.remove(0);
+    let part =
+        build_shards_async(&ctx, &[job], false, &is_deleted, &mut events).await.map_err(|e| e.to_string())?.remove(0);
     let (mut retrained, mut weights) = (Vec::new(), Vec::new());
     for entry in part.nodes.iter().filter(|e| e.generation == *generation) {
         let path = &entry.weights.path;

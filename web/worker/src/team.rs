@@ -9,15 +9,20 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Array, Uint8Array};
 use s3t::bundle::NodeEntry;
-use s3t::bundle::retrain::{Backend, MOST_HELPERS, Report, Request, merge, split};
+use s3t::bundle::retrain::{Backend, MOST_HELPERS, Report, Request, merge, paired, split};
 use s3t::plan::ShardPlan;
+use s3t_host::frames::{self, post};
+use s3t_host::time::now;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
-use web_sys::{ErrorEvent, MessageEvent, Worker};
+use web_sys::{DedicatedWorkerGlobalScope, ErrorEvent, MessageEvent, Worker};
 
-use crate::job::{Setup, Target, now, post, scope, train};
+use crate::job::{Setup, Target, train};
+
+fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
 
 /// Retrains the requested shard: here on WebGPU, or on the CPU here when at most one subtree has work (or the
 /// machine has one core), else on the CPU split among helpers, with `Done` or `Failed` posted when they finish.
@@ -123,10 +128,7 @@ impl Team {
         if self.over {
             return;
         }
-        let message: Array = event.data().unchecked_into();
-        let Some(report) = message.get(0).as_string().and_then(|t| serde_json::from_str::<Report>(&t).ok()) else {
-            return;
-        };
+        let Some((report, payloads)) = frames::decode::<Report>(event.data()) else { return };
         let shard = self.request.shard;
         match report {
             Report::Ready => {
@@ -151,18 +153,10 @@ impl Team {
                 post(&Report::Progress { shard, samples, nodes_done }, &[]);
             }
             Report::Done { nodes, retrained, .. } => {
-                let weights: Vec<(usize, Vec<u8>)> = retrained
-                    .iter()
-                    .zip(1..message.length())
-                    .map(|(&id, k)| (id, Uint8Array::new(&message.get(k)).to_vec()))
-                    .collect();
-                if weights.len() != retrained.len() {
-                    return self.fail(format!(
-                        "helper {i}: {} weight files for {} nodes",
-                        weights.len(),
-                        retrained.len()
-                    ));
-                }
+                let weights = match paired(&retrained, payloads) {
+                    Ok(weights) => weights,
+                    Err(e) => return self.fail(format!("helper {i}: {e}")),
+                };
                 self.parts[i] = Some((nodes, weights));
                 if self.parts.iter().all(Option::is_some)
                     && let Err(e) = self.finish()
@@ -182,7 +176,7 @@ impl Team {
             weights.extend(retrained);
         }
         weights.sort_by_key(|(id, _)| *id);
-        let nodes = merge(self.request.shard, &self.plan, &self.reuse, nodes)?;
+        let nodes = merge(self.request.shard, &self.plan, &self.reuse, nodes).map_err(|e| e.to_string())?;
         let (retrained, bytes): (Vec<usize>, Vec<Vec<u8>>) = weights.into_iter().unzip();
         let seconds = (now() - self.began) / 1000.0;
         let (shard, after) = (self.request.shard, self.request.after);

@@ -4,11 +4,10 @@
 
 use std::collections::HashSet;
 
-use s3t::bundle::guard::Guard;
-use s3t::ledger::Recovery;
-use s3t::{Action, Ledger, Router, SampleId, State};
-
-use crate::state::Retrain;
+use super::session::Retrain;
+use crate::bundle::guard::Guard;
+use crate::ledger::Recovery;
+use crate::{Action, Error, Ledger, Router, SampleId, State};
 
 /// The routing states after the bundle's ledger.
 pub struct Base {
@@ -32,14 +31,15 @@ impl Base {
     }
 
     /// Verifies ledger bytes and replays them; `name` names the ledger in errors.
-    pub fn from_ledger(name: &str, bytes: &[u8], s3t: &Router, sisa: &Router) -> Result<Self, String> {
-        let (actions, recovery) = Ledger::parse(name, bytes).map_err(|e| e.to_string())?;
+    pub fn from_ledger(name: &str, bytes: &[u8], s3t: &Router, sisa: &Router) -> crate::Result<Self> {
+        let (actions, recovery) = Ledger::parse(name, bytes)?;
         let note = match recovery {
             Recovery::Clean | Recovery::Created => None,
             repaired => Some(format!("the bundle's deletion ledger {name}: {repaired}")),
         };
-        let state = s3t.replay(&actions).map_err(|e| format!("{name}: {e}"))?;
-        let sisa = sisa.replay(deletions(&actions)).map_err(|e| format!("{name}: {e}"))?;
+        // A ledger that does not fit the bundle's partition or plan.
+        let state = s3t.replay(&actions).map_err(|e| Error::mismatch(format!("{name}: {e}")))?;
+        let sisa = sisa.replay(deletions(&actions)).map_err(|e| Error::mismatch(format!("{name}: {e}")))?;
         let deleted = state.deleted().cloned().collect();
         Ok(Self { actions, state, sisa, deleted, note })
     }
@@ -53,26 +53,29 @@ impl Base {
         sisa: &Router,
         ids: &[SampleId],
         retrains: &[Retrain],
-    ) -> Result<(State, State), String> {
+    ) -> crate::Result<(State, State)> {
         let mut state = self.state.clone();
         let mut pending = retrains.iter().peekable();
         for n in 0..=ids.len() {
             while let Some(r) = pending.next_if(|r| r.after == n) {
                 let guard = Guard::new(s3t.assignment(), state.deleted().cloned());
                 if let Some(stale) = r.nodes.iter().find_map(|e| guard.check_node(e).err()) {
-                    return Err(format!("the retrain of shard {} after {n} deletions: {stale}", r.shard));
+                    return Err(Error::mismatch(format!(
+                        "the retrain of shard {} after {n} deletions: {stale}",
+                        r.shard
+                    )));
                 }
-                s3t.apply_in_place(&mut state, &Action::Retrained { shard: r.shard }).map_err(|e| e.to_string())?;
+                s3t.apply_in_place(&mut state, &Action::Retrained { shard: r.shard })?;
             }
             if let Some(id) = ids.get(n) {
-                s3t.apply_in_place(&mut state, &Action::Delete(id.clone())).map_err(|e| e.to_string())?;
+                s3t.apply_in_place(&mut state, &Action::Delete(id.clone()))?;
             }
         }
         if let Some(r) = pending.next() {
-            return Err(format!("a retrain after {} deletions, but there are {}", r.after, ids.len()));
+            return Err(Error::mismatch(format!("a retrain after {} deletions, but there are {}", r.after, ids.len())));
         }
         let visitor: Vec<Action> = ids.iter().cloned().map(Action::Delete).collect();
-        let sisa = sisa.replay(deletions(&self.actions).chain(&visitor)).map_err(|e| e.to_string())?;
+        let sisa = sisa.replay(deletions(&self.actions).chain(&visitor))?;
         Ok((state, sisa))
     }
 
