@@ -10,7 +10,6 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-#[cfg(feature = "model")]
 use crate::bundle::guard::{Component, Stale};
 use crate::dataset::DataError;
 use crate::ledger::LedgerError;
@@ -18,7 +17,6 @@ use crate::partition::PartitionError;
 use crate::plan::PlanError;
 use crate::prior::PriorError;
 use crate::route::RouteError;
-#[cfg(feature = "model")]
 use crate::route::Served;
 use crate::sequence::SequenceError;
 use crate::simulate::SimulateError;
@@ -37,7 +35,6 @@ pub enum Error {
     Checksum { file: String, expected: String, actual: String, message: String },
     /// The guard refuses a component whose recorded lineage meets the deletions; `served` is what its shard
     /// serves, when the refusal is to serve it.
-    #[cfg(feature = "model")]
     #[error("{}", refusal(stale, served.as_ref()))]
     Stale { stale: Stale, served: Option<Served> },
     /// A manifest, shard part, node, weight file or record that does not belong here: its lineage, plan, shard or
@@ -97,7 +94,6 @@ impl Error {
 }
 
 /// The guard's refusal, with what to do about it.
-#[cfg(feature = "model")]
 fn refusal(stale: &Stale, served: Option<&Served>) -> String {
     match (served, stale.component) {
         (None, _) => stale.to_string(),
@@ -109,7 +105,6 @@ fn refusal(stale: &Stale, served: Option<&Served>) -> String {
     }
 }
 
-#[cfg(feature = "model")]
 impl From<Stale> for Error {
     fn from(stale: Stale) -> Self {
         Self::Stale { stale, served: None }

@@ -13,7 +13,7 @@
 //! - [`route`]: the pure deletion/routing state machine shared by the trainer and the browser.
 //! - [`ledger`]: the durable, checksummed, append-only deletion journal.
 //! - [`link`]: the web page's saved deletions (shareable link, local storage), parsed without trusting them.
-//! - `page` (feature `model`): the web page's pure reducers (its session, its retraining queue, its base state).
+//! - [`page`]: the web page's pure reducers (its session, its retraining queue, its base state).
 //! - [`sentence`]: a visitor's own sentence: the page's messages to its tokenizer worker.
 //! - [`simulate`]: closed form and Monte Carlo estimates of how many deletions a configuration survives.
 //! - [`error`]: [`Error`], the crate's error: variants a caller can match, the modules' own errors among them.
@@ -21,7 +21,6 @@
 //! This crate has no heavy dependencies and compiles for `wasm32-unknown-unknown`.
 
 pub mod assignment;
-#[cfg(feature = "model")]
 pub mod bundle;
 pub mod dataset;
 pub mod digest;
@@ -30,7 +29,6 @@ pub mod ledger;
 pub mod link;
 #[cfg(feature = "model")]
 pub mod model;
-#[cfg(feature = "model")]
 pub mod page;
 pub mod partition;
 pub mod plan;

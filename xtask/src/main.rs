@@ -122,6 +122,11 @@ fn test(extra: &[String]) -> Result<(), String> {
     let mut args = vec!["test", "--workspace"];
     args.extend(extra.iter().map(String::as_str));
     step("tests", run("cargo", &args))?;
+    // The core crate without the model: the page's reducers, the guard and the ledger compile and pass without burn.
+    step(
+        "tests of the core crate without burn",
+        run("cargo", &["test", "-p", "s3t", "--no-default-features", "--lib"]),
+    )?;
     browser_tests()?;
     println!("xtask: all checks passed");
     Ok(())

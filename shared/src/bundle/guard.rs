@@ -9,10 +9,15 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::manifest::{Manifest, NodeEntry, SisaEntry, SliceLineage, lineage};
+use super::entry::{NodeEntry, SisaEntry, SliceLineage, lineage};
+#[cfg(feature = "model")]
+use super::manifest::Manifest;
+#[cfg(feature = "model")]
 use crate::Error;
 use crate::partition::{Assignment, SampleId};
+#[cfg(feature = "model")]
 use crate::plan::Plan;
+#[cfg(feature = "model")]
 use crate::route::State;
 
 /// A component the bundle names, as the guard reports it.
@@ -136,6 +141,7 @@ impl Guard {
     }
 
     /// Whether a component of the manifest may be loaded and served.
+    #[cfg(feature = "model")]
     pub fn servable(&self, manifest: &Manifest, component: Component) -> bool {
         match component {
             Component::Node { shard, id } => manifest
@@ -152,6 +158,7 @@ impl Guard {
     }
 
     /// Every component of the manifest whose lineage meets the deletions (its weights must not be kept).
+    #[cfg(feature = "model")]
     pub fn stale(&self, manifest: &Manifest) -> Vec<Stale> {
         let nodes = manifest.nodes.iter().flatten().filter_map(|e| self.check_node(e).err());
         let sisa = manifest.sisa.iter().flatten().filter_map(|e| self.check_sisa(e).err());
@@ -160,6 +167,7 @@ impl Guard {
 
     /// Checks each shard's served S3T component (every node of its chain) and, when given, each shard's served
     /// SISA checkpoint. The error names the shard, node and slice, and says what to do.
+    #[cfg(feature = "model")]
     pub fn check_served(
         &self,
         manifest: &Manifest,

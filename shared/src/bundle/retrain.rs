@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::entry::{NodeEntry, verify_bytes};
 use super::guard::Guard;
-use super::manifest::{NodeEntry, verify_bytes};
 use crate::Error;
 use crate::partition::SampleId;
 use crate::plan::{Node, ShardPlan};
@@ -232,6 +232,95 @@ pub fn merge(
         .collect()
 }
 
+/// A node's training in a retrain: its clean samples (the deleted ones left out) × the passes its run makes.
+/// The worker's progress counts these, so the page's estimate and its progress bar speak of the same samples.
+#[cfg(feature = "model")]
+pub fn node_samples(
+    manifest: &super::Manifest,
+    assignment: &crate::partition::Assignment,
+    guard: &Guard,
+    node: &Node,
+    slices: u16,
+) -> usize {
+    let run = manifest.train.for_slices(node.prefix.len(), usize::from(slices));
+    let clean = node
+        .prefix
+        .iter()
+        .map(|&slice| {
+            let cell = crate::Cell { shard: node.shard, slice };
+            assignment.members(cell).iter().filter(|id| !guard.is_deleted(id)).count()
+        })
+        .sum::<usize>();
+    clean * run.epochs
+}
+
+/// Most helper workers a page's retrain starts, whatever the machine reports: each holds the shard's data and
+/// backbone activations.
+pub const MOST_HELPERS: usize = 4;
+
+/// A training sample's cost through one trainable layer (forward and the adapters' backward), in forward passes of
+/// one sample through one layer. Measured in the page's CPU worker on the MiniLM demo (2 cores): 7.1 ms a sample
+/// and layer in training, 3.9 ms forward; LoRA's backward needs no gradient of the frozen weights.
+pub const TRAIN_PASSES: f64 = 1.8;
+/// A validation sample scored after a pass, per layer, in forward passes (the same measurement: 5.5 ms).
+pub const VALIDATION_PASSES: f64 = 1.4;
+
+/// What retraining a shard will take, before it starts: the nodes the guard does not allow reused, their training
+/// samples, and the work in forward passes of one sample through one encoder layer.
+#[cfg(feature = "model")]
+#[derive(Clone, Debug, PartialEq)]
+pub struct Estimate {
+    pub nodes: usize,
+    pub samples: usize,
+    /// The frozen layers below the top group, once per sample of the shard and of the validation split (each helper
+    /// computes them for itself, at the same time).
+    pub features: f64,
+    /// The training, as it runs in `helpers` workers: the subtrees under the shard's top-level nodes are independent,
+    /// so the longest helper's share when each has one, else the whole spread evenly.
+    pub training: f64,
+}
+
+#[cfg(feature = "model")]
+impl Estimate {
+    /// The work of retraining `shard` with `reuse` (the guard's [`Guard::reusable`]) among `helpers` workers.
+    pub fn new(
+        manifest: &super::Manifest,
+        plan: &ShardPlan,
+        assignment: &crate::partition::Assignment,
+        guard: &Guard,
+        reuse: &[Option<NodeEntry>],
+        helpers: usize,
+    ) -> Self {
+        let config = &manifest.model;
+        let slices = manifest.partition.slices;
+        let depth = config.vit.depth as f64;
+        let validation = manifest.data.validation as f64;
+        let members: usize =
+            (0..slices).map(|slice| assignment.members(crate::Cell { shard: plan.shard, slice }).len()).sum();
+        let features = (members as f64 + validation) * config.first_block_of_group(1) as f64;
+        let (mut nodes, mut samples) = (0, 0);
+        let mut by_root = std::collections::BTreeMap::<u16, f64>::new();
+        for node in plan.nodes.iter().filter(|n| reuse.get(n.id).is_none_or(Option::is_none)) {
+            let trained = node_samples(manifest, assignment, guard, node, slices);
+            let run = manifest.train.for_slices(node.prefix.len(), usize::from(slices));
+            let layers = depth - config.first_block_of_group(node.prefix.len()) as f64;
+            let work = layers * (TRAIN_PASSES * trained as f64 + VALIDATION_PASSES * validation * run.epochs as f64);
+            *by_root.entry(node.prefix.first().copied().unwrap_or(0)).or_default() += work;
+            nodes += 1;
+            samples += trained;
+        }
+        let total: f64 = by_root.values().sum();
+        let longest = by_root.values().copied().fold(0.0, f64::max);
+        let training = if helpers >= by_root.len() { longest } else { total / helpers.max(1) as f64 };
+        Self { nodes, samples, features, training }
+    }
+
+    /// Seconds at `layer_ms` per sample per encoder layer (forward, in the worker).
+    pub fn seconds(&self, layer_ms: f64) -> f64 {
+        (self.features + self.training) * layer_ms / 1000.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,91 +387,5 @@ mod tests {
         let error = merge(0, &plan, &reuse, Vec::new()).expect_err("a subtree is missing");
         assert!(matches!(error, Error::Mismatch { .. }), "{error}");
         assert!(error.to_string().contains(&format!("node {root} was neither")), "{error}");
-    }
-}
-
-/// A node's training in a retrain: its clean samples (the deleted ones left out) × the passes its run makes.
-/// The worker's progress counts these, so the page's estimate and its progress bar speak of the same samples.
-pub fn node_samples(
-    manifest: &super::Manifest,
-    assignment: &crate::partition::Assignment,
-    guard: &Guard,
-    node: &Node,
-    slices: u16,
-) -> usize {
-    let run = manifest.train.for_slices(node.prefix.len(), usize::from(slices));
-    let clean = node
-        .prefix
-        .iter()
-        .map(|&slice| {
-            let cell = crate::Cell { shard: node.shard, slice };
-            assignment.members(cell).iter().filter(|id| !guard.is_deleted(id)).count()
-        })
-        .sum::<usize>();
-    clean * run.epochs
-}
-
-/// Most helper workers a page's retrain starts, whatever the machine reports: each holds the shard's data and
-/// backbone activations.
-pub const MOST_HELPERS: usize = 4;
-
-/// A training sample's cost through one trainable layer (forward and the adapters' backward), in forward passes of
-/// one sample through one layer. Measured in the page's CPU worker on the MiniLM demo (2 cores): 7.1 ms a sample
-/// and layer in training, 3.9 ms forward; LoRA's backward needs no gradient of the frozen weights.
-pub const TRAIN_PASSES: f64 = 1.8;
-/// A validation sample scored after a pass, per layer, in forward passes (the same measurement: 5.5 ms).
-pub const VALIDATION_PASSES: f64 = 1.4;
-
-/// What retraining a shard will take, before it starts: the nodes the guard does not allow reused, their training
-/// samples, and the work in forward passes of one sample through one encoder layer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Estimate {
-    pub nodes: usize,
-    pub samples: usize,
-    /// The frozen layers below the top group, once per sample of the shard and of the validation split (each helper
-    /// computes them for itself, at the same time).
-    pub features: f64,
-    /// The training, as it runs in `helpers` workers: the subtrees under the shard's top-level nodes are independent,
-    /// so the longest helper's share when each has one, else the whole spread evenly.
-    pub training: f64,
-}
-
-impl Estimate {
-    /// The work of retraining `shard` with `reuse` (the guard's [`Guard::reusable`]) among `helpers` workers.
-    pub fn new(
-        manifest: &super::Manifest,
-        plan: &ShardPlan,
-        assignment: &crate::partition::Assignment,
-        guard: &Guard,
-        reuse: &[Option<NodeEntry>],
-        helpers: usize,
-    ) -> Self {
-        let config = &manifest.model;
-        let slices = manifest.partition.slices;
-        let depth = config.vit.depth as f64;
-        let validation = manifest.data.validation as f64;
-        let members: usize =
-            (0..slices).map(|slice| assignment.members(crate::Cell { shard: plan.shard, slice }).len()).sum();
-        let features = (members as f64 + validation) * config.first_block_of_group(1) as f64;
-        let (mut nodes, mut samples) = (0, 0);
-        let mut by_root = std::collections::BTreeMap::<u16, f64>::new();
-        for node in plan.nodes.iter().filter(|n| reuse.get(n.id).is_none_or(Option::is_none)) {
-            let trained = node_samples(manifest, assignment, guard, node, slices);
-            let run = manifest.train.for_slices(node.prefix.len(), usize::from(slices));
-            let layers = depth - config.first_block_of_group(node.prefix.len()) as f64;
-            let work = layers * (TRAIN_PASSES * trained as f64 + VALIDATION_PASSES * validation * run.epochs as f64);
-            *by_root.entry(node.prefix.first().copied().unwrap_or(0)).or_default() += work;
-            nodes += 1;
-            samples += trained;
-        }
-        let total: f64 = by_root.values().sum();
-        let longest = by_root.values().copied().fold(0.0, f64::max);
-        let training = if helpers >= by_root.len() { longest } else { total / helpers.max(1) as f64 };
-        Self { nodes, samples, features, training }
-    }
-
-    /// Seconds at `layer_ms` per sample per encoder layer (forward, in the worker).
-    pub fn seconds(&self, layer_ms: f64) -> f64 {
-        (self.features + self.training) * layer_ms / 1000.0
     }
 }

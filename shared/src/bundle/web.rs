@@ -23,7 +23,7 @@ use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{WeightFile, verify_bytes};
+use super::entry::{WeightFile, verify_bytes};
 use crate::Error;
 use crate::dataset::{DataError, Dataset, MAX_DECOMPRESSED_BYTES};
 

@@ -6,8 +6,9 @@ use super::Reducer;
 use super::base::Base;
 use super::retraining::{RetrainAction, Retraining};
 use super::session::{Fixed, Retrain, Session, SessionAction};
+use crate::bundle::entry::lineage;
 use crate::bundle::retrain::Report as WorkerReport;
-use crate::bundle::{NodeEntry, WeightFile, manifest::lineage};
+use crate::bundle::{NodeEntry, WeightFile};
 use crate::partition::{Assignment, Cell, Partition, PartitionMode};
 use crate::{Action, Plan, Router, SampleId, Sequence, State, Strategy};
 
