@@ -63,7 +63,7 @@ impl Loaded {
 
     /// The name of class `class`: a text bundle's labels, or an image bundle's class names.
     pub fn class_name(&self, class: usize) -> String {
-        crate::views::class_name(&self.original.manifest.data.labels, class)
+        class_name(&self.original.manifest.data.labels, class)
     }
 
     /// Every class's name, in class order.
@@ -129,6 +129,22 @@ impl Loaded {
             }
             yield_now().await;
         }
+    }
+}
+
+/// Fashion-MNIST's class names, for an image bundle that records none.
+const CLASS_NAMES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+
+/// A class's name: the bundle's label names (a text bundle records them), else Fashion-MNIST's; another source's
+/// classes are numbered.
+fn class_name(labels: &[String], class: usize) -> String {
+    match labels.get(class) {
+        Some(label) => label.clone(),
+        None if labels.is_empty() => {
+            CLASS_NAMES.get(class).map_or_else(|| format!("class {class}"), |n| (*n).to_owned())
+        }
+        None => format!("class {class}"),
     }
 }
 

@@ -10,23 +10,9 @@ use yew::prelude::*;
 
 use crate::load::Loaded;
 
-const CLASS_NAMES: [&str; 10] =
-    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 const PAGE: usize = 48;
 /// Reviews per page: a review is a line of text, not a thumbnail.
 const TEXT_PAGE: usize = 20;
-
-/// A class's name: the bundle's label names (a text bundle records them), else Fashion-MNIST's; another source's
-/// classes are numbered.
-pub fn class_name(labels: &[String], class: usize) -> String {
-    match labels.get(class) {
-        Some(label) => label.clone(),
-        None if labels.is_empty() => {
-            CLASS_NAMES.get(class).map_or_else(|| format!("class {class}"), |n| (*n).to_owned())
-        }
-        None => format!("class {class}"),
-    }
-}
 
 /// What stands in for a deleted sample: a crossed box, never its pixels.
 fn placeholder(side: u32) -> Html {

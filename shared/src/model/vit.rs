@@ -128,6 +128,8 @@ impl Block {
 /// weights folded by the caller (a level batch folds every member's at once).
 pub(crate) enum Weights<'a> {
     Adapter(Option<&'a BlockAdapter>),
+    // Only training (`learn`) folds; a build that only serves, such as the page's, never makes one.
+    #[cfg_attr(not(feature = "learn"), allow(dead_code))]
     Folded(Box<(Tensor<2>, Tensor<2>)>),
 }
 
