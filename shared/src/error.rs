@@ -13,6 +13,7 @@ use thiserror::Error;
 use crate::bundle::guard::{Component, Stale};
 use crate::dataset::DataError;
 use crate::ledger::LedgerError;
+use crate::link::LinkError;
 use crate::partition::PartitionError;
 use crate::plan::PlanError;
 use crate::prior::PriorError;
@@ -55,6 +56,9 @@ pub enum Error {
     Model(String),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// A saved state of the page (a link, local storage) that cannot be used.
+    #[error(transparent)]
+    Link(#[from] LinkError),
     #[error(transparent)]
     Partition(#[from] PartitionError),
     #[error(transparent)]
@@ -128,6 +132,43 @@ mod tests {
         let err = convert().unwrap_err();
         assert!(matches!(err, Error::Partition(crate::partition::PartitionError::ZeroShards)), "{err}");
         assert_eq!(err.to_string(), crate::partition::PartitionError::ZeroShards.to_string());
+    }
+
+    #[test]
+    fn another_bundles_link_is_a_link_error() {
+        let link = crate::link::encode("abc", &[crate::SampleId::Int(3)]);
+        let err: Error = crate::link::decode(&link, "def").unwrap_err().into();
+        assert!(matches!(err, Error::Link(_)), "{err}");
+        assert!(err.to_string().contains("another model bundle"), "{err}");
+    }
+
+    #[test]
+    fn a_stale_node_is_a_guard_refusal_naming_its_component_and_slice() {
+        use crate::bundle::guard::{Component, Guard};
+        use crate::partition::{Cell, Partition, PartitionMode};
+        let assignment =
+            Partition::new(1, 2, PartitionMode::Balanced).and_then(|p| p.assign((0..8u64).map(crate::SampleId::Int)));
+        let assignment = assignment.expect("assignment");
+        let nothing = |_: &crate::SampleId| false;
+        let lineage = crate::bundle::entry::lineage(&assignment, 0, &[1, 0], &nothing);
+        let weights = crate::bundle::WeightFile { path: String::new(), sha256: String::new(), bytes: 0 };
+        let node = crate::bundle::NodeEntry {
+            shard: 0,
+            id: 4,
+            prefix: vec![1, 0],
+            parent: Some(1),
+            seed: 0,
+            lineage,
+            samples: 8,
+            validation_accuracy: 0.0,
+            generation: 0,
+            weights,
+        };
+        let gone = assignment.members(Cell { shard: 0, slice: 0 })[0].clone();
+        let guard = Guard::new(&assignment, [gone]);
+        let err: Error = guard.check_node(&node).unwrap_err().into();
+        let Error::Stale { stale, served: None } = &err else { panic!("not a guard refusal: {err}") };
+        assert_eq!((stale.component, stale.slice), (Component::Node { shard: 0, id: 4 }, 0), "{err}");
     }
 
     #[cfg(feature = "model")]

@@ -10,6 +10,11 @@ use std::collections::HashSet;
 
 use crate::partition::SampleId;
 
+/// Why a saved state cannot be used, in one line for the page to show (another bundle's, or not a saved state).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LinkError(pub String);
+
 /// Longest text [`decode`] reads: a million six-digit ids fit with room to spare.
 pub const MAX_TEXT_BYTES: usize = 16 << 20;
 /// Most ids a saved state may hold.
@@ -48,12 +53,16 @@ pub fn encode_saved(bundle_tag: &str, saved: &Saved) -> String {
 /// Parses a saved state (a leading `#` is ignored). `Ok(None)`: nothing saved; `Ok(Some(ids))`: the deleted ids,
 /// each once, in their first order; `Err`: one line saying why the state cannot be used (another bundle's, or not a
 /// saved state at all), for the page to show before it ignores the state.
-pub fn decode(text: &str, bundle_tag: &str) -> Result<Option<Vec<SampleId>>, String> {
+pub fn decode(text: &str, bundle_tag: &str) -> Result<Option<Vec<SampleId>>, LinkError> {
     Ok(decode_saved(text, bundle_tag)?.map(|s| s.deleted))
 }
 
 /// [`decode`] with the retrains: each names a shard and a number of deletions, in order, none after the last.
-pub fn decode_saved(text: &str, bundle_tag: &str) -> Result<Option<Saved>, String> {
+pub fn decode_saved(text: &str, bundle_tag: &str) -> Result<Option<Saved>, LinkError> {
+    decode_text(text, bundle_tag).map_err(LinkError)
+}
+
+fn decode_text(text: &str, bundle_tag: &str) -> Result<Option<Saved>, String> {
     if text.len() > MAX_TEXT_BYTES {
         return Err(format!("it is {} bytes long, more than a saved state can be ({MAX_TEXT_BYTES})", text.len()));
     }
@@ -174,7 +183,7 @@ mod tests {
         assert_eq!(decode("", "abc123"), Ok(None));
         assert_eq!(decode("#", "abc123"), Ok(None));
         assert_eq!(decode("b=abc123&deleted=", "abc123"), Ok(Some(Vec::new())));
-        assert!(decode(&text, "other").unwrap_err().contains("another model bundle"));
+        assert!(decode(&text, "other").unwrap_err().0.contains("another model bundle"));
         for bad in ["garbage", "b=abc123&b=abc123", "deleted=1", "b=abc123&deleted=1,,2", "b=abc123&deleted=%zz", "b=%"]
         {
             assert!(decode(bad, "abc123").is_err(), "{bad}");
@@ -201,9 +210,9 @@ mod tests {
     #[test]
     fn bounds_its_work_and_never_panics() {
         let many = format!("b=t&deleted={}", vec!["1"; MAX_IDS + 1].join(","));
-        assert!(decode(&many, "t").unwrap_err().contains("more than"));
+        assert!(decode(&many, "t").unwrap_err().0.contains("more than"));
         let huge = "x".repeat(MAX_TEXT_BYTES + 1);
-        assert!(decode(&huge, "t").unwrap_err().contains("bytes long"));
+        assert!(decode(&huge, "t").unwrap_err().0.contains("bytes long"));
         // Odd bytes at every position of a valid state (multi-byte characters, cut escapes) only ever give errors.
         let text = encode("t", &[SampleId::Int(12), SampleId::Str("é%".into())]);
         for cut in 0..=text.len() {

@@ -461,7 +461,7 @@ fn check_link(bytes: &[u8]) -> Outcome {
             ensure(again.as_ref() == Ok(&Some(saved.clone())), || format!("{saved:?} re-encodes to {again:?}"))
         }
         // `decode` is given no source name: the page prefixes its own.
-        Err(e) => rejection(&e, &[]),
+        Err(e) => rejection(&e.0, &[]),
     }
 }
 

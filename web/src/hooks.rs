@@ -60,7 +60,7 @@ pub fn use_restore(
                 }
             }
             Ok(None) => {}
-            Err(why) => session.dispatch(SessionAction::Ignore { why, source }),
+            Err(why) => session.dispatch(SessionAction::Ignore { why: why.to_string(), source }),
         }
     });
 }
