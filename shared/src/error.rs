@@ -45,9 +45,10 @@ pub enum Error {
     /// Bad data: a data set's, a sample's or a text's content.
     #[error(transparent)]
     Data(#[from] DataError),
-    /// I/O on `path` failed; `op` is what was attempted ("read", "write", "create", …).
-    #[error("{}: cannot {op}: {source}", path.display())]
-    Io { path: PathBuf, op: &'static str, source: io::Error },
+    /// I/O on `path` failed; `op` is what was attempted ("read", "write", "create", …). The OS error is part of
+    /// the message, not a `source()`: a caller that prints the chain (`{:#}`) would show it twice.
+    #[error("{}: cannot {op}: {error}", path.display())]
+    Io { path: PathBuf, op: &'static str, error: io::Error },
     /// A file whose contents are malformed or of an unsupported format (JSON, safetensors, tokenizer, gzip).
     #[error("{file}: {message}")]
     Format { file: String, message: String },
@@ -93,7 +94,7 @@ impl Error {
     /// For `map_err`: an I/O error of `op` on `path`.
     pub fn io(path: impl Into<PathBuf>, op: &'static str) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
-        move |source| Self::Io { path, op, source }
+        move |error| Self::Io { path, op, error }
     }
 }
 
@@ -284,9 +285,11 @@ mod tests {
         fn a_missing_file_is_an_io_error_naming_its_path() {
             let dir = tempfile::tempdir().expect("a temporary directory");
             let err = crate::bundle::store::read_manifest(dir.path()).unwrap_err();
-            let Error::Io { path, op, source } = &err else { panic!("not an I/O error: {err}") };
+            let Error::Io { path, op, error } = &err else { panic!("not an I/O error: {err}") };
             assert_eq!((path.as_path(), *op), (dir.path().join("manifest.json").as_path(), "read"));
-            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+            // The OS error is said once, also where a caller prints the chain (as the trainer does, `{:#}`).
+            assert!(std::error::Error::source(&err).is_none(), "{err}");
             assert!(err.to_string().starts_with(&format!("{}: cannot read: ", path.display())), "{err}");
         }
 

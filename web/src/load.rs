@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use s3t::bundle::guard::{Component, Guard};
-use s3t::bundle::manifest::{LEDGER_FILE, MANIFEST_FILE};
+use s3t::bundle::manifest::LEDGER_FILE;
 use s3t::bundle::samples::DATA_DIR;
-use s3t::bundle::web::{self, TextExport};
+use s3t::bundle::web::TextExport;
 use s3t::bundle::{Manifest, WeightFile};
 use s3t::dataset::Dataset;
 use s3t::model::device::{DeviceChoice, select_async};
@@ -219,9 +219,7 @@ enum Test {
 
 /// A text bundle's export for the page ([`web`]): its index and the files it names, fetched (checked when opened).
 async fn text_export(base_url: &str) -> Result<(TextExport, ExportFiles), String> {
-    let index_url = format!("{base_url}/{}", web::TEXT_INDEX_FILE);
-    let text = String::from_utf8(fetch::bytes(&index_url).await?).map_err(|e| format!("{index_url}: {e}"))?;
-    let index = TextExport::from_json(&index_url, &text).map_err(|e| e.to_string())?;
+    let index = bundle::text_index(base_url).await?;
     let get = |file: &WeightFile| format!("{base_url}/{}", file.path);
     let files = ExportFiles {
         encoder: fetch::bytes(&get(&index.encoder)).await?,
@@ -250,9 +248,7 @@ impl Routers {
 pub async fn load(base_url: &str, progress: impl Fn(&str)) -> Result<Loaded, String> {
     let t = now();
     progress("manifest");
-    let manifest_url = format!("{base_url}/{MANIFEST_FILE}");
-    let text = String::from_utf8(fetch::bytes(&manifest_url).await?).map_err(|e| format!("{manifest_url}: {e}"))?;
-    let manifest = Manifest::from_json(&manifest_url, &text).map_err(|e| e.to_string())?;
+    let (manifest, manifest_url) = bundle::manifest(base_url).await?;
     let plan = manifest.plan().map_err(|e| format!("{manifest_url}: {e}"))?;
     let routers = Routers::new(&manifest, &plan).map_err(|e| format!("{manifest_url}: {e}"))?;
     progress("deletion ledger");

@@ -119,7 +119,7 @@ pub fn start_worker(
     let on_message = {
         let retraining = retraining.clone();
         Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
-            let Some((report, payloads)) = frames::decode::<Report>(event.data()) else { return };
+            let Ok((report, payloads)) = frames::decode::<Report>(event.data()) else { return };
             match report {
                 Report::Ready => retraining.dispatch(RetrainAction::WorkerReady),
                 Report::Done { shard, after, nodes, retrained, seconds } => {

@@ -9,6 +9,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::JsFuture;
 
+use s3t_host::frames::FrameError;
 use s3t_host::time::yield_now;
 
 use crate::load::Loaded;
@@ -37,8 +38,11 @@ async fn next_reply(worker: &web_sys::Worker, send: Option<&str>) -> Result<Toke
         worker.post_message(&text.into()).map_err(|e| format!("the tokenizer worker: {e:?}"))?;
     }
     let data = JsFuture::from(promise).await.map_err(|e| format!("the tokenizer worker failed: {e:?}"))?;
-    let (reply, _) = s3t_host::frames::decode(data).ok_or("the tokenizer worker's answer is not a reply")?;
-    Ok(reply)
+    match s3t_host::frames::decode(data) {
+        Ok((reply, _)) => Ok(reply),
+        Err(FrameError::NotAFrame) => Err("the tokenizer worker sent something else than text".into()),
+        Err(FrameError::Message(e)) => Err(format!("the tokenizer worker's answer: {e}")),
+    }
 }
 
 /// Tokenizes `texts` with the bundle's own tokenizer (label 0 each), as `trainer predict` does.

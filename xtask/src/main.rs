@@ -93,20 +93,19 @@ fn test(extra: &[String]) -> Result<(), String> {
             &["clippy", "--workspace", "--all-targets", "--features", "trainer/gpu-tests", "--", "-D", "warnings"],
         ),
     )?;
-    // Each wasm32 crate alone, with the features trunk builds it with: checked together, cargo would unify their
-    // features and hide what one of them alone gets wrong.
+    // Each wasm32 crate with the core and host crates it is built with, and their features as trunk builds it:
+    // checked together, cargo would unify the three crates' features and hide what one of them alone gets wrong.
+    // The core and host crates are named so that clippy lints them too (it lints only the packages selected).
     for krate in ["s3t-web", "s3t-worker", "s3t-tokenizer"] {
-        let args = ["clippy", "-p", krate, "--target", tools::WASM_TARGET, "--profile", "web", "--", "-D", "warnings"];
+        let mut args = vec!["clippy", "-p", krate, "-p", "s3t", "-p", "s3t-host", "--target", tools::WASM_TARGET];
+        args.extend(["--profile", "web", "--", "-D", "warnings"]);
         step(&format!("clippy (wasm32, {krate})"), run("cargo", &args))?;
     }
     let mut args = vec!["test", "--workspace"];
     args.extend(extra.iter().map(String::as_str));
     step("tests", run("cargo", &args))?;
     // The core crate without the model: the page's reducers, the guard and the ledger compile and pass without burn.
-    step(
-        "tests of the core crate without burn",
-        run("cargo", &["test", "-p", "s3t", "--no-default-features", "--lib"]),
-    )?;
+    step("tests of the core crate without burn", run("cargo", &["test", "-p", "s3t", "--lib"]))?;
     browser_tests()?;
     println!("xtask: all checks passed");
     Ok(())
@@ -117,10 +116,11 @@ fn test(extra: &[String]) -> Result<(), String> {
 fn browser_tests() -> Result<(), String> {
     tools::web_tools()?;
     tools::browser_tools(&root())?;
-    // `--workspace` and the default targets everywhere: cargo resolves dependency features per invocation (the
-    // dev-dependencies of the targets it builds included), and another package or target selection (`-p trainer`,
-    // `--test gpu_kernels`) compiles the whole burn stack a second time with another feature set. The kernel tests
-    // are the ones whose names say they match the CPU; `trainer/gpu-tests` only changes the trainer crate.
+    // `--workspace` and the default targets: cargo resolves dependency features per invocation (the dev-dependencies
+    // of the targets it builds included), and another selection (`--test gpu_kernels`, `cargo test -p trainer`)
+    // may compile the whole burn stack a second time with another feature set. (`cargo build -p trainer`, what
+    // `demo` builds, resolves as the tests do: see `trainer/Cargo.toml`.) The kernel tests are the ones whose names
+    // say they match the CPU; `trainer/gpu-tests` only changes the trainer crate.
     let mut kernels = run(
         "cargo",
         &["test", "--workspace", "--features", "trainer/gpu-tests", "--", "match_the_cpu", "matches_the_cpu"],

@@ -94,10 +94,10 @@ pub fn verify_digests(
     expected_sha256: &str,
     deleted: &HashSet<usize>,
 ) -> crate::Result<()> {
-    if !digests.len().is_multiple_of(RECORD_LEN) || digests_sha256(digests) != expected_sha256 {
-        return Err(Error::mismatch(format!(
-            "{file}: the sample digests are not the ones the bundle was trained with"
-        )));
+    let actual = digests_sha256(digests);
+    if !digests.len().is_multiple_of(RECORD_LEN) || actual != expected_sha256 {
+        let message = format!("{file}: the sample digests are not the ones the bundle was trained with");
+        return Err(Error::Checksum { file: file.to_owned(), expected: expected_sha256.to_owned(), actual, message });
     }
     for &i in deleted {
         if digests.get(i * RECORD_LEN..i * RECORD_LEN + SALT_LEN).is_some_and(|s| s.iter().any(|&b| b != 0)) {

@@ -493,8 +493,7 @@ async fn build_sisa(
 /// A run's selected parameters and their validation accuracy (a build always selects on the validation split).
 async fn selected<P>(unread: Unread<'_, P>) -> crate::Result<(P, f64)> {
     let fitted = unread.select(&read_back).await?;
-    let accuracy =
-        fitted.validation_accuracy.ok_or_else(|| Error::config("epochs", "model selection scored no epoch"))?;
+    let accuracy = fitted.validation_accuracy.ok_or_else(|| Error::model("model selection scored no epoch"))?;
     Ok((fitted.params, accuracy))
 }
 

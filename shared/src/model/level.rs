@@ -101,7 +101,7 @@ impl Pending<'_> {
                 best = Some((score, params));
             }
         }
-        let (score, params) = best.ok_or_else(|| crate::Error::config("epochs", "model selection scored no epoch"))?;
+        let (score, params) = best.ok_or_else(|| crate::Error::model("model selection scored no epoch"))?;
         Ok(Trained { score: Some(score), ..params })
     }
 }

@@ -1,5 +1,5 @@
-//! The web page's state (feature `model`): pure reducers over the route state machine, compiled and tested on the
-//! host. The page holds them behind yew's `use_reducer` (through [`Reducer`]); its components only render them and
+//! The web page's state: pure reducers over the route state machine, compiled and tested on the host without the
+//! model. The page holds them behind yew's `use_reducer` (through [`Reducer`]); its components only render them and
 //! dispatch actions, and its effects (the evaluation, the retraining worker, persistence) react to their counters.
 //!
 //! - [`base`]: the bundle's own ledger, replayed into the state every session starts from.

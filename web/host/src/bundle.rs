@@ -4,11 +4,28 @@
 
 use std::collections::HashSet;
 
+use s3t::bundle::manifest::{MANIFEST_FILE, verify_bytes};
 use s3t::bundle::samples::{self, DATA_DIR, DIGESTS_FILE};
-use s3t::bundle::{Manifest, WeightFile, manifest::verify_bytes, web};
+use s3t::bundle::web::{self, TEXT_INDEX_FILE, TextExport};
+use s3t::bundle::{Manifest, WeightFile};
 use s3t::dataset::{self, Dataset};
 
 use crate::fetch;
+
+/// The manifest of the bundle at `base`, and its address (errors about it name that).
+pub async fn manifest(base: &str) -> Result<(Manifest, String), String> {
+    let url = format!("{base}/{MANIFEST_FILE}");
+    let text = String::from_utf8(fetch::bytes(&url).await?).map_err(|e| format!("{url}: {e}"))?;
+    let manifest = Manifest::from_json(&url, &text).map_err(|e| e.to_string())?;
+    Ok((manifest, url))
+}
+
+/// A text bundle's export index ([`web`]), which names and checks the export's files.
+pub async fn text_index(base: &str) -> Result<TextExport, String> {
+    let url = format!("{base}/{TEXT_INDEX_FILE}");
+    let text = String::from_utf8(fetch::bytes(&url).await?).map_err(|e| format!("{url}: {e}"))?;
+    TextExport::from_json(&url, &text).map_err(|e| e.to_string())
+}
 
 /// A weight file of the bundle at `base`, checked against its manifest entry.
 pub async fn weights(base: &str, file: &WeightFile) -> Result<Vec<u8>, String> {

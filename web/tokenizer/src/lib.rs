@@ -12,15 +12,11 @@ mod worker {
     use s3t_host::fetch;
     use wasm_bindgen::JsCast;
     use wasm_bindgen::prelude::Closure;
-    use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+    use web_sys::MessageEvent;
 
     thread_local! {
         /// The tokenizer last loaded, by its sha256 (a page asks for one bundle's).
         static LOADED: RefCell<Option<(String, std::rc::Rc<TextTokenizer>)>> = const { RefCell::new(None) };
-    }
-
-    fn scope() -> DedicatedWorkerGlobalScope {
-        js_sys::global().unchecked_into()
     }
 
     fn post(reply: &TokenizeReply) {
@@ -59,7 +55,7 @@ mod worker {
                 post(&reply);
             });
         });
-        scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
+        s3t_host::frames::worker_scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
         // The handler lives as long as the worker.
         handler.forget();
         post(&TokenizeReply::Ready);

@@ -6,10 +6,9 @@ use std::collections::{BTreeSet, HashSet};
 
 use burn::tensor::Device;
 use s3t::bundle::guard::Guard;
-use s3t::bundle::manifest::MANIFEST_FILE;
 use s3t::bundle::retrain::{Backend, Report, Request, node_samples, subtrees};
 use s3t::bundle::samples::DATA_DIR;
-use s3t::bundle::web::{TEXT_INDEX_FILE, TextExport, split_file};
+use s3t::bundle::web::split_file;
 use s3t::bundle::{Manifest, NodeEntry, WeightFile};
 use s3t::dataset::{Dataset, Splits};
 use s3t::model::build::{BuildContext, BuildEvent, MemoryStore, ShardJob, build_shards_async, shard_rows};
@@ -43,9 +42,7 @@ async fn inputs(base: &str, manifest: &Manifest, device: &Device) -> Result<(Pre
         let deletable = bundle::split(base, "deletable", manifest, async || {}).await?;
         return Ok((pretrained, deletable, bundle::split(base, "validation", manifest, async || {}).await?));
     }
-    let index_url = format!("{base}/{TEXT_INDEX_FILE}");
-    let json = String::from_utf8(fetch::bytes(&index_url).await?).map_err(|e| format!("{index_url}: {e}"))?;
-    let index = TextExport::from_json(&index_url, &json).map_err(|e| e.to_string())?;
+    let index = bundle::text_index(base).await?;
     let get = |file: &WeightFile| format!("{base}/{}", file.path);
     let files = RetrainFiles {
         head: backbone,
@@ -72,9 +69,7 @@ pub struct Setup {
 
 impl Setup {
     pub async fn load(request: &Request) -> Result<Self, String> {
-        let manifest_url = format!("{}/{MANIFEST_FILE}", request.bundle);
-        let text = String::from_utf8(fetch::bytes(&manifest_url).await?).map_err(|e| format!("{manifest_url}: {e}"))?;
-        let manifest = Manifest::from_json(&manifest_url, &text).map_err(|e| e.to_string())?;
+        let (manifest, manifest_url) = bundle::manifest(&request.bundle).await?;
         let plan = manifest.plan().map_err(|e| format!("{manifest_url}: {e}"))?;
         let assignment = manifest.assignment().map_err(|e| format!("{manifest_url}: {e}"))?;
         let entries = manifest

@@ -1,14 +1,11 @@
 //! The page's retraining worker: a Web Worker that retrains one shard of the bundle on the samples that remain,
 //! with the trainer's own build code (`s3t::model::build`), on the CPU backend, off the page's main thread.
 //!
-//! It answers each [`Request`] with [`Report`]s: started, progress, then the shard's new node list and the
+//! It answers each `Request` with `Report`s: started, progress, then the shard's new node list and the
 //! retrained nodes' weights (or a failure). Nothing it sends is served before the page has checked it
-//! ([`s3t::bundle::retrain::accept`]). A whole shard is coordinated here ([`team`]), which may split it among
-//! helper workers (this same module, each given its share of the plan); each share trains with [`job`]. Only built
-//! for wasm32.
-//!
-//! [`Request`]: s3t::bundle::retrain::Request
-//! [`Report`]: s3t::bundle::retrain::Report
+//! (`s3t::bundle::retrain::accept`). A whole shard is coordinated here (`team`), which may split it among helper
+//! workers (this same module, each given its share of the plan); each share trains with `job`. Only built for
+//! wasm32.
 
 #[cfg(target_arch = "wasm32")]
 mod job;
@@ -31,7 +28,7 @@ fn listen() {
     use s3t_host::frames::post;
     use wasm_bindgen::JsCast;
     use wasm_bindgen::prelude::Closure;
-    use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+    use web_sys::MessageEvent;
 
     let handler = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
         let Some(text) = event.data().as_string() else { return };
@@ -54,8 +51,7 @@ fn listen() {
             }
         });
     });
-    let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
-    scope.set_onmessage(Some(handler.as_ref().unchecked_ref()));
+    s3t_host::frames::worker_scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
     // The handler lives as long as the worker.
     handler.forget();
     post(&Report::Ready, &[]);

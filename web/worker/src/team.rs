@@ -16,13 +16,9 @@ use s3t_host::frames::{self, post};
 use s3t_host::time::now;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
-use web_sys::{DedicatedWorkerGlobalScope, ErrorEvent, MessageEvent, Worker};
+use web_sys::{ErrorEvent, MessageEvent, Worker};
 
 use crate::job::{Setup, Target, train};
-
-fn scope() -> DedicatedWorkerGlobalScope {
-    js_sys::global().unchecked_into()
-}
 
 /// Retrains the requested shard: here on WebGPU, or on the CPU here when at most one subtree has work (or the
 /// machine has one core), else on the CPU split among helpers, with `Done` or `Failed` posted when they finish.
@@ -50,13 +46,13 @@ pub async fn coordinate(request: &Request) -> Result<(), String> {
 
 /// The CPU part of [`coordinate`].
 async fn on_cpu(request: &Request, setup: Setup, began: f64, target: Target) -> Result<(), String> {
-    let cores = scope().navigator().hardware_concurrency() as usize;
+    let cores = frames::worker_scope().navigator().hardware_concurrency() as usize;
     let shares = split(setup.shard_plan(request.shard), |n| setup.work(n), cores.clamp(1, MOST_HELPERS));
     if shares.len() <= 1 {
         return train(request, setup, began, target).await;
     }
     let helpers = target.describe(shares.len());
-    let url = scope().location().href();
+    let url = frames::worker_scope().location().href();
     let team = Rc::new(RefCell::new(Team {
         request: request.clone(),
         began,
@@ -128,7 +124,7 @@ impl Team {
         if self.over {
             return;
         }
-        let Some((report, payloads)) = frames::decode::<Report>(event.data()) else { return };
+        let Ok((report, payloads)) = frames::decode::<Report>(event.data()) else { return };
         let shard = self.request.shard;
         match report {
             Report::Ready => {
